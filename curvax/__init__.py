@@ -1,0 +1,19 @@
+"""curvax: nonlinear least-squares curve fitting on JAX."""
+
+from curvax.core.least_squares import least_squares
+from curvax.core.result import FitResult
+from curvax.curve_fit import curve_fit, fit_curve
+from curvax.warnings import CurvaxWarning, OptimizeWarning, PerformanceWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CurvaxWarning",
+    "FitResult",
+    "OptimizeWarning",
+    "PerformanceWarning",
+    "__version__",
+    "curve_fit",
+    "fit_curve",
+    "least_squares",
+]

@@ -1,0 +1,286 @@
+"""Compile and run one fit: the bridge from a problem definition to a solver.
+
+A :class:`Kernel` names everything that changes the *program* (model, Jacobian
+strategy, loss, method, scaling mode, block size, kind of weighting); the data,
+starting point, bounds and tolerances are run-time arguments.  Compiled programs are
+kept in a bounded least-recently-used cache keyed by the kernel (and, inside
+``jax.jit``, by array shapes and dtypes), so fitting new data of the same shape with
+the same model reuses the compiled program.  The cache size is read once from the
+environment variable ``CURVAX_COMPILE_CACHE_SIZE`` (default 64 kernels).
+
+Kinds of problem:
+
+``'pointwise'``
+    independent points, ``r_i = w_i (f(x_i, p) − y_i)``; reduced block by block.
+``'cov'``
+    curve fitting with a full covariance ``Σ = L Lᵀ`` of the data (2-D ``sigma``):
+    ``r = L⁻¹ (f(x, p) − y)`` couples all points and is reduced as one block.
+``'ls'``
+    a general residual function ``fun(p, *args, **kwargs)`` (``least_squares``).
+
+Data travel as one dict: ``x``, ``y``, ``w`` (1/σ), ``mask``, ``L`` (Cholesky factor of
+a 2-D sigma), ``args``/``kwargs`` (``least_squares``) and ``p_full`` (the values of
+fixed parameters, when ``Kernel.fixed`` marks some).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from curvax.core.lm import lm
+from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
+from curvax.core.problem import (
+    adapt_model,
+    dense_reducer,
+    host_model,
+    pointwise_reducer,
+    value_and_jacobian,
+)
+from curvax.core.reduction import Reduction
+from curvax.core.trf import SolverOutput, trf
+
+Array = jax.Array
+
+DEFAULT_BLOCK_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Static description of a fit program (hashable; functions compare by identity)."""
+
+    kind: str  # 'pointwise' | 'cov' | 'ls'
+    fn: Callable[..., Any]  # user model f (pointwise/cov) or residual fun (ls)
+    param_style: str  # 'args' | 'array' (pointwise/cov); ignored for 'ls'
+    jac: str | Callable[..., Any]  # 'fwd' | 'rev' | '2-point' | '3-point' | 'host' | callable
+    loss: str | Callable[..., Any]
+    method: str  # 'trf' | 'lm'
+    jac_scale: bool
+    block_size: int = DEFAULT_BLOCK_SIZE
+    fixed: tuple[bool, ...] | None = None  # True where a parameter is held fixed
+
+
+class RunOutput(NamedTuple):
+    solver: SolverOutput
+    residuals: Array
+
+
+def _free_index(k: Kernel) -> np.ndarray | None:
+    return None if k.fixed is None else np.nonzero(~np.asarray(k.fixed))[0]
+
+
+def _embed(k: Kernel, data: dict, q: Array) -> Array:
+    """Full parameter vector from the free ones (fixed values come from the data)."""
+    idx = _free_index(k)
+    if idx is None:
+        return q
+    return data["p_full"].astype(q.dtype).at[idx].set(q)
+
+
+def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
+    """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable)."""
+    g = adapt_model(k.fn, k.param_style)
+    if k.jac == "host":
+        return host_model(g)
+    if callable(k.jac):
+        return g, adapt_model(k.jac, k.param_style)
+    return g, k.jac
+
+
+def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
+    """``(residuals(data, q), jacobian(data, q), reducer(data, f_scale))`` of a kernel.
+
+    ``q`` are the free parameters; ``jacobian`` is a mode name or a callable giving the
+    (m, n_free) Jacobian of the residuals.
+    """
+    rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
+    idx = _free_index(k)
+
+    def cols(J: Array) -> Array:
+        return J if idx is None else J[:, idx]
+
+    if k.kind == "ls":
+
+        def resid(data: dict, q: Array) -> Array:
+            p = _embed(k, data, q)
+            return jnp.atleast_1d(k.fn(p, *data["args"], **data["kwargs"]))
+
+        def user_jac(data: dict, q: Array) -> Array:
+            p = _embed(k, data, q)
+            return cols(jnp.atleast_2d(k.jac(p, *data["args"], **data["kwargs"])))
+
+    else:
+        g0, jac0 = _model_parts(k)
+
+        def g(x: Any, q: Array, data: dict) -> Array:
+            return g0(x, _embed(k, data, q))
+
+        if k.kind == "cov":
+
+            def resid(data: dict, q: Array) -> Array:
+                return jsl.solve_triangular(
+                    data["L"], g(data["x"], q, data) - data["y"], lower=True
+                )
+
+            def user_jac(data: dict, q: Array) -> Array:
+                J = cols(jac0(data["x"], _embed(k, data, q)))
+                return jsl.solve_triangular(data["L"], J, lower=True)
+
+        else:
+
+            def resid(data: dict, q: Array) -> Array:
+                r = g(data["x"], q, data) - data["y"]
+                if data.get("w") is not None:
+                    r = r * data["w"]
+                if data.get("mask") is not None:
+                    r = jnp.where(data["mask"], r, 0.0)
+                return r
+
+            def user_jac(data: dict, q: Array) -> Array:
+                J = cols(jac0(data["x"], _embed(k, data, q)))
+                if data.get("w") is not None:
+                    J = J * data["w"][:, None]
+                return J
+
+    has_callable_jac = callable(k.jac) or k.jac == "host"
+    mode = "fwd" if has_callable_jac else k.jac
+
+    def jacobian(data: dict, q: Array) -> tuple[Array, Array]:
+        if has_callable_jac:
+            return resid(data, q), user_jac(data, q)
+        return value_and_jacobian(lambda t: resid(data, t), q, mode)
+
+    def reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
+        if k.kind == "pointwise":
+            g0, jac0 = _model_parts(k)
+            if idx is None:
+                gm, jm = g0, jac0
+            else:
+
+                def gm(x: Any, q: Array) -> Array:
+                    return g0(x, _embed(k, data, q))
+
+                jm = (lambda x, q: cols(jac0(x, _embed(k, data, q)))) if callable(jac0) else jac0
+            return pointwise_reducer(
+                gm,
+                jm,
+                data["x"],
+                data["y"],
+                data.get("w"),
+                data.get("mask"),
+                rho_fn,
+                f_scale,
+                k.block_size,
+            )
+        jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
+        return dense_reducer(lambda q: resid(data, q), jfun, rho_fn, f_scale)
+
+    return resid, jacobian, reducer
+
+
+def _compile(k: Kernel) -> tuple[Callable, Callable]:
+    resid, jacobian, reducer = _build(k)
+    rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
+
+    def run(
+        data: dict,
+        x0: Array,
+        lb: Array,
+        ub: Array,
+        x_scale: Array,
+        f_scale: Array,
+        ftol: Array,
+        xtol: Array,
+        gtol: Array,
+        max_nfev: Array,
+    ) -> RunOutput:
+        reduce_fn = reducer(data, f_scale)
+        m = jax.eval_shape(lambda q: resid(data, q), x0).shape[0]
+        xs = None if k.jac_scale else x_scale
+        if k.method == "lm":
+            out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m)
+        else:
+            out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m)
+        return RunOutput(out, resid(data, out.x))
+
+    def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:
+        """Loss-rescaled Jacobian at ``q`` (m, n_free), materialised on request only."""
+        r, J = jacobian(data, q)
+        if k.kind == "pointwise" and data.get("mask") is not None:
+            J = jnp.where(data["mask"][:, None], J, 0.0)
+        if rho_fn is None:
+            return J
+        return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]
+
+    return jax.jit(run), jax.jit(final_jacobian)
+
+
+def _cache_size() -> int:
+    raw = os.environ.get("CURVAX_COMPILE_CACHE_SIZE", "64")
+    try:
+        size = int(raw)
+    except ValueError as err:
+        raise ValueError(
+            f"CURVAX_COMPILE_CACHE_SIZE must be a positive integer, got {raw!r}"
+        ) from err
+    if size < 1:
+        raise ValueError(f"CURVAX_COMPILE_CACHE_SIZE must be a positive integer, got {raw!r}")
+    return size
+
+
+class CompileCache:
+    """Bounded LRU cache of compiled programs, keyed by :class:`Kernel`.
+
+    Evicting an entry drops the ``jax.jit`` wrapper and with it its compiled
+    executables.  Unhashable kernels (e.g. a callable object without ``__hash__``) are
+    compiled without caching.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._entries: OrderedDict[Kernel, tuple[Callable, Callable]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, k: Kernel) -> tuple[Callable, Callable]:
+        try:
+            hash(k)
+        except TypeError:
+            return _compile(k)
+        with self._lock:
+            hit = self._entries.pop(k, None)
+            if hit is None:
+                hit = _compile(k)
+            self._entries[k] = hit
+            while len(self._entries) > self.max_size:
+                self._entries.popitem(last=False)
+            return hit
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+COMPILE_CACHE = CompileCache(_cache_size())
+
+
+def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
+    """Run the compiled program of ``k`` on ``data`` (see :func:`_compile`)."""
+    run, _ = COMPILE_CACHE.get(k)
+    return run(data, **run_args)
+
+
+def jacobian_at(k: Kernel, data: Any, p: Array, f_scale: Array) -> Array:
+    """The loss-rescaled Jacobian at ``p`` (materialised: m × n)."""
+    _, jac = COMPILE_CACHE.get(k)
+    return jac(data, p, f_scale)

@@ -1,0 +1,187 @@
+"""Levenberg–Marquardt solver (unbounded), compiled as one ``lax.while_loop``.
+
+Minimises ``C(x) = ½ Σ ρ(r_i(x)²)`` without bounds, following Moré (1977), "The
+Levenberg–Marquardt algorithm: implementation and theory" — the algorithm of
+MINPACK's ``lmder``, which ``scipy.optimize.leastsq`` and ``curve_fit(method='lm')``
+call — but driven by the data reduction (``R``, ``Qᵀr``) rather than a full Jacobian,
+and with the subproblem solved by one SVD (:func:`~curvax.core.trust_region.solve_trust_region`).
+
+Each iteration solves ``min ‖R s + Qᵀr‖  s.t. ‖D s‖ ≤ Δ`` where ``D`` holds the
+Jacobian column norms (the largest seen so far; or ``1/x_scale`` when given), which
+makes the method invariant to the scale of the parameters.  Δ starts at
+``100·‖D x₀‖`` and is updated with Moré's rules from the ratio ρ of actual to
+predicted relative reductions of ``‖r‖``; a step is accepted when ρ ≥ 10⁻⁴.
+
+Termination (MINPACK's tests, reported with ``least_squares`` status codes):
+
+* status 2 (``ftol``): both the actual and predicted relative reductions of the sum of
+  squares are at most ``ftol``;
+* status 3 (``xtol``): ``Δ ≤ xtol · ‖D x‖``;
+* status 4: both of the above;
+* status 1 (``gtol``): the largest cosine between the residual vector and a column of
+  the Jacobian is at most ``gtol``;
+* status 0: ``max_nfev`` evaluations were spent.
+
+When a tolerance is below machine precision MINPACK reports "no further improvement
+possible"; here that state is reported as the corresponding convergence status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from curvax.core import trust_region as tr
+from curvax.core.reduction import Reduction
+from curvax.core.trf import SolverOutput
+
+Array = jax.Array
+
+STEP_BOUND_FACTOR = 100.0
+
+
+class _State(NamedTuple):
+    x: Array
+    red: Reduction
+    diag: Array
+    Delta: Array
+    par: Array
+    nfev: Array
+    nit: Array
+    status: Array
+
+
+def _gtol_measure(red: Reduction, diag_cols: Array) -> Array:
+    """max_j |J_jᵀ r| / (‖J_j‖ ‖r‖): the cosine test of MINPACK."""
+    fnorm = jnp.sqrt(jnp.sum(red.qtf**2) + red.factor[-1, -1] ** 2)
+    g = jnp.abs(red.grad)
+    denom = diag_cols * fnorm
+    return jnp.max(jnp.where(denom > 0, g / jnp.where(denom > 0, denom, 1.0), 0.0))
+
+
+def lm(
+    reduce_fn: Callable[[Array], Reduction],
+    x0: Array,
+    x_scale: Array | None,
+    ftol: Array,
+    xtol: Array,
+    gtol: Array,
+    max_nfev: Array,
+    n_residuals: int,
+    polish_steps: int = 20,
+) -> SolverOutput:
+    """Run Levenberg–Marquardt from ``x0``; ``x_scale=None`` means Jacobian scaling.
+
+    After convergence, up to ``polish_steps`` Gauss–Newton refinement steps are tried
+    (:func:`~curvax.core.trust_region.gauss_newton_polish`).
+    """
+    dtype = x0.dtype
+    eps = jnp.finfo(dtype).eps
+    red0 = reduce_fn(x0)
+    finite0 = jnp.isfinite(red0.cost) & (red0.n_nonfinite == 0)
+    colnorm0 = jnp.sqrt(jnp.sum(red0.R**2, axis=0))
+    if x_scale is None:
+        diag0 = jnp.where(colnorm0 == 0, 1.0, colnorm0)
+    else:
+        diag0 = 1.0 / x_scale
+    Delta0 = STEP_BOUND_FACTOR * tr.norm(diag0 * x0)
+    Delta0 = jnp.where(Delta0 == 0, STEP_BOUND_FACTOR, Delta0)
+    status0 = jnp.where(
+        ~finite0,
+        -1,
+        jnp.where(
+            _gtol_measure(red0, colnorm0) <= jnp.maximum(gtol, eps),
+            1,
+            jnp.where(max_nfev <= 1, 0, tr.RUNNING),
+        ),
+    )
+    state = _State(
+        x0,
+        red0,
+        diag0,
+        Delta0.astype(dtype),
+        jnp.zeros((), dtype),
+        jnp.ones((), jnp.int32),
+        jnp.zeros((), jnp.int32),
+        status0.astype(jnp.int32),
+    )
+
+    def body(st: _State) -> _State:
+        x, red, D = st.x, st.red, st.diag
+        fnorm2 = 2.0 * red.cost
+        fnorm = jnp.sqrt(fnorm2)
+        sub = tr.subproblem_from_factor(red.R / D, red.qtf)
+        s_h, par = tr.solve_trust_region(sub, n_residuals, st.Delta, st.par)
+        step = s_h / D
+        pnorm = tr.norm(s_h)
+        Delta = jnp.where(st.nit == 0, jnp.minimum(st.Delta, pnorm), st.Delta)
+
+        x_new = x + step
+        red_new = reduce_fn(x_new)
+        nfev = st.nfev + 1
+        finite = jnp.isfinite(red_new.cost) & (red_new.n_nonfinite == 0)
+        fnorm1 = jnp.sqrt(2.0 * red_new.cost)
+
+        safe_f = jnp.where(fnorm > 0, fnorm, 1.0)
+        actred = jnp.where(finite & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / safe_f) ** 2, -1.0)
+        t1 = tr.norm(red.R @ step) / safe_f
+        t2 = jnp.sqrt(par) * pnorm / safe_f
+        prered = t1**2 + t2**2 / 0.5
+        dirder = -(t1**2 + t2**2)
+        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+
+        # Moré's radius update.
+        temp = jnp.where(
+            actred >= 0,
+            0.5,
+            0.5 * dirder / jnp.where(dirder + 0.5 * actred != 0, dirder + 0.5 * actred, -1.0),
+        )
+        temp = jnp.where((0.1 * fnorm1 >= fnorm) | (temp < 0.1) | ~finite, 0.1, temp)
+        shrink = ratio <= 0.25
+        grow = ~shrink & ((par == 0) | (ratio >= 0.75))
+        Delta = jnp.where(
+            shrink, temp * jnp.minimum(Delta, pnorm / 0.1), jnp.where(grow, pnorm / 0.5, Delta)
+        )
+        par = jnp.where(shrink, par / temp, jnp.where(grow, 0.5 * par, par))
+
+        accept = finite & (ratio >= 1e-4)
+        x_out = jnp.where(accept, x_new, x)
+        red_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        colnorm = jnp.sqrt(jnp.sum(red_out.R**2, axis=0))
+        D_out = jnp.where(accept & (x_scale is None), jnp.maximum(D, colnorm), D)
+        xnorm = tr.norm(D_out * x_out)
+
+        f_ok = (
+            finite
+            & (jnp.abs(actred) <= jnp.maximum(ftol, eps))
+            & (prered <= jnp.maximum(ftol, eps))
+            & (0.5 * ratio <= 1.0)
+        )
+        x_ok = Delta <= jnp.maximum(xtol, eps) * xnorm
+        status = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, tr.RUNNING)))
+        g_ok = accept & (_gtol_measure(red_out, colnorm) <= jnp.maximum(gtol, eps))
+        status = jnp.where((status == tr.RUNNING) & g_ok, 1, status)
+        status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
+        nit = st.nit + accept.astype(jnp.int32)
+        return _State(x_out, red_out, D_out, Delta, par, nfev, nit, status.astype(jnp.int32))
+
+    st = jax.lax.while_loop(lambda s: s.status == tr.RUNNING, body, state)
+    converged = (st.status >= 1) & (st.status <= 4)
+    inf = jnp.full_like(x0, jnp.inf)
+    x, red, n_pol = tr.gauss_newton_polish(
+        reduce_fn, st.x, st.red, -inf, inf, n_residuals, jnp.where(converged, polish_steps, 0)
+    )
+    return SolverOutput(
+        x=x,
+        reduction=red,
+        initial_cost=red0.cost,
+        optimality=jnp.max(jnp.abs(red.grad)),
+        active_mask=jnp.zeros(x0.shape, jnp.int32),
+        nfev=st.nfev + n_pol,
+        njev=st.nfev + n_pol,
+        nit=st.nit,
+        status=st.status,
+    )

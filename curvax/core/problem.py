@@ -1,0 +1,260 @@
+"""Problem definition: model adapter, Jacobian strategy and the data reduction.
+
+A *model* is called in one canonical form inside curvax, ``f(x, params)`` with
+``params`` a 1-D array; :func:`adapt_model` wraps the forms users write
+(``f(x, a, b, c)`` as in SciPy, or ``f(x, params)``).
+
+The residual of point i is ``r_i = w_i · (f(x_i, p) − y_i)`` with ``w_i = 1/σ_i``
+(``w_i = 1`` without ``sigma``).  Its Jacobian is obtained, per block of points, by
+
+* ``'fwd'`` — forward-mode automatic differentiation (``jax.linearize`` + one
+  batched tangent pass: one fused evaluation of values and all p columns);
+* ``'rev'`` — reverse mode (preferable only when a block has fewer rows than p);
+* a user callable returning the (n, p) Jacobian of the *model*;
+* ``'2-point'`` / ``'3-point'`` — finite differences inside JAX (SciPy's step rules);
+* ``'host'`` — for models that JAX cannot trace (written with plain NumPy): values and
+  central finite differences are computed in Python through ``jax.pure_callback``.
+  This is the documented slow path.
+
+:func:`pointwise_reducer` returns the reduction function ``p ↦ Reduction`` for data
+whose points are independent (the normal curve-fitting case): the data are visited in
+blocks of ``block_size`` points inside one compiled ``lax.scan``, so the N×p Jacobian
+never exists in memory.  :func:`dense_reducer` does the same for a residual function
+of the whole parameter vector (``least_squares``, or a 2-D ``sigma`` that couples
+points), in a single block.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from curvax.core.reduction import (
+    Reduction,
+    block_rows,
+    merge,
+    reduce_block,
+    reduce_scan,
+    triangularize,
+)
+
+Array = jax.Array
+
+JAC_MODES = ("fwd", "rev", "2-point", "3-point", "host")
+
+
+# --- model signature ------------------------------------------------------------------
+
+
+def count_model_params(f: Callable[..., Any]) -> int | None:
+    """Number of fit parameters implied by ``f(x, a, b, ...)``'s signature, or None.
+
+    Returns None when the signature has ``*args`` or cannot be inspected.
+    """
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):
+        return None
+    pos = []
+    for prm in sig.parameters.values():
+        if prm.kind == prm.VAR_POSITIONAL:
+            return None
+        if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD):
+            pos.append(prm)
+    return len(pos) - 1 if pos else None
+
+
+def detect_param_style(f: Callable[..., Any], n_params: int, style: str = "auto") -> str:
+    """Decide whether ``f`` takes parameters as separate arguments or as one array.
+
+    ``'args'``: ``f(x, a, b, c)`` (SciPy's form); ``'array'``: ``f(x, params)``.
+    With ``'auto'``: a model whose signature has exactly two positional parameters is
+    read as ``f(x, params)`` when more than one parameter is fitted; everything else
+    as ``'args'``.
+    """
+    if style in ("args", "array"):
+        return style
+    if style != "auto":
+        raise ValueError(f"param_style: expected 'auto', 'args' or 'array', got {style!r}")
+    n_sig = count_model_params(f)
+    if n_sig == 1 and n_params > 1:
+        return "array"
+    return "args"
+
+
+def adapt_model(f: Callable[..., Any], style: str) -> Callable[[Any, Array], Array]:
+    """Canonical ``g(x, params)`` calling ``f`` in its own form."""
+    if style == "array":
+        return f
+
+    def g(x: Any, params: Array) -> Array:
+        return f(x, *[params[i] for i in range(params.shape[0])])
+
+    return g
+
+
+# --- Jacobians -------------------------------------------------------------------------
+
+
+def fd_steps(p: Array, method: str) -> Array:
+    """Finite-difference steps as SciPy chooses them: ε^(1/2) or ε^(1/3) times max(1,|p|)."""
+    eps = jnp.finfo(p.dtype).eps
+    rel = eps**0.5 if method == "2-point" else eps ** (1.0 / 3.0)
+    sign = jnp.where(p >= 0, 1.0, -1.0)
+    h = rel * sign * jnp.maximum(1.0, jnp.abs(p))
+    return (p + h) - p  # exactly representable step
+
+
+def value_and_jacobian(resid: Callable[[Array], Array], p: Array, mode: str) -> tuple[Array, Array]:
+    """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``."""
+    n_p = p.shape[0]
+    eye = jnp.eye(n_p, dtype=p.dtype)
+    if mode == "fwd":
+        r, push = jax.linearize(resid, p)
+        return r, jax.vmap(push, out_axes=1)(eye)
+    if mode == "rev":
+        r, pull = jax.vjp(resid, p)
+        n = r.shape[0]
+        (J,) = jax.vmap(pull)(jnp.eye(n, dtype=r.dtype))
+        return r, J
+    if mode in ("2-point", "3-point"):
+        r = resid(p)
+        h = fd_steps(p, mode)
+        if mode == "2-point":
+            fp = jax.vmap(lambda e: resid(p + e))(eye * h)
+            return r, ((fp - r) / h[:, None]).T
+        fp = jax.vmap(lambda e: resid(p + e))(eye * h)
+        fm = jax.vmap(lambda e: resid(p - e))(eye * h)
+        return r, ((fp - fm) / (2.0 * h[:, None])).T
+    raise ValueError(f"jac: unknown Jacobian mode {mode!r}")
+
+
+def host_model(
+    f_canon: Callable[[Any, Any], Any],
+) -> tuple[Callable[[Array, Array], Array], Callable[[Array, Array], Array]]:
+    """Value and central-difference Jacobian of a NumPy-only model, via ``pure_callback``.
+
+    Returns JAX-callable ``(value(x, p), jacobian(x, p))``; the work runs in Python.
+    """
+
+    def value_host(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.asarray(f_canon(np.asarray(x), np.asarray(p)), dtype=p.dtype).reshape(-1)
+
+    def jac_host(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        p = np.asarray(p)
+        eps = np.finfo(p.dtype).eps
+        h = eps ** (1.0 / 3.0) * np.where(p >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(p))
+        h = (p + h) - p
+        cols = []
+        for j in range(p.size):
+            e = np.zeros_like(p)
+            e[j] = h[j]
+            cols.append((value_host(x, p + e) - value_host(x, p - e)) / (2.0 * h[j]))
+        return np.stack(cols, axis=1).astype(p.dtype)
+
+    def value(x: Array, p: Array) -> Array:
+        shape = jax.ShapeDtypeStruct((x.shape[-1],), p.dtype)
+        return jax.pure_callback(value_host, shape, x, p, vmap_method="sequential")
+
+    def jacobian(x: Array, p: Array) -> Array:
+        shape = jax.ShapeDtypeStruct((x.shape[-1], p.shape[0]), p.dtype)
+        return jax.pure_callback(jac_host, shape, x, p, vmap_method="sequential")
+
+    return value, jacobian
+
+
+def is_traceable(f_canon: Callable[[Any, Array], Array], x: Any, p0: np.ndarray) -> bool:
+    """True if JAX can trace ``f_canon(x, p)`` (checked abstractly, nothing is computed)."""
+    try:
+        jax.eval_shape(lambda p: f_canon(x, p), jax.ShapeDtypeStruct(p0.shape, p0.dtype))
+    except Exception:
+        return False
+    return True
+
+
+# --- reductions ----------------------------------------------------------------------
+
+
+def pointwise_reducer(
+    model: Callable[[Any, Array], Array],
+    jac: Callable[[Any, Array], Array] | str,
+    x: Array,
+    y: Array,
+    w: Array | None,
+    mask: Array | None,
+    rho_fn: Callable[[Array], Array] | None,
+    f_scale: Array,
+    block_size: int,
+) -> Callable[[Array], Reduction]:
+    """Reduction function for independent points, visited in blocks of ``block_size``.
+
+    ``x`` has the points on its last axis; ``y``, ``w`` (= 1/σ) and ``mask`` are (N,).
+    ``jac`` is a JAX mode name or a callable returning the model's (n, p) Jacobian.
+    The blocks are taken by ``dynamic_slice`` inside a ``lax.scan`` (no copy of the
+    data); a ragged last block is reduced separately and merged.
+    """
+    n = y.shape[0]
+    bs = min(block_size, n)
+    n_full = n // bs
+    tail = n - n_full * bs
+
+    def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
+        xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=-1)
+        yb = jax.lax.dynamic_slice_in_dim(y, start, size)
+        wb = None if w is None else jax.lax.dynamic_slice_in_dim(w, start, size)
+        mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)
+
+        if callable(jac):
+            r = model(xb, p) - yb
+            J = jac(xb, p)
+            if wb is not None:
+                r = r * wb
+                J = J * wb[:, None]
+        else:
+
+            def resid(q: Array) -> Array:
+                r = model(xb, q) - yb
+                return r if wb is None else r * wb
+
+            r, J = value_and_jacobian(resid, p, jac)
+        return block_rows(r, J, mb, rho_fn, f_scale)
+
+    def reduce_fn(p: Array) -> Reduction:
+        n_p = p.shape[0]
+        if n_full == 1 and tail == 0:
+            cost, rows, bad = block_fn(p, 0, bs)
+            return Reduction(cost, triangularize(rows), bad)
+        red = reduce_scan(lambda q, i: block_fn(q, i * bs, bs), p, jnp.arange(n_full), n_p)
+        if tail:
+            cost, rows, bad = block_fn(p, n_full * bs, tail)
+            red = merge(red, Reduction(cost, triangularize(rows), bad))
+        return red
+
+    return reduce_fn
+
+
+def dense_reducer(
+    resid: Callable[[Array], Array],
+    jac: Callable[[Array], Array] | str,
+    rho_fn: Callable[[Array], Array] | None,
+    f_scale: Array,
+) -> Callable[[Array], Reduction]:
+    """Reduction for a residual function of the whole parameter vector (one block).
+
+    ``jac`` is a JAX mode name or a callable ``p ↦ (m, p)`` Jacobian of ``resid``.
+    """
+
+    def reduce_fn(p: Array) -> Reduction:
+        if callable(jac):
+            r, J = resid(p), jac(p)
+        else:
+            r, J = value_and_jacobian(resid, p, jac)
+        return reduce_block(r, J, None, rho_fn, f_scale)
+
+    return reduce_fn

@@ -1,0 +1,198 @@
+"""The result of a fit: parameters, covariance, convergence record and a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from curvax.core.trust_region import STATUS_MESSAGES
+
+
+class FitResult:
+    """Outcome of a least-squares fit.
+
+    Attributes
+    ----------
+    x, popt : ndarray (n,)
+        Estimated parameters.
+    pcov, cov : ndarray (n, n)
+        Covariance of the estimates (see :mod:`curvax.core.covariance`); all ``inf``
+        when it could not be estimated.
+    perr : ndarray (n,)
+        Standard errors, ``sqrt(diag(pcov))``.
+    success : bool
+        True when a convergence criterion was met (status 1–4).
+    status : int
+        1 ``gtol``, 2 ``ftol``, 3 ``xtol``, 4 ``ftol`` and ``xtol``, 0 evaluation budget
+        spent, -1 improper input (e.g. residuals not finite at the start), -2 stopped
+        by a callback, -3 wall-clock limit.
+    message : str
+        The status in words.
+    cost, initial_cost : float
+        ``½ Σ ρ(r_i²)`` at the solution and at the start.
+    fun : ndarray (m,)
+        Residuals at the solution (weighted by 1/sigma, before robust rescaling).
+    jac : ndarray (m, n)
+        Jacobian of the residuals at the solution, rescaled for the robust loss as in
+        SciPy; computed on first access (it is m × n).
+    grad : ndarray (n,)
+        Gradient of the cost at the solution.
+    optimality : float
+        First-order optimality: max-norm of the (Coleman–Li scaled) gradient.
+    active_mask : ndarray of int (n,)
+        -1 / +1 where a lower / upper bound is active, 0 otherwise.
+    nfev, njev, nit : int
+        Residual evaluations, Jacobian evaluations (each trial point evaluates both in
+        one fused pass, so they are equal) and accepted iterations.
+    dtype : numpy dtype
+        Floating-point precision the fit ran in.
+    param_names : tuple of str
+        Names of the parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        x: np.ndarray,
+        pcov: np.ndarray | None,
+        status: int,
+        cost: float,
+        initial_cost: float,
+        fun: np.ndarray,
+        grad: np.ndarray,
+        nfev: int,
+        njev: int,
+        nit: int,
+        optimality: float,
+        active_mask: np.ndarray,
+        dtype: Any,
+        method: str,
+        loss: str,
+        param_names: tuple[str, ...] | None = None,
+        jac_fn: Callable[[], np.ndarray] | None = None,
+        n_points: int | None = None,
+        absolute_sigma: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.x = np.asarray(x)
+        n = self.x.size
+        self.pcov = np.full((n, n), np.inf) if pcov is None else np.asarray(pcov, dtype=np.float64)
+        self.status = int(status)
+        self.cost = float(cost)
+        self.initial_cost = float(initial_cost)
+        self.fun = np.asarray(fun)
+        self.grad = np.asarray(grad)
+        self.nfev = int(nfev)
+        self.njev = int(njev)
+        self.nit = int(nit)
+        self.optimality = float(optimality)
+        self.active_mask = np.asarray(active_mask, dtype=int)
+        self.dtype = np.dtype(dtype)
+        self.method = method
+        self.loss = loss
+        self.param_names = tuple(param_names) if param_names else tuple(f"p{i}" for i in range(n))
+        self._jac_fn = jac_fn
+        self._jac: np.ndarray | None = None
+        self.n_points = int(n_points if n_points is not None else self.fun.size)
+        self.absolute_sigma = absolute_sigma
+        self.extra = dict(extra or {})
+
+    # -- aliases and derived quantities -------------------------------------------------
+    @property
+    def popt(self) -> np.ndarray:
+        return self.x
+
+    @property
+    def cov(self) -> np.ndarray:
+        return self.pcov
+
+    @property
+    def perr(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(np.diag(self.pcov))
+
+    @property
+    def success(self) -> bool:
+        return self.status in (1, 2, 3, 4)
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES.get(self.status, f"Unknown status {self.status}.")
+
+    @property
+    def jac(self) -> np.ndarray | None:
+        if self._jac is None and self._jac_fn is not None:
+            self._jac = np.asarray(self._jac_fn())
+        return self._jac
+
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom, m − n."""
+        return self.n_points - self.x.size
+
+    @property
+    def chisqr(self) -> float:
+        """Sum of squared (weighted) residuals, ``Σ r_i²``."""
+        return float(np.sum(np.asarray(self.fun, dtype=np.float64) ** 2))
+
+    @property
+    def redchi(self) -> float:
+        """Reduced χ², ``Σ r_i² / (m − n)`` (nan when m ≤ n)."""
+        return self.chisqr / self.dof if self.dof > 0 else float("nan")
+
+    def __getitem__(self, key: str) -> Any:  # dict-style access, as scipy's OptimizeResult
+        return getattr(self, key)
+
+    # -- report ---------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A one-page readable report of the fit."""
+        lines = []
+        ok = "converged" if self.success else "NOT converged"
+        lines.append(f"curvax fit ({self.method}, loss={self.loss}, {self.dtype.name}): {ok}")
+        lines.append(f"  {self.message}")
+        lines.append(
+            f"  points={self.n_points}  parameters={self.x.size}  dof={self.dof}  "
+            f"nfev={self.nfev}  iterations={self.nit}"
+        )
+        lines.append(
+            f"  cost={self.cost:.6g} (initial {self.initial_cost:.6g})  "
+            f"chi2={self.chisqr:.6g}  reduced chi2={self.redchi:.6g}  "
+            f"optimality={self.optimality:.3g}"
+        )
+        w = max(9, *(len(s) for s in self.param_names))
+        lines.append("")
+        lines.append(f"  {'parameter':<{w}} {'value':>16} {'std error':>13} {'rel. err':>9}  bound")
+        perr = self.perr
+        for i, name in enumerate(self.param_names):
+            v = float(self.x[i])
+            e = float(perr[i])
+            rel = f"{abs(e / v):9.2%}" if v != 0 and np.isfinite(e) else f"{'-':>9}"
+            bound = {-1: "lower", 1: "upper"}.get(int(self.active_mask[i]), "")
+            lines.append(f"  {name:<{w}} {v:>16.9g} {e:>13.4g} {rel}  {bound}")
+        if not np.all(np.isfinite(self.pcov)):
+            lines.append("  (covariance could not be estimated)")
+        else:
+            d = np.sqrt(np.diag(self.pcov))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = self.pcov / np.outer(d, d)
+            pairs = [
+                (self.param_names[i], self.param_names[j], corr[i, j])
+                for i in range(len(d))
+                for j in range(i + 1, len(d))
+                if abs(corr[i, j]) > 0.9
+            ]
+            if pairs:
+                lines.append("")
+                lines.append("  strong correlations (|r| > 0.9):")
+                for a, b, c in pairs:
+                    lines.append(f"    {a} ~ {b}: {c:+.4f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.param_names, self.x))
+        return f"FitResult({vals}; success={self.success}, status={self.status})"
+
+    def __str__(self) -> str:
+        return self.summary()

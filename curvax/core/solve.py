@@ -1,0 +1,192 @@
+"""Run one fit end to end: precision scope, compiled solve, covariance, result.
+
+This is the single place where a :class:`~curvax.core.engine.Kernel` and its data
+become a :class:`~curvax.core.result.FitResult`; ``least_squares``, ``curve_fit`` and
+``CurveFit`` all come through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from curvax.core.covariance import covariance_from_factor
+from curvax.core.engine import Kernel, jacobian_at, run_kernel
+from curvax.core.result import FitResult
+
+
+@contextlib.contextmanager
+def precision(dtype: np.dtype) -> Iterator[None]:
+    """Scope in which JAX computes in ``dtype``.
+
+    float64 is switched on with ``jax.enable_x64(True)`` for the duration of the fit
+    only (a thread-local, scoped setting): the precision of the user's other JAX code
+    does not change.
+    """
+    if dtype == np.float64:
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+def to_device(tree: Any, dtype: np.dtype) -> Any:
+    """Floating arrays of ``tree`` as JAX arrays of ``dtype``; other leaves unchanged."""
+
+    def conv(a: Any) -> Any:
+        if a is None:
+            return None
+        if isinstance(a, (np.ndarray, jax.Array)) and np.issubdtype(a.dtype, np.floating):
+            return jnp.asarray(a, dtype=dtype)
+        if isinstance(a, (np.ndarray, jax.Array)) and a.dtype == bool:
+            return jnp.asarray(a)
+        return a
+
+    return jax.tree.map(conv, tree, is_leaf=lambda a: a is None)
+
+
+def strictly_feasible(x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """Move ``x0`` at least ``1e-10·max(1,|bound|)`` inside each finite bound."""
+    x = x0.copy()
+    lo = np.isfinite(lb) & (x - lb <= 1e-10 * np.maximum(1.0, np.abs(lb)))
+    hi = np.isfinite(ub) & (ub - x <= 1e-10 * np.maximum(1.0, np.abs(ub)))
+    x[lo] = lb[lo] + 1e-10 * np.maximum(1.0, np.abs(lb[lo]))
+    x[hi] = ub[hi] - 1e-10 * np.maximum(1.0, np.abs(ub[hi]))
+    tight = (x < lb) | (x > ub)
+    x[tight] = 0.5 * (lb[tight] + ub[tight])
+    return x
+
+
+def solve(
+    kernel: Kernel,
+    data: dict,
+    x0: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    *,
+    x_scale: np.ndarray | None,
+    f_scale: float,
+    ftol: float,
+    xtol: float,
+    gtol: float,
+    max_nfev: int,
+    dtype: np.dtype,
+    absolute_sigma: bool = False,
+    param_names: tuple[str, ...] | None = None,
+    loss_name: str = "linear",
+    fixed_values: np.ndarray | None = None,
+) -> FitResult:
+    """Fit and return a :class:`FitResult` with covariance.
+
+    ``x0``, ``lb``, ``ub``, ``x_scale`` refer to the *free* parameters; when
+    ``kernel.fixed`` marks fixed ones, ``fixed_values`` is the full parameter vector
+    holding their values, and the result is reported for all parameters (fixed ones
+    with zero variance).
+
+    Raises
+    ------
+    ValueError
+        If the residuals or Jacobian are not finite at the starting point.
+    """
+    n_free = x0.size
+    if kernel.method == "trf":
+        x0 = strictly_feasible(x0, lb, ub)
+    xs = np.ones(n_free) if x_scale is None else x_scale
+    with precision(dtype):
+        dev = to_device(
+            dict(
+                data=data,
+                x0=x0,
+                lb=lb,
+                ub=ub,
+                x_scale=xs,
+                f_scale=np.float64(f_scale),
+                ftol=np.float64(ftol),
+                xtol=np.float64(xtol),
+                gtol=np.float64(gtol),
+            ),
+            dtype,
+        )
+        out = run_kernel(kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), **dev)
+        sol = jax.device_get(out.solver)
+        residuals = np.asarray(out.residuals)
+
+    status = int(sol.status)
+    if status == -1:
+        nbad = int(sol.reduction.n_nonfinite)
+        raise ValueError(
+            "p0: the residuals or their Jacobian are not finite at the initial point "
+            f"({nbad} non-finite entries, cost={float(sol.initial_cost)!r}); check the "
+            "model, the data and p0"
+        )
+
+    m = residuals.shape[0]
+    R = np.asarray(sol.reduction.R, dtype=np.float64)
+    cost = float(sol.reduction.cost)
+    pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
+    x_free = np.asarray(sol.x, dtype=np.float64)
+    grad_free = np.asarray(sol.reduction.grad, dtype=np.float64)
+    active_free = np.asarray(sol.active_mask)
+
+    if kernel.fixed is not None:
+        assert fixed_values is not None
+        free = ~np.asarray(kernel.fixed)
+        n = free.size
+        x = np.array(fixed_values, dtype=np.float64)
+        x[free] = x_free
+        pcov = np.zeros((n, n))
+        pcov[np.ix_(free, free)] = pcov_free
+        if not np.all(np.isfinite(pcov_free)):
+            pcov[:] = np.inf
+        grad = np.zeros(n)
+        grad[free] = grad_free
+        active = np.zeros(n, dtype=int)
+        active[free] = active_free
+    else:
+        x, pcov, grad, active = x_free, pcov_free, grad_free, active_free
+
+    x_dev = np.asarray(sol.x)
+    f_scale_v = f_scale
+
+    def jac_fn() -> np.ndarray:
+        with precision(dtype):
+            J = np.asarray(
+                jacobian_at(
+                    kernel,
+                    to_device(data, dtype),
+                    jnp.asarray(x_dev),
+                    jnp.asarray(f_scale_v, dtype=dtype),
+                )
+            )
+        if kernel.fixed is None:
+            return J
+        full = np.zeros((J.shape[0], len(kernel.fixed)), dtype=J.dtype)
+        full[:, ~np.asarray(kernel.fixed)] = J
+        return full
+
+    return FitResult(
+        x=x.astype(dtype),
+        pcov=pcov,
+        status=status,
+        cost=cost,
+        initial_cost=float(sol.initial_cost),
+        fun=residuals,
+        grad=grad,
+        nfev=int(sol.nfev),
+        njev=int(sol.njev),
+        nit=int(sol.nit),
+        optimality=float(sol.optimality),
+        active_mask=active,
+        dtype=dtype,
+        method=kernel.method,
+        loss=loss_name,
+        param_names=param_names,
+        jac_fn=jac_fn,
+        n_points=m,
+        absolute_sigma=absolute_sigma,
+    )

@@ -1,0 +1,192 @@
+"""Trust Region Reflective (TRF) solver, compiled as one ``lax.while_loop``.
+
+Minimises ``C(x) = ½ Σ ρ(r_i(x)²)`` subject to ``lb ≤ x ≤ ub`` (bounds may be
+infinite).  The algorithm is the one of Branch, Coleman & Li (1999) as implemented in
+SciPy's ``least_squares(method='trf')`` with the exact (SVD) subproblem solver, but:
+
+* the data enter only through a :class:`~curvax.core.reduction.Reduction`
+  (cost, triangular factor ``R``, ``Qᵀr``), so the same code serves in-memory,
+  chunked, out-of-core and distributed fits;
+* each evaluation at a trial point computes the full reduction (residuals *and*
+  Jacobian, one fused pass): an accepted step then needs no second pass;
+* the whole iteration is one compiled ``while_loop`` — no return to Python.
+
+Per iteration, with ``v, dv`` the Coleman–Li scaling (:mod:`trust_region`),
+``d = √v · scale`` and ``diag_h = g · dv · scale``, the scaled subproblem is
+
+    min_s ‖R d s + Qᵀr‖² + sᵀ diag(diag_h) s,   ‖s‖ ≤ Δ,
+
+solved through the SVD of ``[R·d; diag(√diag_h)]``; the step ``d·s`` is then made
+feasible by :func:`~curvax.core.trust_region.select_step`.  One loop iteration is one
+trial point (one function + Jacobian evaluation); a rejected trial shrinks Δ.
+Status codes: see :data:`~curvax.core.trust_region.STATUS_MESSAGES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from curvax.core import trust_region as tr
+from curvax.core.reduction import Reduction
+
+Array = jax.Array
+
+
+class SolverOutput(NamedTuple):
+    """What a solver returns (all JAX arrays)."""
+
+    x: Array
+    reduction: Reduction
+    initial_cost: Array
+    optimality: Array
+    active_mask: Array
+    nfev: Array
+    njev: Array
+    nit: Array
+    status: Array
+
+
+class _State(NamedTuple):
+    x: Array
+    red: Reduction
+    scale_inv: Array
+    Delta: Array
+    alpha: Array
+    nfev: Array
+    nit: Array
+    status: Array
+
+
+def trf(
+    reduce_fn: Callable[[Array], Reduction],
+    x0: Array,
+    lb: Array,
+    ub: Array,
+    x_scale: Array | None,
+    ftol: Array,
+    xtol: Array,
+    gtol: Array,
+    max_nfev: Array,
+    n_residuals: int,
+    polish_steps: int = 20,
+) -> SolverOutput:
+    """Run TRF from ``x0`` (assumed strictly inside the bounds).
+
+    ``x_scale=None`` means ``'jac'`` (scale from Jacobian column norms, updated as the
+    fit proceeds).  ``n_residuals`` (static) is used for the rank threshold of the
+    subproblem.  If the residuals are not finite at ``x0`` the status is -1 and no
+    iteration is made.  After convergence, up to ``polish_steps`` Gauss–Newton
+    refinement steps are tried (:func:`~curvax.core.trust_region.gauss_newton_polish`).
+    """
+    dtype = x0.dtype
+    red0 = reduce_fn(x0)
+    finite0 = jnp.isfinite(red0.cost) & (red0.n_nonfinite == 0)
+    if x_scale is None:
+        scale, scale_inv = tr.jac_scale(red0.R)
+    else:
+        scale, scale_inv = x_scale, 1.0 / x_scale
+
+    def scaled_gnorm(x: Array, g: Array) -> Array:
+        v, _ = tr.coleman_li_scaling(x, g, lb, ub)
+        return jnp.max(jnp.abs(g * v))
+
+    v0, dv0 = tr.coleman_li_scaling(x0, red0.grad, lb, ub)
+    v0 = jnp.where(dv0 != 0, v0 * scale_inv, v0)
+    Delta0 = tr.norm(x0 * scale_inv / jnp.sqrt(v0))
+    Delta0 = jnp.where((Delta0 == 0) | ~jnp.isfinite(Delta0), 1.0, Delta0).astype(dtype)
+
+    status0 = jnp.where(
+        ~finite0,
+        -1,
+        jnp.where(scaled_gnorm(x0, red0.grad) < gtol, 1, jnp.where(max_nfev <= 1, 0, tr.RUNNING)),
+    )
+    state = _State(
+        x0,
+        red0,
+        scale_inv,
+        Delta0,
+        jnp.zeros((), dtype),
+        jnp.ones((), jnp.int32),
+        jnp.zeros((), jnp.int32),
+        status0.astype(jnp.int32),
+    )
+
+    def body(st: _State) -> _State:
+        x, red = st.x, st.red
+        g = red.grad
+        v, dv = tr.coleman_li_scaling(x, g, lb, ub)
+        g_norm = jnp.max(jnp.abs(g * v))
+        sc = scale if x_scale is not None else 1.0 / st.scale_inv
+        v = jnp.where(dv != 0, v * st.scale_inv, v)
+        d = jnp.sqrt(v) * sc
+        diag_h = g * dv * sc
+        g_h = d * g
+        Rh = red.R * d
+        A = jnp.concatenate([Rh, jnp.diag(jnp.sqrt(diag_h))])
+        b = jnp.concatenate([red.qtf, jnp.zeros_like(red.qtf)])
+        sub = tr.subproblem_from_factor(A, b)
+        theta = jnp.maximum(0.995, 1.0 - g_norm)
+
+        p_h, alpha = tr.solve_trust_region(sub, n_residuals, st.Delta, st.alpha)
+        p = d * p_h
+        step, step_h, predicted = tr.select_step(
+            x, Rh, diag_h, g_h, p, p_h, d, st.Delta, lb, ub, theta
+        )
+        x_new = tr.make_strictly_feasible(x + step, lb, ub, rstep=0)
+        red_new = reduce_fn(x_new)
+        nfev = st.nfev + 1
+        step_h_norm = tr.norm(step_h)
+        finite = jnp.isfinite(red_new.cost) & (red_new.n_nonfinite == 0)
+
+        actual = red.cost - red_new.cost
+        Delta_new, ratio = tr.update_radius(
+            st.Delta, actual, predicted, step_h_norm, step_h_norm > 0.95 * st.Delta
+        )
+        status = tr.termination_status(
+            actual, red.cost, tr.norm(step), tr.norm(x), ratio, ftol, xtol
+        )
+        status = jnp.where(finite, status, tr.RUNNING)
+        stopped = status != tr.RUNNING
+        accept = finite & (actual > 0)
+        # Radius and LM parameter: unchanged when the loop stops here (as in SciPy).
+        Delta = jnp.where(finite, jnp.where(stopped, st.Delta, Delta_new), 0.25 * step_h_norm)
+        alpha = jnp.where(finite & ~stopped, alpha * st.Delta / Delta_new, alpha)
+
+        x_out = jnp.where(accept, x_new, x)
+        red_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        if x_scale is None:
+            scale_inv_out = jnp.where(
+                accept, tr.jac_scale(red_new.R, st.scale_inv)[1], st.scale_inv
+            )
+        else:
+            scale_inv_out = st.scale_inv
+        nit = st.nit + accept.astype(jnp.int32)
+
+        g_norm_out = scaled_gnorm(x_out, red_out.grad)
+        status = jnp.where(~stopped & accept & (g_norm_out < gtol), 1, status)
+        status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
+        return _State(
+            x_out, red_out, scale_inv_out, Delta, alpha, nfev, nit, status.astype(jnp.int32)
+        )
+
+    st = jax.lax.while_loop(lambda s: s.status == tr.RUNNING, body, state)
+    converged = (st.status >= 1) & (st.status <= 4)
+    x, red, n_pol = tr.gauss_newton_polish(
+        reduce_fn, st.x, st.red, lb, ub, n_residuals, jnp.where(converged, polish_steps, 0)
+    )
+    g_norm = scaled_gnorm(x, red.grad)
+    return SolverOutput(
+        x=x,
+        reduction=red,
+        initial_cost=red0.cost,
+        optimality=g_norm,
+        active_mask=tr.active_constraints(x, lb, ub, xtol),
+        nfev=st.nfev + n_pol,
+        njev=st.nfev + n_pol,
+        nit=st.nit,
+        status=st.status,
+    )

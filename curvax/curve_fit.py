@@ -1,0 +1,478 @@
+"""``curve_fit``: a drop-in replacement for ``scipy.optimize.curve_fit``.
+
+Fits ``ydata ≈ f(xdata, *params)`` by minimising
+
+    C(p) = ½ Σ_i ρ(r_i²),     r = W (f(xdata, p) − ydata),
+
+where ``W = diag(1/σ)`` for a 1-D ``sigma``, ``W = L⁻¹`` with ``Σ = L Lᵀ`` for a 2-D
+``sigma`` (the covariance of ``ydata``), and ``W = I`` without ``sigma``; ρ is the
+robust loss (ordinary least squares by default).  The returned covariance is the
+Gauss–Newton one of :mod:`curvax.core.covariance`.
+
+:func:`fit_curve` does the work and returns a :class:`~curvax.core.result.FitResult`;
+:func:`curve_fit` wraps it with SciPy's return convention.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
+from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
+from curvax.core.problem import adapt_model, count_model_params, detect_param_style, is_traceable
+from curvax.core.result import FitResult
+from curvax.core.solve import solve
+from curvax.core.validation import (
+    check_f_scale,
+    check_feasible,
+    check_loss,
+    check_max_nfev,
+    check_method,
+    check_tolerances,
+    check_x0,
+    check_x_scale,
+    prepare_bounds,
+    resolve_dtype,
+)
+from curvax.warnings import OptimizeWarning, PerformanceWarning
+
+NAN_POLICIES = (None, "raise", "omit", "propagate")
+
+_SOLVER_KWARGS = {
+    "ftol",
+    "xtol",
+    "gtol",
+    "x_scale",
+    "loss",
+    "f_scale",
+    "max_nfev",
+    "maxfev",
+    "dtype",
+    "param_style",
+    "block_size",
+    "verbose",
+}
+
+
+def initial_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """SciPy's default start: 1, or the middle of two finite bounds, or 1 inside one."""
+    p0 = np.ones_like(lb)
+    both = np.isfinite(lb) & np.isfinite(ub)
+    lo = np.isfinite(lb) & ~np.isfinite(ub)
+    hi = ~np.isfinite(lb) & np.isfinite(ub)
+    p0[both] = 0.5 * (lb[both] + ub[both])
+    p0[lo] = lb[lo] + 1
+    p0[hi] = ub[hi] - 1
+    return p0
+
+
+def _first_bad(a: np.ndarray) -> str:
+    idx = np.argwhere(~np.isfinite(a))
+    return f"{int((~np.isfinite(a)).sum())} non-finite value(s), first at index {tuple(idx[0])}"
+
+
+def _as_ydata(ydata: Any) -> np.ndarray:
+    try:
+        y = np.asarray(ydata, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"ydata: not numeric ({err})") from err
+    if y.ndim != 1:
+        if y.ndim == 0:
+            raise ValueError("ydata: must be a 1-D array of observations, got a scalar")
+        raise ValueError(
+            f"ydata: must be 1-D (one curve), got shape {y.shape}; "
+            "for many curves use curve_fit_batch"
+        )
+    if y.size == 0:
+        raise ValueError("ydata: must not be empty")
+    return y
+
+
+def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
+    """Numeric xdata and the axis along which its points lie (None: opaque object)."""
+    try:
+        x = np.asarray(xdata, dtype=np.float64)
+    except (TypeError, ValueError):
+        return xdata, None
+    if x.ndim == 0:
+        raise ValueError("xdata: must be an array of length len(ydata), got a scalar")
+    if x.shape[-1] == n:
+        return x, -1
+    if x.shape[0] == n:
+        return x, 0
+    raise ValueError(
+        f"xdata: shape {x.shape} has no axis of length {n} = len(ydata); xdata and ydata "
+        "must describe the same points"
+    )
+
+
+def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
+    if sigma is None:
+        return None, None
+    try:
+        s = np.asarray(sigma, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sigma: not numeric ({err})") from err
+    if s.ndim == 0:
+        s = np.full(n, float(s))
+    if s.ndim == 1:
+        if s.shape[0] != n:
+            raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError("sigma: every uncertainty must be positive and finite")
+        return 1.0 / s, None
+    if s.ndim == 2:
+        if s.shape != (n, n):
+            raise ValueError(
+                f"sigma: a 2-D sigma (covariance of ydata) must have shape ({n}, {n}), "
+                f"got {s.shape}"
+            )
+        if not np.all(np.isfinite(s)):
+            raise ValueError("sigma: the covariance matrix contains NaN or Inf")
+        try:
+            L = np.linalg.cholesky(s)
+        except np.linalg.LinAlgError as err:
+            raise ValueError(
+                "sigma: the 2-D sigma must be a positive definite covariance matrix"
+            ) from err
+        return None, L
+    raise ValueError(f"sigma: must be a scalar, 1-D or 2-D array, got shape {s.shape}")
+
+
+def _param_info(f: Callable[..., Any]) -> tuple[tuple[str, ...] | None, Callable | None]:
+    names = getattr(f, "param_names", None)
+    guess = getattr(f, "guess", None)
+    return (tuple(names) if names is not None else None), (guess if callable(guess) else None)
+
+
+def fit_curve(
+    f: Callable[..., Any],
+    xdata: Any,
+    ydata: Any,
+    p0: Any = None,
+    sigma: Any = None,
+    absolute_sigma: bool = False,
+    check_finite: bool | None = None,
+    bounds: Any = (-np.inf, np.inf),
+    method: str | None = None,
+    jac: Any = None,
+    *,
+    nan_policy: str | None = None,
+    ftol: float = DEFAULT_TOL,
+    xtol: float = DEFAULT_TOL,
+    gtol: float = DEFAULT_TOL,
+    x_scale: Any = "jac",
+    loss: str | Callable[..., Any] = "linear",
+    f_scale: float = 1.0,
+    max_nfev: int | None = None,
+    dtype: Any = None,
+    param_style: str = "auto",
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    param_names: tuple[str, ...] | None = None,
+) -> FitResult:
+    """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`)."""
+    if not callable(f):
+        raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy: expected one of {NAN_POLICIES}, got {nan_policy!r}")
+    if nan_policy == "propagate":
+        raise ValueError(
+            "nan_policy: 'propagate' is not supported by curve_fit (as in SciPy): a fit "
+            "through NaN data has no meaningful answer; use 'omit' or 'raise'"
+        )
+    if check_finite is None:
+        check_finite = nan_policy is None
+    dt = resolve_dtype(dtype)
+    check_loss(loss)
+    fs = check_f_scale(f_scale)
+    ftol_, xtol_, gtol_ = check_tolerances(ftol, xtol, gtol)
+    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
+
+    y = _as_ydata(ydata)
+    n_pts = y.size
+    x, x_axis = _as_xdata(xdata, n_pts)
+    numeric_x = x_axis is not None
+
+    if check_finite:
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(y)})")
+        if numeric_x and not np.all(np.isfinite(x)):
+            raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
+    n_omitted = 0
+    if nan_policy in ("raise", "omit"):
+        bad = np.isnan(y)
+        if numeric_x:
+            xb = np.isnan(np.moveaxis(x, x_axis, -1))
+            bad = bad | xb.reshape(-1, n_pts).any(axis=0)
+        if bad.any() and nan_policy == "raise":
+            raise ValueError(
+                f"xdata/ydata: {int(bad.sum())} point(s) contain NaN (nan_policy='raise')"
+            )
+        if bad.any():
+            keep = ~bad
+            n_omitted = int(bad.sum())
+            y = y[keep]
+            if numeric_x:
+                x = np.take(x, np.nonzero(keep)[0], axis=x_axis)
+            if sigma is not None:
+                s = np.asarray(sigma, dtype=np.float64)
+                sigma = s[keep] if s.ndim == 1 else (s[np.ix_(keep, keep)] if s.ndim == 2 else s)
+            n_pts = y.size
+            if n_pts == 0:
+                raise ValueError("xdata/ydata: no points left after omitting NaN")
+
+    w, L = _prepare_sigma(sigma, n_pts)
+
+    names, guess = _param_info(f)
+    n_sig = count_model_params(f)
+    if p0 is None:
+        if guess is not None:
+            p0a = check_x0(guess(np.asarray(xdata) if not numeric_x else x, y), None)
+        else:
+            n_b = None
+            if bounds is not None and not np.isscalar(getattr(bounds, "lb", 0)):
+                n_b = np.size(bounds.lb)
+            n = n_sig if n_sig is not None else n_b
+            if n is None or n < 1:
+                raise ValueError(
+                    "p0: cannot infer the number of parameters from the signature of f; pass p0"
+                )
+            lb0, ub0 = prepare_bounds(bounds, n)
+            p0a = initial_feasible(lb0, ub0)
+    else:
+        p0a = check_x0(p0, None)
+    n = p0a.size
+    style = detect_param_style(f, n, param_style)
+    if style == "args" and n_sig is not None and n_sig != n:
+        raise ValueError(f"p0: has {n} values but the model f takes {n_sig} parameters")
+    if n_pts < n:
+        raise ValueError(
+            f"xdata/ydata: {n_pts} data points are fewer than the {n} parameters to fit"
+        )
+
+    lb, ub = prepare_bounds(bounds, n)
+    check_feasible(p0a, lb, ub)
+    bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
+    if method is None:
+        method = "trf" if (bounded or loss != "linear") else "lm"
+    check_method(
+        method,
+        bool(
+            np.any(lb < ub)
+            and bounded
+            and np.any(np.isfinite(lb[lb < ub]) | np.isfinite(ub[lb < ub]))
+        ),
+    )
+    xs = check_x_scale(x_scale, n)
+    nfev = check_max_nfev(max_nfev, default_max_nfev(n))
+
+    # Model and Jacobian strategy.
+    if numeric_x:
+        model = f
+        x_arg: Any = x
+    else:
+        obj = xdata
+
+        def model(_x: Any, *p: Any) -> Any:
+            return f(obj, *p) if style == "args" else f(obj, p[0])
+
+        if style == "array":
+            model = lambda _x, p: f(obj, p)  # noqa: E731
+        x_arg = np.zeros(n_pts)
+        block_size = max(block_size, n_pts)
+    g = adapt_model(model, style)
+    with jax.enable_x64(dt == np.float64):
+        p_probe = p0a.astype(dt)
+        x_probe = x_arg.astype(dt) if isinstance(x_arg, np.ndarray) else x_arg
+        traceable = is_traceable(g, x_probe, p_probe)
+        if traceable:
+            out = jax.eval_shape(lambda p: g(x_probe, p), jax.ShapeDtypeStruct((n,), dt))
+            shape = tuple(getattr(out, "shape", ()))
+        else:
+            try:
+                shape = np.shape(g(x_arg, p0a))
+            except Exception as err:
+                raise ValueError(f"f: the model raised {type(err).__name__} at p0: {err}") from err
+    if shape not in ((n_pts,), (), (1,)):
+        raise ValueError(
+            f"f: the model returned shape {shape} at p0 but ydata has shape ({n_pts},)"
+        )
+    if x_axis == 0 and x.ndim > 1:
+        # points along the first axis: present the model with its own layout per block
+        block_size = max(block_size, n_pts)
+    if traceable:
+        jmode = jac_mode(jac, n, min(block_size, n_pts))
+    else:
+        warnings.warn(
+            "f: the model cannot be traced by JAX (it uses NumPy or Python control flow "
+            "on values); curvax fits it through a slower host path with finite "
+            "differences. Write it with jax.numpy (import jax.numpy as jnp) for the "
+            "compiled fast path.",
+            PerformanceWarning,
+            stacklevel=3,
+        )
+        jmode = "host"
+
+    fixed = lb == ub
+    kernel = Kernel(
+        kind="cov" if L is not None else "pointwise",
+        fn=model,
+        param_style=style,
+        jac=jmode,
+        loss=loss,
+        method=method,
+        jac_scale=xs is None,
+        block_size=int(block_size),
+        fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
+    )
+    data: dict[str, Any] = {"x": x_arg, "y": y}
+    if L is not None:
+        data["L"] = L
+    elif w is not None:
+        data["w"] = w
+    if fixed.any():
+        data["p_full"] = p0a
+    free = ~fixed
+    res = solve(
+        kernel,
+        data,
+        p0a[free],
+        lb[free],
+        ub[free],
+        x_scale=None if xs is None else xs[free],
+        f_scale=fs,
+        ftol=ftol_,
+        xtol=xtol_,
+        gtol=gtol_,
+        max_nfev=nfev,
+        dtype=dt,
+        absolute_sigma=absolute_sigma,
+        param_names=param_names or names,
+        loss_name=loss if isinstance(loss, str) else "custom",
+        fixed_values=p0a if fixed.any() else None,
+    )
+    res.extra["n_omitted"] = n_omitted
+    return res
+
+
+def curve_fit(
+    f: Callable[..., Any],
+    xdata: Any,
+    ydata: Any,
+    p0: Any = None,
+    sigma: Any = None,
+    absolute_sigma: bool = False,
+    check_finite: bool | None = None,
+    bounds: Any = (-np.inf, np.inf),
+    method: str | None = None,
+    jac: Any = None,
+    *,
+    full_output: bool = False,
+    nan_policy: str | None = None,
+    **kwargs: Any,
+) -> tuple:
+    """Use nonlinear least squares to fit a function ``f`` to data (SciPy-compatible).
+
+    Parameters
+    ----------
+    f : callable
+        The model, ``f(x, p1, p2, ...)`` (SciPy's form) or ``f(x, params)``, written
+        with ``jax.numpy`` (a NumPy-only model also works, on a slower path).
+    xdata : array_like
+        The independent variable: shape (N,), (k, N), or any object ``f`` accepts.
+    ydata : array_like (N,)
+        The observations.
+    p0 : array_like, optional
+        Initial guess.  Without it: the model's ``guess(x, y)`` when it has one (the
+        models of :mod:`curvax.models`), else ones (inside bounds, as SciPy).
+    sigma : None, scalar, (N,) or (N, N)
+        Uncertainty of ``ydata``: standard deviations (1-D) or the covariance (2-D).
+    absolute_sigma : bool
+        If True, ``sigma`` is absolute and ``pcov`` is not rescaled by the residual
+        variance (see :mod:`curvax.core.covariance`).
+    check_finite : bool, optional
+        Raise on NaN/Inf in the data (default: True unless ``nan_policy`` is given).
+    bounds : (lb, ub) or Bounds
+        Parameter bounds; ``lb == ub`` holds a parameter fixed.
+    method : {'lm', 'trf'}, optional
+        Default: ``'lm'`` without bounds and with the linear loss, else ``'trf'``.
+    jac : callable, str or None
+        ``jac(x, p1, p2, ...) -> (N, n)`` Jacobian of the model, or ``'2-point'`` /
+        ``'3-point'`` / ``'cs'`` finite differences; default: automatic
+        differentiation (exact).
+    full_output : bool
+        Also return ``infodict, mesg, ier``.
+    nan_policy : {None, 'raise', 'omit'}
+        What to do with NaN in the data; ``'propagate'`` raises as in SciPy.
+    **kwargs
+        ``ftol, xtol, gtol`` (default 1e-12), ``x_scale`` (default ``'jac'``), ``loss``,
+        ``f_scale``, ``max_nfev`` (``maxfev``), ``dtype`` ('float64' default or
+        'float32'), ``param_style`` ('auto', 'args', 'array'), ``block_size``.
+
+    Returns
+    -------
+    popt : ndarray
+        Optimal parameters.
+    pcov : ndarray
+        Estimated covariance of popt (all ``inf`` with an ``OptimizeWarning`` when it
+        cannot be estimated).
+    infodict : dict
+        (full_output) ``nfev``, ``fvec`` (residuals), ``nit``, ``n_omitted``, and
+        ``result`` (the full :class:`FitResult`).
+    mesg : str
+        (full_output) The reason the solver stopped.
+    ier : int
+        (full_output) The solver status (1–4 on success).
+
+    Raises
+    ------
+    ValueError
+        On invalid input (the message names the argument).
+    RuntimeError
+        If the fit does not converge ("Optimal parameters not found: ...").
+    """
+    unknown = set(kwargs) - _SOLVER_KWARGS
+    if unknown:
+        raise TypeError(f"curve_fit: unexpected keyword argument(s) {sorted(unknown)}")
+    if "maxfev" in kwargs:
+        if kwargs.get("max_nfev") is not None:
+            raise TypeError("curve_fit: give max_nfev or maxfev, not both")
+        kwargs["max_nfev"] = kwargs.pop("maxfev")
+    kwargs.pop("verbose", None)
+    res = fit_curve(
+        f,
+        xdata,
+        ydata,
+        p0,
+        sigma,
+        absolute_sigma,
+        check_finite,
+        bounds,
+        method,
+        jac,
+        nan_policy=nan_policy,
+        **kwargs,
+    )
+    if not res.success:
+        raise RuntimeError("Optimal parameters not found: " + res.message)
+    if not np.all(np.isfinite(res.pcov)):
+        warnings.warn(
+            "Covariance of the parameters could not be estimated", OptimizeWarning, stacklevel=2
+        )
+    if full_output:
+        info = {
+            "nfev": res.nfev,
+            "fvec": res.fun,
+            "nit": res.nit,
+            "n_omitted": res.extra.get("n_omitted", 0),
+            "result": res,
+        }
+        return res.x, res.pcov, info, res.message, res.status
+    return res.x, res.pcov
