@@ -3,12 +3,14 @@
 from curvax.core.least_squares import least_squares
 from curvax.core.result import FitResult
 from curvax.curve_fit import curve_fit, fit_curve
+from curvax.fit import CurveFit
 from curvax.warnings import CurvaxWarning, OptimizeWarning, PerformanceWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CurvaxWarning",
+    "CurveFit",
     "FitResult",
     "OptimizeWarning",
     "PerformanceWarning",

@@ -15,7 +15,9 @@ Gauss–Newton one of :mod:`curvax.core.covariance`.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +26,13 @@ import numpy as np
 
 from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
-from curvax.core.problem import adapt_model, count_model_params, detect_param_style, is_traceable
+from curvax.core.problem import (
+    adapt_model,
+    count_model_params,
+    detect_param_style,
+    is_traceable,
+    signature_param_names,
+)
 from curvax.core.result import FitResult
 from curvax.core.solve import solve
 from curvax.core.validation import (
@@ -145,6 +153,56 @@ def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | 
     raise ValueError(f"sigma: must be a scalar, 1-D or 2-D array, got shape {s.shape}")
 
 
+_PROBE_CACHE: OrderedDict[tuple, tuple[bool, tuple]] = OrderedDict()
+_PROBE_LOCK = threading.Lock()
+
+
+def probe_model(
+    model: Callable[..., Any], style: str, x: Any, p0: np.ndarray, dt: np.dtype
+) -> tuple[bool, tuple]:
+    """Whether JAX can trace ``model`` and the shape it returns at ``p0``.
+
+    Tracing is abstract (``jax.eval_shape``; nothing is computed).  Results are
+    memoised per (model, style, x shape, number of parameters, dtype) in a small
+    bounded cache, so repeated fits of the same model pay nothing here.  A model that
+    cannot be traced is evaluated once with NumPy to check that it works at all.
+    """
+    key = None
+    if isinstance(x, np.ndarray):
+        try:
+            key = (model, style, x.shape, p0.size, dt.name)
+            hash(key)
+        except TypeError:
+            key = None
+    if key is not None:
+        with _PROBE_LOCK:
+            if key in _PROBE_CACHE:
+                _PROBE_CACHE.move_to_end(key)
+                return _PROBE_CACHE[key]
+    g = adapt_model(model, style)
+    with jax.enable_x64(dt == np.float64):
+        x_probe = x.astype(dt) if isinstance(x, np.ndarray) else x
+        traceable = is_traceable(g, x_probe, p0.astype(dt))
+        if traceable:
+            out = jax.eval_shape(
+                lambda p: g(x_probe, p), jax.ShapeDtypeStruct((p0.size,), dt)
+            )
+            shape = tuple(getattr(out, "shape", ()))
+        else:
+            try:
+                shape = np.shape(g(x, p0))
+            except Exception as err:
+                raise ValueError(
+                    f"f: the model raised {type(err).__name__} at p0: {err}"
+                ) from err
+    if key is not None:
+        with _PROBE_LOCK:
+            _PROBE_CACHE[key] = (traceable, shape)
+            while len(_PROBE_CACHE) > 256:
+                _PROBE_CACHE.popitem(last=False)
+    return traceable, shape
+
+
 def _param_info(f: Callable[..., Any]) -> tuple[tuple[str, ...] | None, Callable | None]:
     names = getattr(f, "param_names", None)
     guess = getattr(f, "guess", None)
@@ -252,6 +310,9 @@ def fit_curve(
     style = detect_param_style(f, n, param_style)
     if style == "args" and n_sig is not None and n_sig != n:
         raise ValueError(f"p0: has {n} values but the model f takes {n_sig} parameters")
+    if names is None and style == "args":
+        sig_names = signature_param_names(f)
+        names = sig_names if sig_names is not None and len(sig_names) == n else None
     if n_pts < n:
         raise ValueError(
             f"xdata/ydata: {n_pts} data points are fewer than the {n} parameters to fit"
@@ -287,19 +348,7 @@ def fit_curve(
             model = lambda _x, p: f(obj, p)  # noqa: E731
         x_arg = np.zeros(n_pts)
         block_size = max(block_size, n_pts)
-    g = adapt_model(model, style)
-    with jax.enable_x64(dt == np.float64):
-        p_probe = p0a.astype(dt)
-        x_probe = x_arg.astype(dt) if isinstance(x_arg, np.ndarray) else x_arg
-        traceable = is_traceable(g, x_probe, p_probe)
-        if traceable:
-            out = jax.eval_shape(lambda p: g(x_probe, p), jax.ShapeDtypeStruct((n,), dt))
-            shape = tuple(getattr(out, "shape", ()))
-        else:
-            try:
-                shape = np.shape(g(x_arg, p0a))
-            except Exception as err:
-                raise ValueError(f"f: the model raised {type(err).__name__} at p0: {err}") from err
+    traceable, shape = probe_model(model, style, x_arg, p0a, dt)
     if shape not in ((n_pts,), (), (1,)):
         raise ValueError(
             f"f: the model returned shape {shape} at p0 but ydata has shape ({n_pts},)"

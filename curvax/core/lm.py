@@ -72,11 +72,14 @@ def lm(
     max_nfev: Array,
     n_residuals: int,
     polish_steps: int = 20,
+    svd: tr.SvdFn | None = None,
 ) -> SolverOutput:
     """Run Levenberg–Marquardt from ``x0``; ``x_scale=None`` means Jacobian scaling.
 
     After convergence, up to ``polish_steps`` Gauss–Newton refinement steps are tried
     (:func:`~curvax.core.trust_region.gauss_newton_polish`).
+    ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
+    (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.batch.linalg`).
     """
     dtype = x0.dtype
     eps = jnp.finfo(dtype).eps
@@ -113,7 +116,7 @@ def lm(
         x, red, D = st.x, st.red, st.diag
         fnorm2 = 2.0 * red.cost
         fnorm = jnp.sqrt(fnorm2)
-        sub = tr.subproblem_from_factor(red.R / D, red.qtf)
+        sub = tr.subproblem_from_factor(red.R / D, red.qtf, svd)
         s_h, par = tr.solve_trust_region(sub, n_residuals, st.Delta, st.par)
         step = s_h / D
         pnorm = tr.norm(s_h)
@@ -172,7 +175,14 @@ def lm(
     converged = (st.status >= 1) & (st.status <= 4)
     inf = jnp.full_like(x0, jnp.inf)
     x, red, n_pol = tr.gauss_newton_polish(
-        reduce_fn, st.x, st.red, -inf, inf, n_residuals, jnp.where(converged, polish_steps, 0)
+        reduce_fn,
+        st.x,
+        st.red,
+        -inf,
+        inf,
+        n_residuals,
+        jnp.where(converged, polish_steps, 0),
+        svd,
     )
     return SolverOutput(
         x=x,

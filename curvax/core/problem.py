@@ -69,6 +69,21 @@ def count_model_params(f: Callable[..., Any]) -> int | None:
     return len(pos) - 1 if pos else None
 
 
+def signature_param_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
+    """Names of the fit parameters in ``f(x, a, b, ...)``'s signature, or None."""
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for prm in sig.parameters.values():
+        if prm.kind == prm.VAR_POSITIONAL:
+            return None
+        if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD):
+            names.append(prm.name)
+    return tuple(names[1:]) if len(names) > 1 else None
+
+
 def detect_param_style(f: Callable[..., Any], n_params: int, style: str = "auto") -> str:
     """Decide whether ``f`` takes parameters as separate arguments or as one array.
 

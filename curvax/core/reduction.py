@@ -110,7 +110,7 @@ def block_rows(
         cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
         r, jac = scale_residuals_and_jacobian(r, jac, rho)
     rows = jnp.concatenate([jac, r[:, None]], axis=1)
-    return cost, rows, jnp.sum(bad)
+    return cost, rows, jnp.sum(bad).astype(jnp.int32)
 
 
 def block_cost(

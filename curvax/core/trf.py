@@ -73,6 +73,7 @@ def trf(
     max_nfev: Array,
     n_residuals: int,
     polish_steps: int = 20,
+    svd: tr.SvdFn | None = None,
 ) -> SolverOutput:
     """Run TRF from ``x0`` (assumed strictly inside the bounds).
 
@@ -81,6 +82,8 @@ def trf(
     subproblem.  If the residuals are not finite at ``x0`` the status is -1 and no
     iteration is made.  After convergence, up to ``polish_steps`` Gauss–Newton
     refinement steps are tried (:func:`~curvax.core.trust_region.gauss_newton_polish`).
+    ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
+    (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.batch.linalg`).
     """
     dtype = x0.dtype
     red0 = reduce_fn(x0)
@@ -128,7 +131,7 @@ def trf(
         Rh = red.R * d
         A = jnp.concatenate([Rh, jnp.diag(jnp.sqrt(diag_h))])
         b = jnp.concatenate([red.qtf, jnp.zeros_like(red.qtf)])
-        sub = tr.subproblem_from_factor(A, b)
+        sub = tr.subproblem_from_factor(A, b, svd)
         theta = jnp.maximum(0.995, 1.0 - g_norm)
 
         p_h, alpha = tr.solve_trust_region(sub, n_residuals, st.Delta, st.alpha)
@@ -176,7 +179,14 @@ def trf(
     st = jax.lax.while_loop(lambda s: s.status == tr.RUNNING, body, state)
     converged = (st.status >= 1) & (st.status <= 4)
     x, red, n_pol = tr.gauss_newton_polish(
-        reduce_fn, st.x, st.red, lb, ub, n_residuals, jnp.where(converged, polish_steps, 0)
+        reduce_fn,
+        st.x,
+        st.red,
+        lb,
+        ub,
+        n_residuals,
+        jnp.where(converged, polish_steps, 0),
+        svd,
     )
     g_norm = scaled_gnorm(x, red.grad)
     return SolverOutput(

@@ -63,9 +63,21 @@ class Subproblem(NamedTuple):
     V: Array  # right singular vectors as columns
 
 
-def subproblem_from_factor(A: Array, b: Array) -> Subproblem:
-    """SVD of ``A`` (k×p, k ≥ p) and the projection ``Uᵀb``."""
-    U, s, Vt = jnp.linalg.svd(A, full_matrices=False)
+SvdFn = Callable[[Array], tuple[Array, Array, Array]]
+
+
+def thin_svd(A: Array) -> tuple[Array, Array, Array]:
+    """Thin SVD ``A = U diag(s) Vᵀ`` (s descending) by LAPACK: the default ``svd``."""
+    return jnp.linalg.svd(A, full_matrices=False)
+
+
+def subproblem_from_factor(A: Array, b: Array, svd: SvdFn | None = None) -> Subproblem:
+    """SVD of ``A`` (k×p, k ≥ p) and the projection ``Uᵀb``.
+
+    ``svd`` (optional) replaces the LAPACK thin SVD; it must return ``(U, s, Vᵀ)``
+    with ``s`` descending, as ``jnp.linalg.svd(A, full_matrices=False)`` does.
+    """
+    U, s, Vt = (thin_svd if svd is None else svd)(A)
     return Subproblem(U.T @ b, s, Vt.T)
 
 
@@ -391,6 +403,7 @@ def gauss_newton_polish(
     ub: Array,
     n_residuals: int,
     max_steps: int,
+    svd: SvdFn | None = None,
 ) -> tuple[Array, Any, Array]:
     """Refine a converged point with full Gauss–Newton steps; returns ``(x, red, nfev)``.
 
@@ -403,6 +416,7 @@ def gauss_newton_polish(
     iterative refinement of a linear solve.  A step is kept only while it stays inside
     the bounds, does not raise the cost beyond rounding (``8ε·C``) and reduces the
     scaled gradient norm; the refinement stops at the first step that fails.
+    ``svd`` optionally replaces the LAPACK SVD (see :func:`subproblem_from_factor`).
     """
     eps = jnp.finfo(x.dtype).eps
 
@@ -416,7 +430,7 @@ def gauss_newton_polish(
 
     def body(c: tuple) -> tuple:
         i, x, red, _ = c
-        U, s, Vt = jnp.linalg.svd(red.R, full_matrices=False)
+        U, s, Vt = (thin_svd if svd is None else svd)(red.R)
         keep = s > eps * max(n_residuals, 1) * s[0]
         step = -Vt.T @ jnp.where(keep, (U.T @ red.qtf) / jnp.where(keep, s, 1.0), 0.0)
         x_new = x + step
