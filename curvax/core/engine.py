@@ -187,6 +187,15 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
     return resid, jacobian, reducer
 
 
+def kernel_functions(k: Kernel) -> tuple[Callable, Callable, Callable]:
+    """Public access to :func:`_build`: ``(residuals, jacobian, reducer)`` of a kernel.
+
+    Used by the chunked and out-of-core fits (:mod:`curvax.scale`), which compile the
+    reducer per chunk instead of over the whole data set.
+    """
+    return _build(k)
+
+
 def _compile(k: Kernel) -> tuple[Callable, Callable]:
     resid, jacobian, reducer = _build(k)
     rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
