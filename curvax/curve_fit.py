@@ -26,6 +26,7 @@ import numpy as np
 
 from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
+from curvax.core.monitor import Monitor
 from curvax.core.problem import (
     adapt_model,
     count_model_params,
@@ -60,6 +61,8 @@ _SOLVER_KWARGS = {
     "f_scale",
     "max_nfev",
     "maxfev",
+    "callbacks",
+    "timeout",
     "dtype",
     "param_style",
     "block_size",
@@ -184,17 +187,13 @@ def probe_model(
         x_probe = x.astype(dt) if isinstance(x, np.ndarray) else x
         traceable = is_traceable(g, x_probe, p0.astype(dt))
         if traceable:
-            out = jax.eval_shape(
-                lambda p: g(x_probe, p), jax.ShapeDtypeStruct((p0.size,), dt)
-            )
+            out = jax.eval_shape(lambda p: g(x_probe, p), jax.ShapeDtypeStruct((p0.size,), dt))
             shape = tuple(getattr(out, "shape", ()))
         else:
             try:
                 shape = np.shape(g(x, p0))
             except Exception as err:
-                raise ValueError(
-                    f"f: the model raised {type(err).__name__} at p0: {err}"
-                ) from err
+                raise ValueError(f"f: the model raised {type(err).__name__} at p0: {err}") from err
     if key is not None:
         with _PROBE_LOCK:
             _PROBE_CACHE[key] = (traceable, shape)
@@ -233,8 +232,19 @@ def fit_curve(
     param_style: str = "auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
     param_names: tuple[str, ...] | None = None,
+    callbacks: Any = None,
+    timeout: float | None = None,
 ) -> FitResult:
-    """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`)."""
+    """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`).
+
+    Unlike :func:`curve_fit`, a fit that does not converge is returned (check
+    ``result.success``), not raised.  ``callbacks`` (see :mod:`curvax.callbacks`) are
+    called every iteration; ``timeout`` (seconds) stops the fit cleanly with status
+    -3 and the best point so far.
+    """
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
+    monitor = Monitor(callbacks or (), timeout) if (callbacks or timeout is not None) else None
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
     if nan_policy not in NAN_POLICIES:
@@ -380,6 +390,7 @@ def fit_curve(
         jac_scale=xs is None,
         block_size=int(block_size),
         fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
+        monitored=monitor is not None,
     )
     data: dict[str, Any] = {"x": x_arg, "y": y}
     if L is not None:
@@ -406,6 +417,7 @@ def fit_curve(
         param_names=param_names or names,
         loss_name=loss if isinstance(loss, str) else "custom",
         fixed_values=p0a if fixed.any() else None,
+        monitor=monitor,
     )
     res.extra["n_omitted"] = n_omitted
     return res
@@ -463,7 +475,8 @@ def curve_fit(
     **kwargs
         ``ftol, xtol, gtol`` (default 1e-12), ``x_scale`` (default ``'jac'``), ``loss``,
         ``f_scale``, ``max_nfev`` (``maxfev``), ``dtype`` ('float64' default or
-        'float32'), ``param_style`` ('auto', 'args', 'array'), ``block_size``.
+        'float32'), ``param_style`` ('auto', 'args', 'array'), ``block_size``,
+        ``callbacks`` (see :mod:`curvax.callbacks`), ``timeout`` (seconds).
 
     Returns
     -------

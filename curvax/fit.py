@@ -35,8 +35,10 @@ jac, x_scale, nan_policy, dtype
         As in :func:`curvax.curve_fit`; ``method`` defaults to ``'trf'`` here, and the
         tolerances to 1e-12 (the founding specification's 1e-8 stops short of the
         certified NIST answers on ill-conditioned problems).
-    callbacks : None
-        Reserved for per-iteration callbacks (not available yet: passing any raises).
+    callbacks : callable, Callback or list of them, optional
+        Called after every iteration (see :mod:`curvax.callbacks`); may stop the fit.
+    timeout : float, optional
+        Wall-clock limit in seconds; the fit stops with status -3 and the best point.
     verbose : int
         ``1`` prints the fit summary after each fit.
     """
@@ -65,12 +67,8 @@ jac, x_scale, nan_policy, dtype
         param_style: str = "auto",
         nan_policy: str | None = None,
         dtype: Any = None,
+        timeout: float | None = None,
     ) -> None:
-        if callbacks:
-            raise NotImplementedError(
-                "callbacks: per-iteration callbacks are not available in this version of "
-                "curvax; pass callbacks=None"
-            )
         self.model = model
         self.x = x
         self.y = y
@@ -92,12 +90,12 @@ jac, x_scale, nan_policy, dtype
             x_scale=x_scale,
             param_style=param_style,
             dtype=dtype,
+            callbacks=callbacks,
+            timeout=timeout,
         )
         self.result: FitResult | None = None
 
-    def fit(
-        self, x: Any = None, y: Any = None, *, sigma: Any = None, p0: Any = None
-    ) -> FitResult:
+    def fit(self, x: Any = None, y: Any = None, *, sigma: Any = None, p0: Any = None) -> FitResult:
         """Fit (new data when ``x``/``y`` are given) and return the :class:`FitResult`.
 
         The result is also kept as ``self.result``.

@@ -39,6 +39,7 @@ import numpy as np
 
 from curvax.core.lm import lm
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
+from curvax.core.monitor import make_hook
 from curvax.core.problem import (
     adapt_model,
     dense_reducer,
@@ -67,6 +68,7 @@ class Kernel:
     jac_scale: bool
     block_size: int = DEFAULT_BLOCK_SIZE
     fixed: tuple[bool, ...] | None = None  # True where a parameter is held fixed
+    monitored: bool = False  # compile the per-iteration host hook (callbacks, timeout)
 
 
 class RunOutput(NamedTuple):
@@ -211,14 +213,16 @@ def _compile(k: Kernel) -> tuple[Callable, Callable]:
         xtol: Array,
         gtol: Array,
         max_nfev: Array,
+        token: Array,
     ) -> RunOutput:
         reduce_fn = reducer(data, f_scale)
         m = jax.eval_shape(lambda q: resid(data, q), x0).shape[0]
         xs = None if k.jac_scale else x_scale
+        hook = make_hook(token) if k.monitored else None
         if k.method == "lm":
-            out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m)
+            out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         else:
-            out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m)
+            out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         return RunOutput(out, resid(data, out.x))
 
     def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:

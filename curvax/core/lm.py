@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from curvax.core import trust_region as tr
+from curvax.core.monitor import apply_code
 from curvax.core.reduction import Reduction
 from curvax.core.trf import SolverOutput
 
@@ -73,6 +74,7 @@ def lm(
     n_residuals: int,
     polish_steps: int = 20,
     svd: tr.SvdFn | None = None,
+    hook: Callable[..., Array] | None = None,
 ) -> SolverOutput:
     """Run Levenberg–Marquardt from ``x0``; ``x_scale=None`` means Jacobian scaling.
 
@@ -169,6 +171,10 @@ def lm(
         status = jnp.where((status == tr.RUNNING) & g_ok, 1, status)
         status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
         nit = st.nit + accept.astype(jnp.int32)
+        if hook is not None:
+            gnorm = jnp.max(jnp.abs(red_out.grad))
+            code = hook(nit, nfev, red_out.cost, x_out, gnorm, tr.norm(step), Delta, accept)
+            status = apply_code(status, code, tr.RUNNING)
         return _State(x_out, red_out, D_out, Delta, par, nfev, nit, status.astype(jnp.int32))
 
     st = jax.lax.while_loop(lambda s: s.status == tr.RUNNING, body, state)

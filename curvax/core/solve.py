@@ -17,6 +17,7 @@ import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel, jacobian_at, run_kernel
+from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
 
 
@@ -80,13 +81,15 @@ def solve(
     param_names: tuple[str, ...] | None = None,
     loss_name: str = "linear",
     fixed_values: np.ndarray | None = None,
+    monitor: Monitor | None = None,
 ) -> FitResult:
     """Fit and return a :class:`FitResult` with covariance.
 
     ``x0``, ``lb``, ``ub``, ``x_scale`` refer to the *free* parameters; when
     ``kernel.fixed`` marks fixed ones, ``fixed_values`` is the full parameter vector
     holding their values, and the result is reported for all parameters (fixed ones
-    with zero variance).
+    with zero variance).  ``monitor`` (required when ``kernel.monitored``) runs the
+    callbacks and the time limit.
 
     Raises
     ------
@@ -112,9 +115,11 @@ def solve(
             ),
             dtype,
         )
-        out = run_kernel(kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), **dev)
-        sol = jax.device_get(out.solver)
-        residuals = np.asarray(out.residuals)
+        token = jnp.asarray(monitor.token if monitor is not None else 0, jnp.int32)
+        with monitor if monitor is not None else contextlib.nullcontext():
+            out = run_kernel(kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), token=token, **dev)
+            sol = jax.device_get(out.solver)
+            residuals = np.asarray(out.residuals)
 
     status = int(sol.status)
     if status == -1:
@@ -169,7 +174,7 @@ def solve(
         full[:, ~np.asarray(kernel.fixed)] = J
         return full
 
-    return FitResult(
+    result = FitResult(
         x=x.astype(dtype),
         pcov=pcov,
         status=status,
@@ -190,3 +195,6 @@ def solve(
         n_points=m,
         absolute_sigma=absolute_sigma,
     )
+    if monitor is not None:
+        monitor.complete(result)
+    return result

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from curvax.core import trust_region as tr
+from curvax.core.monitor import apply_code
 from curvax.core.reduction import Reduction
 
 Array = jax.Array
@@ -74,6 +75,7 @@ def trf(
     n_residuals: int,
     polish_steps: int = 20,
     svd: tr.SvdFn | None = None,
+    hook: Callable[..., Array] | None = None,
 ) -> SolverOutput:
     """Run TRF from ``x0`` (assumed strictly inside the bounds).
 
@@ -82,6 +84,8 @@ def trf(
     subproblem.  If the residuals are not finite at ``x0`` the status is -1 and no
     iteration is made.  After convergence, up to ``polish_steps`` Gauss–Newton
     refinement steps are tried (:func:`~curvax.core.trust_region.gauss_newton_polish`).
+    ``hook`` (see :mod:`curvax.core.monitor`) is called after every trial step and may
+    stop the loop (status -2 or -3).
     ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
     (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.batch.linalg`).
     """
@@ -172,6 +176,9 @@ def trf(
         g_norm_out = scaled_gnorm(x_out, red_out.grad)
         status = jnp.where(~stopped & accept & (g_norm_out < gtol), 1, status)
         status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
+        if hook is not None:
+            code = hook(nit, nfev, red_out.cost, x_out, g_norm_out, tr.norm(step), Delta, accept)
+            status = apply_code(status, code, tr.RUNNING)
         return _State(
             x_out, red_out, scale_inv_out, Delta, alpha, nfev, nit, status.astype(jnp.int32)
         )
