@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -63,6 +63,8 @@ _SOLVER_KWARGS = {
     "maxfev",
     "callbacks",
     "timeout",
+    "fixed",
+    "param_names",
     "dtype",
     "param_style",
     "block_size",
@@ -202,6 +204,55 @@ def probe_model(
     return traceable, shape
 
 
+def _by_name(
+    mapping: Mapping[str, Any], names: Sequence[str] | None, arg: str, require_all: bool
+) -> list[tuple[str, Any]]:
+    """Items of a by-name argument in the model's parameter order, checked."""
+    if names is None:
+        raise ValueError(
+            f"{arg}: giving it by parameter name needs the names — from the model's "
+            "signature f(x, a, b, ...), a curvax model, or param_names=..."
+        )
+    unknown = sorted(set(mapping) - set(names))
+    if unknown:
+        raise ValueError(f"{arg}: unknown parameter name(s) {unknown}; names are {list(names)}")
+    missing = [k for k in names if k not in mapping]
+    if require_all and missing:
+        raise ValueError(f"{arg}: missing value(s) for parameter(s) {missing}")
+    return [(k, mapping[k]) for k in names if k in mapping]
+
+
+def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[str, Any]:
+    """Reproducibility record: versions, device, dtype, options, data size and fingerprint.
+
+    The fingerprint is a BLAKE2b hash of the data shapes and of at most 4096 evenly
+    spaced values of x and y (cheap at any size; it identifies a data set, it does not
+    prove two large data sets identical).
+    """
+    import hashlib
+
+    import curvax
+
+    h = hashlib.blake2b(digest_size=16)
+    for arr in (x, y):
+        if isinstance(arr, np.ndarray):
+            h.update(str(arr.shape).encode())
+            flat = arr.reshape(-1)
+            step = max(1, flat.size // 4096)
+            h.update(np.ascontiguousarray(flat[::step], dtype=np.float64).tobytes())
+    dev = jax.devices()[0]
+    return {
+        "curvax_version": curvax.__version__,
+        "jax_version": jax.__version__,
+        "numpy_version": np.__version__,
+        "device": f"{dev.platform}:{dev.device_kind}",
+        "dtype": dt.name,
+        "n_points": int(y.size),
+        "data_fingerprint": h.hexdigest(),
+        "options": options,
+    }
+
+
 def _param_info(f: Callable[..., Any]) -> tuple[tuple[str, ...] | None, Callable | None]:
     names = getattr(f, "param_names", None)
     guess = getattr(f, "guess", None)
@@ -232,10 +283,15 @@ def fit_curve(
     param_style: str = "auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
     param_names: tuple[str, ...] | None = None,
+    fixed: Mapping[str, float] | None = None,
     callbacks: Any = None,
     timeout: float | None = None,
 ) -> FitResult:
     """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`).
+
+    Parameters can be given by name: ``p0`` and ``bounds`` may be dicts keyed by the
+    model's parameter names (``bounds={'rate': (0, np.inf)}``), and
+    ``fixed={'offset': 0.0}`` holds parameters at a value without rewriting the model.
 
     Unlike :func:`curve_fit`, a fit that does not converge is returned (check
     ``result.success``), not raised.  ``callbacks`` (see :mod:`curvax.callbacks`) are
@@ -300,6 +356,18 @@ def fit_curve(
 
     names, guess = _param_info(f)
     n_sig = count_model_params(f)
+    if param_names is not None:
+        names = tuple(param_names)
+    named = names if names is not None else signature_param_names(f)
+    if isinstance(p0, Mapping):
+        p0 = [v for _, v in _by_name(p0, named, "p0", require_all=True)]
+    if isinstance(bounds, Mapping):
+        pairs = dict(_by_name(bounds, named, "bounds", require_all=False))
+        bounds = (
+            [pairs.get(k, (-np.inf, np.inf))[0] for k in named],
+            [pairs.get(k, (-np.inf, np.inf))[1] for k in named],
+        )
+    fixed_named = dict(_by_name(fixed, named, "fixed", require_all=False)) if fixed else {}
     if p0 is None:
         if guess is not None:
             p0a = check_x0(guess(np.asarray(xdata) if not numeric_x else x, y), None)
@@ -329,6 +397,10 @@ def fit_curve(
         )
 
     lb, ub = prepare_bounds(bounds, n)
+    for i, name in enumerate(named or ()):
+        if name in fixed_named:
+            v = float(fixed_named[name])
+            p0a[i] = lb[i] = ub[i] = v
     check_feasible(p0a, lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     if method is None:
@@ -420,6 +492,25 @@ def fit_curve(
         monitor=monitor,
     )
     res.extra["n_omitted"] = n_omitted
+    res.extra["fixed_mask"] = fixed.tolist()
+    res.extra["metadata"] = fit_metadata(
+        x_arg,
+        y,
+        dt,
+        method=method,
+        loss=loss if isinstance(loss, str) else "custom",
+        ftol=ftol_,
+        xtol=xtol_,
+        gtol=gtol_,
+        x_scale="jac" if xs is None else xs.tolist(),
+        f_scale=fs,
+        max_nfev=nfev,
+        absolute_sigma=absolute_sigma,
+        jac=str(jmode),
+        sigma="none" if sigma is None else ("covariance" if L is not None else "1-D"),
+        bounds=[lb.tolist(), ub.tolist()],
+        n_omitted=n_omitted,
+    )
     return res
 
 

@@ -39,6 +39,11 @@ jac, x_scale, nan_policy, dtype
         Called after every iteration (see :mod:`curvax.callbacks`); may stop the fit.
     timeout : float, optional
         Wall-clock limit in seconds; the fit stops with status -3 and the best point.
+    fixed : dict, optional
+        ``{name: value}`` of parameters held fixed.
+    param_names : sequence of str, optional
+        Names of the parameters (default: from the model).  ``p0`` and ``bounds`` may
+        be dicts keyed by name.
     verbose : int
         ``1`` prints the fit summary after each fit.
     """
@@ -68,6 +73,8 @@ jac, x_scale, nan_policy, dtype
         nan_policy: str | None = None,
         dtype: Any = None,
         timeout: float | None = None,
+        fixed: Any = None,
+        param_names: Any = None,
     ) -> None:
         self.model = model
         self.x = x
@@ -92,6 +99,8 @@ jac, x_scale, nan_policy, dtype
             dtype=dtype,
             callbacks=callbacks,
             timeout=timeout,
+            fixed=fixed,
+            param_names=param_names,
         )
         self.result: FitResult | None = None
 

@@ -2,12 +2,94 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from curvax.core.trust_region import STATUS_MESSAGES
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One fitted parameter, by name.
+
+    ``stderr`` is ``sqrt(pcov[i, i])`` (inf when the covariance could not be
+    estimated; 0 for a fixed parameter); ``rel_error`` is ``stderr / |value|``.
+    """
+
+    name: str
+    value: float
+    stderr: float
+    fixed: bool
+    at_bound: int  # -1 lower, +1 upper, 0 free
+
+    @property
+    def rel_error(self) -> float:
+        return abs(self.stderr / self.value) if self.value != 0 else float("inf")
+
+
+class Parameters(Mapping[str, Parameter]):
+    """Read-only, ordered mapping of parameter name to :class:`Parameter`."""
+
+    def __init__(self, items: list[Parameter]) -> None:
+        self._items = {p.name: p for p in items}
+
+    def __getitem__(self, key: str) -> Parameter:
+        try:
+            return self._items[key]
+        except KeyError:
+            raise KeyError(f"no parameter named {key!r}; names: {list(self._items)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def valuesdict(self) -> dict[str, float]:
+        """``{name: value}``."""
+        return {k: p.value for k, p in self._items.items()}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{p.name}={p.value:.6g}±{p.stderr:.2g}" for p in self._items.values())
+        return f"Parameters({inner})"
+
+
+def _enc(a: Any) -> Any:
+    """JSON-safe encoding of floats/arrays (inf and nan as strings, exact round trip)."""
+    if isinstance(a, np.ndarray):
+        return {
+            "__array__": [_enc(v) for v in a.ravel().tolist()],
+            "shape": list(a.shape),
+            "dtype": a.dtype.name,
+        }
+    if isinstance(a, float):
+        if np.isfinite(a):
+            return a
+        return {"__float__": repr(a)}
+    if isinstance(a, (np.floating, np.integer)):
+        return _enc(a.item())
+    if isinstance(a, dict):
+        return {str(k): _enc(v) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return [_enc(v) for v in a]
+    return a
+
+
+def _dec(a: Any) -> Any:
+    if isinstance(a, dict):
+        if "__array__" in a:
+            flat = [_dec(v) for v in a["__array__"]]
+            return np.array(flat, dtype=a["dtype"]).reshape(a["shape"])
+        if "__float__" in a:
+            return float(a["__float__"])
+        return {k: _dec(v) for k, v in a.items()}
+    if isinstance(a, list):
+        return [_dec(v) for v in a]
+    return a
 
 
 class FitResult:
@@ -141,6 +223,81 @@ class FitResult:
     def redchi(self) -> float:
         """Reduced χ², ``Σ r_i² / (m − n)`` (nan when m ≤ n)."""
         return self.chisqr / self.dof if self.dof > 0 else float("nan")
+
+    @property
+    def params(self) -> Parameters:
+        """Parameters by name: ``result.params['rate'].value``, ``.stderr``."""
+        fixed = self.extra.get("fixed_mask")
+        perr = self.perr
+        return Parameters(
+            [
+                Parameter(
+                    name=n,
+                    value=float(self.x[i]),
+                    stderr=float(perr[i]),
+                    fixed=bool(fixed[i]) if fixed is not None else False,
+                    at_bound=int(self.active_mask[i]),
+                )
+                for i, n in enumerate(self.param_names)
+            ]
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Versions, device, dtype, options and data fingerprint of the fit."""
+        return dict(self.extra.get("metadata", {}))
+
+    # -- persistence -------------------------------------------------------------------
+    _FIELDS = (
+        "x",
+        "pcov",
+        "status",
+        "cost",
+        "initial_cost",
+        "fun",
+        "grad",
+        "nfev",
+        "njev",
+        "nit",
+        "optimality",
+        "active_mask",
+        "method",
+        "loss",
+        "param_names",
+        "n_points",
+        "absolute_sigma",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild the result (the Jacobian is not stored)."""
+        d = {k: getattr(self, k) for k in self._FIELDS}
+        d["dtype"] = self.dtype.name
+        d["param_names"] = list(self.param_names)
+        d["extra"] = self.extra
+        return d
+
+    def to_json(self, path: str | None = None, **json_kwargs: Any) -> str:
+        """JSON text of :meth:`to_dict` (written to ``path`` when given); exact round trip."""
+        text = json.dumps(_enc(self.to_dict()), **json_kwargs)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FitResult:
+        kw = {k: d[k] for k in cls._FIELDS}
+        kw["param_names"] = tuple(kw["param_names"])
+        return cls(dtype=d["dtype"], extra=dict(d.get("extra") or {}), **kw)
+
+    @classmethod
+    def from_json(cls, text_or_path: str) -> FitResult:
+        """Rebuild a result from :meth:`to_json` output (JSON text or a file path)."""
+        text = text_or_path
+        if not text_or_path.lstrip().startswith("{"):
+            with open(text_or_path, encoding="utf-8") as fh:
+                text = fh.read()
+        return cls.from_dict(_dec(json.loads(text)))
 
     def __getitem__(self, key: str) -> Any:  # dict-style access, as scipy's OptimizeResult
         return getattr(self, key)
