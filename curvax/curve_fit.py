@@ -65,6 +65,7 @@ _SOLVER_KWARGS = {
     "timeout",
     "fixed",
     "param_names",
+    "bucket",
     "dtype",
     "param_style",
     "block_size",
@@ -204,6 +205,34 @@ def probe_model(
     return traceable, shape
 
 
+BUCKET_MIN = 32
+
+
+def bucket_size(n: int) -> int:
+    """Padded size for ``n`` points: the next power of two up to 2¹⁷, then the next
+    multiple of a quarter octave (≤ 25 % padding).  Sizes below ``BUCKET_MIN`` are kept.
+
+    Data sets of differing length then share compiled programs: e.g. any lengths
+    between 10³ and 10⁵ fall in 8 buckets.
+    """
+    if n < BUCKET_MIN:
+        return n
+    if n <= 2**17:
+        return 1 << (n - 1).bit_length()
+    step = 1 << ((n.bit_length() - 1) - 2)
+    return -(-n // step) * step
+
+
+def pad_points(a: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Pad ``a`` along ``axis`` to ``size`` by repeating its last point."""
+    n = a.shape[axis]
+    if size == n:
+        return a
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, size - n)
+    return np.pad(a, widths, mode="edge")
+
+
 def _by_name(
     mapping: Mapping[str, Any], names: Sequence[str] | None, arg: str, require_all: bool
 ) -> list[tuple[str, Any]]:
@@ -284,6 +313,7 @@ def fit_curve(
     block_size: int = DEFAULT_BLOCK_SIZE,
     param_names: tuple[str, ...] | None = None,
     fixed: Mapping[str, float] | None = None,
+    bucket: bool = True,
     callbacks: Any = None,
     timeout: float | None = None,
 ) -> FitResult:
@@ -292,6 +322,10 @@ def fit_curve(
     Parameters can be given by name: ``p0`` and ``bounds`` may be dicts keyed by the
     model's parameter names (``bounds={'rate': (0, np.inf)}``), and
     ``fixed={'offset': 0.0}`` holds parameters at a value without rewriting the model.
+
+    With ``bucket=True`` (default) the points are padded to a size bucket
+    (:func:`bucket_size`) with masked, zero-weight copies of the last point, so that
+    data sets of differing length reuse compiled programs; the answer is unchanged.
 
     Unlike :func:`curve_fit`, a fit that does not converge is returned (check
     ``result.success``), not raised.  ``callbacks`` (see :mod:`curvax.callbacks`) are
@@ -469,6 +503,16 @@ def fit_curve(
         data["L"] = L
     elif w is not None:
         data["w"] = w
+    n_real = n_pts
+    if bucket and L is None and numeric_x:
+        size = bucket_size(n_pts)
+        if size != n_pts:
+            axis = x_axis if x.ndim > 1 else -1
+            data["x"] = pad_points(x_arg, size, axis)
+            data["y"] = pad_points(y, size, 0)
+            if w is not None:
+                data["w"] = pad_points(w, size, 0)
+            data["mask"] = np.arange(size) < n_pts
     if fixed.any():
         data["p_full"] = p0a
     free = ~fixed
@@ -490,6 +534,7 @@ def fit_curve(
         loss_name=loss if isinstance(loss, str) else "custom",
         fixed_values=p0a if fixed.any() else None,
         monitor=monitor,
+        n_points=n_real,
     )
     res.extra["n_omitted"] = n_omitted
     res.extra["fixed_mask"] = fixed.tolist()

@@ -82,6 +82,7 @@ def solve(
     loss_name: str = "linear",
     fixed_values: np.ndarray | None = None,
     monitor: Monitor | None = None,
+    n_points: int | None = None,
 ) -> FitResult:
     """Fit and return a :class:`FitResult` with covariance.
 
@@ -89,7 +90,8 @@ def solve(
     ``kernel.fixed`` marks fixed ones, ``fixed_values`` is the full parameter vector
     holding their values, and the result is reported for all parameters (fixed ones
     with zero variance).  ``monitor`` (required when ``kernel.monitored``) runs the
-    callbacks and the time limit.
+    callbacks and the time limit.  ``n_points`` is the number of real points when the
+    data were padded to a size bucket (padding rows are masked out and come last).
 
     Raises
     ------
@@ -130,6 +132,8 @@ def solve(
             "model, the data and p0"
         )
 
+    if n_points is not None:
+        residuals = residuals[:n_points]
     m = residuals.shape[0]
     R = np.asarray(sol.reduction.R, dtype=np.float64)
     cost = float(sol.reduction.cost)
@@ -167,7 +171,7 @@ def solve(
                     jnp.asarray(x_dev),
                     jnp.asarray(f_scale_v, dtype=dtype),
                 )
-            )
+            )[:m]
         if kernel.fixed is None:
             return J
         full = np.zeros((J.shape[0], len(kernel.fixed)), dtype=J.dtype)
