@@ -1,6 +1,7 @@
 """curvax: nonlinear least-squares curve fitting on JAX."""
 
 from curvax.core.least_squares import least_squares
+from curvax.core.mixed_precision import MixedPrecisionConfig, configure_mixed_precision
 from curvax.core.result import FitResult
 from curvax.curve_fit import curve_fit, fit_curve
 from curvax.fit import CurveFit
@@ -12,9 +13,11 @@ __all__ = [
     "CurvaxWarning",
     "CurveFit",
     "FitResult",
+    "MixedPrecisionConfig",
     "OptimizeWarning",
     "PerformanceWarning",
     "__version__",
+    "configure_mixed_precision",
     "curve_fit",
     "fit_curve",
     "least_squares",

@@ -15,6 +15,7 @@ Gauss–Newton one of :mod:`curvax.core.covariance`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from collections import OrderedDict
@@ -26,6 +27,12 @@ import numpy as np
 
 from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
+from curvax.core.mixed_precision import (
+    FLOAT32_TOL,
+    MixedPrecisionConfig,
+    UpgradeTrigger,
+)
+from curvax.core.mixed_precision import resolve as resolve_mixed_precision
 from curvax.core.monitor import Monitor
 from curvax.core.problem import (
     adapt_model,
@@ -66,6 +73,7 @@ _SOLVER_KWARGS = {
     "fixed",
     "param_names",
     "bucket",
+    "mixed_precision",
     "dtype",
     "param_style",
     "block_size",
@@ -233,6 +241,73 @@ def pad_points(a: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.pad(a, widths, mode="edge")
 
 
+def _fit_mixed_precision(
+    mp: MixedPrecisionConfig,
+    kernel: Kernel,
+    data: dict,
+    x0: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    max_nfev: int,
+    callbacks: Any,
+    timeout: float | None,
+    solve_args: dict,
+) -> FitResult:
+    """float32 phase watched by :class:`UpgradeTrigger`, then float64 from there."""
+    trigger = UpgradeTrigger(mp)
+    mon32 = Monitor([*(callbacks or ()), trigger], timeout)
+    k32 = dataclasses.replace(kernel, monitored=True)
+    try:
+        r32: FitResult | None = solve(
+            k32,
+            data,
+            x0,
+            lb,
+            ub,
+            max_nfev=max_nfev,
+            dtype=np.dtype(np.float32),
+            monitor=mon32,
+            **solve_args,
+        )
+    except ValueError:  # not finite at p0 in float32 (overflow): go straight to float64
+        r32 = None
+        trigger.reason = "non-finite values"
+    if r32 is not None:
+        user_stop = r32.status == -2 and trigger.reason is None
+        tolerances_ok = min(solve_args["ftol"], solve_args["xtol"], solve_args["gtol"]) >= (
+            FLOAT32_TOL
+        )
+        if user_stop or r32.status == -3 or (r32.success and tolerances_ok):
+            r32.extra["precision_upgraded"] = False
+            return r32
+        if trigger.reason is None:
+            trigger.reason = "float32 cannot meet the requested tolerances"
+    free_x = x0 if r32 is None else np.asarray(r32.x, dtype=np.float64)
+    if kernel.fixed is not None and r32 is not None:
+        free_x = free_x[~np.asarray(kernel.fixed)]
+    if not np.all(np.isfinite(free_x)):
+        free_x = x0
+    used = 0 if r32 is None else r32.nfev
+    mon64 = Monitor(callbacks or (), timeout) if kernel.monitored else None
+    res = solve(
+        kernel,
+        data,
+        np.clip(free_x, lb, ub),
+        lb,
+        ub,
+        max_nfev=max(max_nfev - used, 2),
+        dtype=np.dtype(np.float64),
+        monitor=mon64,
+        **solve_args,
+    )
+    res.nfev += used
+    res.njev += used
+    res.extra["precision_upgraded"] = True
+    res.extra["upgrade_reason"] = trigger.reason
+    res.extra["float32_nfev"] = used
+    return res
+
+
 def _by_name(
     mapping: Mapping[str, Any], names: Sequence[str] | None, arg: str, require_all: bool
 ) -> list[tuple[str, Any]]:
@@ -314,6 +389,7 @@ def fit_curve(
     param_names: tuple[str, ...] | None = None,
     fixed: Mapping[str, float] | None = None,
     bucket: bool = True,
+    mixed_precision: bool | MixedPrecisionConfig | None = None,
     callbacks: Any = None,
     timeout: float | None = None,
 ) -> FitResult:
@@ -322,6 +398,10 @@ def fit_curve(
     Parameters can be given by name: ``p0`` and ``bounds`` may be dicts keyed by the
     model's parameter names (``bounds={'rate': (0, np.inf)}``), and
     ``fixed={'offset': 0.0}`` holds parameters at a value without rewriting the model.
+
+    ``mixed_precision`` (True/False or a config; default: the setting of
+    :func:`curvax.configure_mixed_precision`) starts the fit in float32 and continues in
+    float64 when float32 runs out (:mod:`curvax.core.mixed_precision`).
 
     With ``bucket=True`` (default) the points are padded to a size bucket
     (:func:`bucket_size`) with masked, zero-weight copies of the last point, so that
@@ -516,26 +596,45 @@ def fit_curve(
     if fixed.any():
         data["p_full"] = p0a
     free = ~fixed
-    res = solve(
-        kernel,
-        data,
-        p0a[free],
-        lb[free],
-        ub[free],
+    solve_args = dict(
         x_scale=None if xs is None else xs[free],
         f_scale=fs,
         ftol=ftol_,
         xtol=xtol_,
         gtol=gtol_,
-        max_nfev=nfev,
-        dtype=dt,
         absolute_sigma=absolute_sigma,
         param_names=param_names or names,
         loss_name=loss if isinstance(loss, str) else "custom",
         fixed_values=p0a if fixed.any() else None,
-        monitor=monitor,
         n_points=n_real,
     )
+    mp = resolve_mixed_precision(mixed_precision)
+    if mp.enable and dt == np.float64:
+        res = _fit_mixed_precision(
+            mp,
+            kernel,
+            data,
+            p0a[free],
+            lb[free],
+            ub[free],
+            nfev,
+            callbacks,
+            timeout,
+            solve_args,
+        )
+    else:
+        res = solve(
+            kernel,
+            data,
+            p0a[free],
+            lb[free],
+            ub[free],
+            max_nfev=nfev,
+            dtype=dt,
+            monitor=monitor,
+            **solve_args,
+        )
+        res.extra["precision_upgraded"] = False
     res.extra["n_omitted"] = n_omitted
     res.extra["fixed_mask"] = fixed.tolist()
     res.extra["metadata"] = fit_metadata(

@@ -243,6 +243,11 @@ class FitResult:
         )
 
     @property
+    def precision_upgraded(self) -> bool:
+        """True when a mixed-precision fit moved from float32 to float64."""
+        return bool(self.extra.get("precision_upgraded", False))
+
+    @property
     def metadata(self) -> dict[str, Any]:
         """Versions, device, dtype, options and data fingerprint of the fit."""
         return dict(self.extra.get("metadata", {}))
