@@ -257,7 +257,15 @@ def _fit_mixed_precision(
     trigger = UpgradeTrigger(mp)
     mon32 = Monitor([*(callbacks or ()), trigger], timeout)
     k32 = dataclasses.replace(kernel, monitored=True)
+    big = float(np.finfo(np.float32).max) / 16
+    in_range = all(
+        np.all(np.abs(v) < big)
+        for v in data.values()
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+    )
     try:
+        if not in_range:
+            raise ValueError("data outside the float32 range")
         r32: FitResult | None = solve(
             k32,
             data,

@@ -30,6 +30,7 @@ points), in a single block.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -58,14 +59,31 @@ JAC_MODES = ("fwd", "rev", "2-point", "3-point", "host")
 # --- model signature ------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=512)
+def _signature(f: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(f)
+    except (TypeError, ValueError):
+        return None
+
+
+def _cached_signature(f: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return _signature(f)
+    except TypeError:  # unhashable callable
+        try:
+            return inspect.signature(f)
+        except (TypeError, ValueError):
+            return None
+
+
 def count_model_params(f: Callable[..., Any]) -> int | None:
     """Number of fit parameters implied by ``f(x, a, b, ...)``'s signature, or None.
 
     Returns None when the signature has ``*args`` or cannot be inspected.
     """
-    try:
-        sig = inspect.signature(f)
-    except (TypeError, ValueError):
+    sig = _cached_signature(f)
+    if sig is None:
         return None
     pos = []
     for prm in sig.parameters.values():
@@ -78,9 +96,8 @@ def count_model_params(f: Callable[..., Any]) -> int | None:
 
 def signature_param_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
     """Names of the fit parameters in ``f(x, a, b, ...)``'s signature, or None."""
-    try:
-        sig = inspect.signature(f)
-    except (TypeError, ValueError):
+    sig = _cached_signature(f)
+    if sig is None:
         return None
     names = []
     for prm in sig.parameters.values():
