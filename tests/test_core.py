@@ -218,3 +218,29 @@ def test_least_squares_args_and_user_jacobian() -> None:
     r2 = curvax.least_squares(resid, [0.0, 0.0], jac=jac, args=(t, yv), kwargs={"scale": 2.0})
     np.testing.assert_allclose(r1.x, [2.0, 1.0], rtol=1e-12)
     np.testing.assert_allclose(r2.x, [2.0, 1.0], rtol=1e-12)
+
+
+def test_covariance_of_parameters_of_very_different_magnitude() -> None:
+    """Arrhenius: A ~ 1e16 beside Ea ~ 1e5 is badly scaled, not rank deficient."""
+    from scipy.optimize import curve_fit as scipy_curve_fit
+
+    R_GAS = 8.314462618
+    T = np.linspace(300.0, 400.0, 40)
+    rng = np.random.default_rng(0)
+    k = 1e16 * np.exp(-1e5 / (R_GAS * T))
+    y = k * (1 + 0.01 * rng.normal(size=T.size))
+
+    def arr(T, A, Ea):
+        return A * jnp.exp(-Ea / (R_GAS * T))
+
+    res = curvax.fit_curve(arr, T, y, p0=[1e16, 1e5])
+    assert np.all(np.isfinite(res.pcov))
+    ref_p, ref_c = scipy_curve_fit(
+        lambda T, A, Ea: A * np.exp(-Ea / (R_GAS * T)), T, y, p0=res.x,
+        jac=lambda T, A, Ea: np.stack(
+            [np.exp(-Ea / (R_GAS * T)), -A / (R_GAS * T) * np.exp(-Ea / (R_GAS * T))], axis=1
+        ),
+        ftol=1e-15, xtol=1e-15, gtol=1e-15,
+    )
+    np.testing.assert_allclose(res.x, ref_p, rtol=1e-7)
+    np.testing.assert_allclose(res.pcov, ref_c, rtol=1e-5)

@@ -15,8 +15,8 @@ computed from the SVD of ``R`` (the singular values of ``R`` are those of ``J̃`
 
 What it assumes: the model is locally linear over the uncertainty region, the errors
 are independent (or correlated exactly as a 2-D ``sigma`` says) with zero mean, and
-the Jacobian has full column rank.  When a singular value is below
-``eps · max(m, n) · σ_max`` (rank deficiency: some combination of parameters is not
+the Jacobian has full column rank.  When a singular value of the column-scaled factor
+is below ``eps · max(m, n) · σ_max`` (rank deficiency: some combination of parameters is not
 determined by the data), or when ``m ≤ n`` with ``absolute_sigma=False``, the
 covariance cannot be estimated: every entry is ``inf`` and the caller warns.
 """
@@ -34,17 +34,44 @@ def covariance_from_factor(
 ) -> tuple[np.ndarray, bool]:
     """Return ``(pcov, ok)``; ``ok`` is False when pcov is all-inf (see module docstring)."""
     R = np.asarray(R, dtype=np.float64)
-    n = R.shape[1]
-    if not np.all(np.isfinite(R)):
-        return np.full((n, n), np.inf), False
-    _, s, Vt = np.linalg.svd(R, full_matrices=False)
-    threshold = np.finfo(np.float64).eps * max(n_residuals, n) * (s[0] if s.size else 0.0)
-    if s.size == 0 or s[0] == 0 or np.any(s <= threshold):
-        return np.full((n, n), np.inf), False
-    pcov = (Vt.T / s**2) @ Vt
-    pcov = 0.5 * (pcov + pcov.T)
+    pcov, ok = covariance_from_factors(
+        R[None], np.array([n_residuals]), np.array([cost]), absolute_sigma
+    )
+    return pcov[0], bool(ok[0])
+
+
+def covariance_from_factors(
+    R: np.ndarray,
+    n_residuals: np.ndarray,
+    cost: np.ndarray,
+    absolute_sigma: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`covariance_from_factor` for a stack of fits, vectorised.
+
+    ``R`` (B, n, n), ``n_residuals`` and ``cost`` (B,); returns ``(pcov (B, n, n),
+    ok (B,))``.  The rank test and the inverse use the column-scaled factor
+    ``R D`` (``D`` = inverse column norms), so that parameters of very different
+    magnitudes (e.g. a prefactor of 10¹⁶ beside an energy of 10⁵) are not mistaken for
+    a rank deficiency: ``pcov = D (DᵀRᵀRD)⁻¹ D``.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    b, _, n = R.shape
+    m = np.asarray(n_residuals, dtype=np.float64).reshape(b)
+    cost = np.asarray(cost, dtype=np.float64).reshape(b)
+    finite = np.all(np.isfinite(R), axis=(1, 2))
+    Rs = np.where(finite[:, None, None], R, 0.0)
+    cn = np.sqrt(np.sum(Rs * Rs, axis=1))  # (B, n) column norms
+    d = np.where(cn > 0, 1.0 / np.where(cn > 0, cn, 1.0), 0.0)
+    _, s, Vt = np.linalg.svd(Rs * d[:, None, :], full_matrices=False)
+    threshold = np.finfo(np.float64).eps * np.maximum(m, n) * s[:, 0]
+    ok = finite & np.all(cn > 0, axis=1) & (s[:, 0] > 0) & np.all(s > threshold[:, None], axis=1)
+    s_safe = np.where(ok[:, None], s, 1.0)
+    pcov = np.einsum("bki,bk,bkj->bij", Vt, 1.0 / s_safe**2, Vt)
+    pcov = pcov * d[:, :, None] * d[:, None, :]
+    pcov = 0.5 * (pcov + np.swapaxes(pcov, 1, 2))
     if not absolute_sigma:
-        if n_residuals <= n:
-            return np.full((n, n), np.inf), False
-        pcov = pcov * (2.0 * cost / (n_residuals - n))
-    return pcov, True
+        ok = ok & (m > n)
+        dof = np.where(m > n, m - n, 1.0)
+        pcov = pcov * (2.0 * cost / dof)[:, None, None]
+    pcov[~ok] = np.inf
+    return pcov, ok

@@ -7,6 +7,8 @@ squares, and the grid point with the smallest residual sum of squares wins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 MAX_GRID_POINTS = 1000
@@ -33,33 +35,65 @@ def span(x: np.ndarray) -> float:
     return s if s > 0 and np.isfinite(s) else 1.0
 
 
-def lstsq_batch(basis: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lstsq_batch(columns: Sequence[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Solve many small linear least-squares problems sharing ``y``.
 
     Parameters
     ----------
-    basis : ndarray, shape (G, N, K)
-        One design matrix per grid point.
+    columns : sequence of ndarray
+        The ``K`` columns of the design matrices: each of shape ``(G, N)`` (one
+        column per grid point) or ``(N,)`` (shared by all grid points).
     y : ndarray, shape (N,)
 
     Returns
     -------
     coef : ndarray, shape (G, K)
     sse : ndarray, shape (G,)
-        Residual sums of squares (``inf`` where the basis was not finite).
+        Residual sums of squares (``inf`` where a column was not finite).
+
+    Notes
+    -----
+    Normal equations on unit-norm columns (plus a tiny ridge), built from
+    row-wise dot products: cheap for the few columns used here, and free of
+    BLAS threading overhead.
     """
-    basis = np.asarray(basis, dtype=np.float64)
-    k = basis.shape[2]
-    finite = np.all(np.isfinite(basis), axis=(1, 2))
-    basis = np.where(finite[:, None, None], basis, 0.0)
-    scale = np.sqrt(np.einsum("gnk,gnk->gk", basis, basis))
-    scale = np.where(scale > 0, scale, 1.0)
-    bs = basis / scale[:, None, :]
-    gram = np.einsum("gnk,gnl->gkl", bs, bs) + 1e-10 * np.eye(k)
-    rhs = np.einsum("gnk,n->gk", bs, y)
+    y = np.asarray(y, dtype=np.float64)
+    cols = [np.asarray(c, dtype=np.float64) for c in columns]
+    g_size = max((c.shape[0] for c in cols if c.ndim == 2), default=1)
+    k = len(cols)
+    finite = np.ones(g_size, dtype=bool)
+    for i, c in enumerate(cols):
+        if c.ndim == 2:
+            ok = np.all(np.isfinite(c), axis=1)
+            if not np.all(ok):
+                finite &= ok
+                cols[i] = np.where(ok[:, None], c, 0.0)
+        elif not np.all(np.isfinite(c)):
+            finite[:] = False
+            cols[i] = np.where(np.isfinite(c), c, 0.0)
+
+    def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.ndim == 2 and b.ndim == 2:
+            return np.einsum("gn,gn->g", a, b)
+        if a.ndim == 2:
+            return np.einsum("gn,n->g", a, b)
+        if b.ndim == 2:
+            return np.einsum("gn,n->g", b, a)
+        return np.full(g_size, float(a @ b))
+
+    gram = np.empty((g_size, k, k))
+    rhs = np.empty((g_size, k))
+    for i in range(k):
+        rhs[:, i] = dot(cols[i], y)
+        for j in range(i + 1):
+            gram[:, i, j] = gram[:, j, i] = dot(cols[i], cols[j])
+    scale = np.sqrt(np.diagonal(gram, axis1=1, axis2=2)).copy()
+    scale[~(scale > 0)] = 1.0
+    gram = gram / (scale[:, :, None] * scale[:, None, :]) + 1e-10 * np.eye(k)
+    rhs = rhs / scale
     c = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    fit = np.einsum("gnk,gk->gn", bs, c)
-    sse = np.sum((y[None, :] - fit) ** 2, axis=1)
+    # residual of the normal-equation solution: |y|^2 - c . (B^T y)
+    sse = np.maximum(float(y @ y) - np.sum(c * rhs, axis=1), 0.0)
     sse = np.where(finite & np.isfinite(sse), sse, np.inf)
     return c / scale, sse
 
@@ -83,7 +117,7 @@ def expit(z: np.ndarray) -> np.ndarray:
 
 def linear_coefs(basis: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Least-squares coefficients for one design matrix ``basis`` of shape (N, K)."""
-    coef, _ = lstsq_batch(basis[None], y)
+    coef, _ = lstsq_batch(list(np.asarray(basis, dtype=np.float64).T), y)
     return coef[0]
 
 

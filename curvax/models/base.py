@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _guess as g
+
 __all__ = ["Model", "compose"]
 
 GuessFn = Callable[[np.ndarray, np.ndarray], Sequence[float] | np.ndarray]
@@ -105,8 +107,13 @@ class Model:
         Long documentation (formula, parameter meaning, guess method); becomes
         the instance's ``__doc__``.
     role : {"generic", "peak", "baseline"}
-        Hint used by the guess of composite models: ``"baseline"`` parts are
-        estimated first with a robust (outlier-rejecting) fit.
+        Hint used by the guess of composite models.  ``"baseline"``: the model
+        is linear in its parameters (constant, line, polynomial).  ``"peak"``:
+        parameters are ``(amplitude, center, width, *shape)``, the function is
+        linear in ``amplitude`` and broadcasts over parameter arrays.  A sum of
+        peaks and baselines gets a variable-projection guess (see
+        :func:`compose`); other sums estimate baseline parts first with a
+        robust (outlier-rejecting) fit, then the other parts in turn.
     parts : tuple of Model
         For composite models, the leaf models summed; empty for a leaf.
 
@@ -280,8 +287,138 @@ def _robust_fit(part: Model, x: np.ndarray, r: np.ndarray) -> np.ndarray:
     return p
 
 
+def _peak_grid_evaluator(part: Model) -> Callable[..., np.ndarray]:
+    """Jitted unit-height peak shapes on a (center, width) grid.
+
+    ``evaluate(xs, cc, ww, *extras)`` returns a ``(G, M)`` array whose first
+    ``N = xs.size`` columns are the shapes and the rest zeros; ``M`` is ``N``
+    padded to a power of two so that few array shapes (compilations) occur.
+    """
+
+    @jax.jit
+    def shapes(xs: Any, mask: Any, cc: Any, ww: Any, *extras: Any) -> jax.Array:
+        return part.func(xs[None, :], 1.0, cc[:, None], ww[:, None], *extras) * mask[None, :]
+
+    def evaluate(xs: np.ndarray, cc: np.ndarray, ww: np.ndarray, *extras: float) -> np.ndarray:
+        n = xs.size
+        size = _padded_size(n)
+        xp = np.concatenate([xs, np.full(size - n, xs[-1])])
+        mask = (np.arange(size) < n).astype(np.float64)
+        with jax.enable_x64(True):
+            out = shapes(
+                jnp.asarray(xp), jnp.asarray(mask), jnp.asarray(cc), jnp.asarray(ww), *extras
+            )
+            return np.asarray(out, dtype=np.float64)
+
+    return evaluate
+
+
+def _padded_size(n: int) -> int:
+    return max(64, 1 << (n - 1).bit_length())
+
+
+def _peaks_on_linear_baseline(
+    parts: tuple[Model, ...],
+    evaluators: dict[int, Callable[..., np.ndarray]],
+    x: np.ndarray,
+    y: np.ndarray,
+) -> np.ndarray:
+    """Guess for a sum of ``peak`` parts and linear ``baseline`` parts (1-D ``x``).
+
+    Variable projection: for each peak, a grid over (center, width) where the
+    peak height and all baseline coefficients are solved by linear least
+    squares jointly.  Peaks are found greedily (the best single peak of what
+    the previous peaks leave), then each is refined on a local grid against
+    the data minus the other peaks (never increasing the residual).
+    """
+    xs, ys = g.subsample(x, y, 2000)
+    peaks = [k for k, p in enumerate(parts) if p.role == "peak"]
+    cols: list[np.ndarray] = []
+    base_slices: dict[int, tuple[int, int]] = {}
+    for k, part in enumerate(parts):
+        if part.role != "baseline":
+            continue
+        start = len(cols)
+        for i in range(part.n_params):
+            unit = np.zeros(part.n_params)
+            unit[i] = 1.0
+            cols.append(evaluate_numpy(part, xs, unit))  # baseline parts are linear
+        base_slices[k] = (start, len(cols))
+    basis_b = np.stack(cols, axis=1) if cols else np.zeros((xs.size, 0))
+    extras = {k: np.asarray(parts[k].guess(xs, ys))[3:] for k in peaks}
+
+    # Project the baseline out once: for a peak shape s and data r, the best height and
+    # baseline leave the residual |r_perp|^2 - <s, r_perp>^2 / |s_perp|^2.
+    if basis_b.shape[1]:
+        q_b = np.linalg.qr(basis_b / np.maximum(np.linalg.norm(basis_b, axis=0), 1e-300))[0]
+    else:
+        q_b = np.zeros((xs.size, 0))
+
+    pad = _padded_size(xs.size) - xs.size  # the evaluators return zero-padded columns
+    q_pad = np.ascontiguousarray(np.pad(q_b, ((0, pad), (0, 0))).T)
+
+    def best(k: int, r: np.ndarray, centers: np.ndarray, widths: np.ndarray):
+        cc, ww = (a.ravel() for a in np.meshgrid(centers, widths, indexing="ij"))
+        shapes = evaluators[k](xs, cc, ww, *(float(e) for e in extras[k]))
+        r_perp = np.pad(r - q_b @ (q_b.T @ r), (0, pad))
+        ss = np.einsum("gn,gn->g", shapes, shapes)
+        for q_col in q_pad:  # (einsum: no BLAS threading overhead for these small products)
+            proj = np.einsum("gn,n->g", shapes, q_col)
+            ss = ss - proj * proj
+        sr = np.einsum("gn,n->g", shapes, r_perp)
+        with np.errstate(all="ignore"):
+            gain = np.where(ss > 1e-12 * np.max(np.abs(ss)), sr * sr / ss, -np.inf)
+        gain = np.where(np.isfinite(gain), gain, -np.inf)
+        b = int(np.argmax(gain))
+        amp = sr[b] / ss[b] if np.isfinite(gain[b]) else 0.0
+        return np.r_[amp, cc[b], ww[b], extras[k]]
+
+    span = g.span(xs)
+    dx = np.diff(xs)
+    dx = float(np.median(dx[dx > 0])) if np.any(dx > 0) else span / max(xs.size, 1)
+    c_glob = xs if xs.size <= 150 else np.linspace(xs[0], xs[-1], 150)
+    w_glob = np.geomspace(max(0.7 * dx, 1e-6 * span), 0.5 * span, 14)
+    params: dict[int, np.ndarray] = {}
+    contrib: dict[int, np.ndarray] = {}
+    for k in peaks:
+        r = ys - sum(contrib.values(), np.zeros_like(ys))
+        params[k] = best(k, r, c_glob, w_glob)
+        contrib[k] = evaluate_numpy(parts[k], xs, params[k])
+    for _ in range(2):
+        for k in peaks:
+            r = ys - sum((contrib[j] for j in peaks if j != k), np.zeros_like(ys))
+            c0, w0 = params[k][1], params[k][2]
+            params[k] = best(
+                k, r, c0 + w0 * np.linspace(-1.5, 1.5, 13), w0 * np.geomspace(0.5, 2.0, 9)
+            )
+            contrib[k] = evaluate_numpy(parts[k], xs, params[k])
+    out: list[np.ndarray] = []
+    if base_slices:
+        r = ys - sum(contrib.values(), np.zeros_like(ys))
+        coef_b = g.linear_coefs(basis_b, r)
+    for k in range(len(parts)):
+        if k in params:
+            out.append(params[k])
+        else:
+            a, b = base_slices[k]
+            out.append(coef_b[a:b])
+    return np.concatenate(out)
+
+
 def _make_composite_guess(parts: tuple[Model, ...]) -> GuessFn:
+    peak_sum = any(p.role == "peak" for p in parts) and all(
+        p.role in ("peak", "baseline") and p.ndim_x == 1 for p in parts
+    )
+
+    evaluators = (
+        {k: _peak_grid_evaluator(p) for k, p in enumerate(parts) if p.role == "peak"}
+        if peak_sum
+        else {}
+    )
+
     def guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if peak_sum and y.size >= 3:
+            return _peaks_on_linear_baseline(parts, evaluators, x, y)
         n = len(parts)
         params: list[np.ndarray | None] = [None] * n
         contrib = [np.zeros_like(y) for _ in range(n)]
@@ -334,10 +471,17 @@ def compose(*models: Model, name: str | None = None) -> Model:
         Model whose parameters are the concatenation of the parts' parameters
         (renamed by the rule in this module's docstring), whose function is the
         sum of the parts, whose bounds concatenate, and which has an analytic
-        Jacobian when every part has one.  Its guess estimates baseline parts
-        robustly first, then each other part from the remaining residual (so a
-        sum of peaks picks the largest peak first, then the next), then refines
-        each part from the data minus the others.
+        Jacobian when every part has one.
+
+        Its guess: for a sum of peak and (linear) baseline parts, each peak in
+        turn is found by a grid search over (center, width) with its height
+        and the baseline solved by linear least squares, on the data minus the
+        peaks already found (so the dominant peak comes first, then the next),
+        and then refined against the data minus the other peaks.  Otherwise,
+        baseline parts are estimated first by an outlier-rejecting fit, then
+        each other part from the remaining residual, then each part is
+        re-estimated from the data minus the others while that lowers the
+        residual.
     """
     if not models:
         raise ValueError("compose needs at least one model")

@@ -156,8 +156,7 @@ def _exp_decay_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     t = xs - x0
     log_tau = np.log(_tau_grid(xs, 121))
     e = np.exp(-t[None, :] / np.exp(log_tau)[:, None])
-    basis = np.stack([e, np.ones_like(e)], axis=2)
-    _, sse = g.lstsq_batch(basis, ys)
+    _, sse = g.lstsq_batch([e, np.ones_like(t)], ys)
     tau = float(np.exp(g.parabolic_min(log_tau, sse)))
     amp, off = g.linear_coefs(np.stack([np.exp(-t / tau), np.ones_like(t)], axis=1), ys)
     return np.array([amp * np.exp(x0 / tau), tau, off])
@@ -194,8 +193,7 @@ def _exp_decay_2_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     taus = _tau_grid(xs, 41)
     e = np.exp(-t[None, :] / taus[:, None])
     i, j = np.triu_indices(taus.size, k=3)  # tau_2 / tau_1 >= 2 on this grid
-    basis = np.stack([e[i], e[j], np.ones((i.size, t.size))], axis=2)
-    coef, sse = g.lstsq_batch(basis, ys)
+    coef, sse = g.lstsq_batch([e[i], e[j], np.ones_like(t)], ys)
     b = int(np.argmin(sse))
     t1, t2 = taus[i[b]], taus[j[b]]
     a1, a2, off = coef[b]
@@ -230,8 +228,7 @@ def _exp_growth_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     t = xs - x0
     mag = np.logspace(-1.5, 1.5, 61) / g.span(xs)
     rates = np.concatenate([-mag[::-1], [0.0], mag])
-    basis = np.exp(rates[:, None] * t[None, :])[..., None]
-    _, sse = g.lstsq_batch(basis, ys)
+    _, sse = g.lstsq_batch([np.exp(rates[:, None] * t[None, :])], ys)
     b = int(np.argmin(sse))
     rate = rates[b]
     if 0 < b < rates.size - 1 and np.sign(rates[b - 1]) == np.sign(rates[b + 1]) != 0:
@@ -269,8 +266,7 @@ def _power_law_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     lx = np.log(xs)
     m = float(np.mean(lx))
     expo = np.linspace(-8.0, 8.0, 321)
-    basis = np.exp(expo[:, None] * (lx - m)[None, :])[..., None]
-    _, sse = g.lstsq_batch(basis, ys)
+    _, sse = g.lstsq_batch([np.exp(expo[:, None] * (lx - m)[None, :])], ys)
     b = g.parabolic_min(expo, sse)
     amp = g.linear_coefs(np.exp(b * (lx - m))[:, None], ys)[0]
     return np.array([amp * np.exp(-b * m), b])
@@ -304,8 +300,7 @@ def _arrhenius_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     m = float(np.mean(inv))
     mag = np.logspace(1.0, 7.0, 181)
     eas = np.concatenate([-mag[::-1], [0.0], mag])
-    basis = np.exp(-eas[:, None] * (inv - m)[None, :])[..., None]
-    _, sse = g.lstsq_batch(basis, ys)
+    _, sse = g.lstsq_batch([np.exp(-eas[:, None] * (inv - m)[None, :])], ys)
     b = int(np.argmin(sse))
     ea = eas[b]
     if 0 < b < eas.size - 1 and np.sign(eas[b - 1]) == np.sign(eas[b + 1]) != 0:
@@ -364,8 +359,7 @@ def _damped_sine_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ff, dd = (a.ravel() for a in np.meshgrid(f_grid, d_grid, indexing="ij"))
     env = np.exp(-dd[:, None] * t[None, :])
     ph = 2 * np.pi * ff[:, None] * t[None, :]
-    basis = np.stack([env * np.sin(ph), env * np.cos(ph), np.ones_like(ph)], axis=2)
-    coef, sse = g.lstsq_batch(basis, ys)
+    coef, sse = g.lstsq_batch([env * np.sin(ph), env * np.cos(ph), np.ones_like(t)], ys)
     b = int(np.argmin(sse))
     a_s, a_c, off = coef[b]
     f, d = ff[b], dd[b]

@@ -33,8 +33,8 @@ def _sigmoid_grid(
         widths = np.concatenate([-widths[::-1], widths])
     cc, ww = (a.ravel() for a in np.meshgrid(centers, widths, indexing="ij"))
     s = g.expit((us[None, :] - cc[:, None]) / ww[:, None])
-    cols = [s, np.ones_like(s)] if with_offset else [s]
-    coef, sse = g.lstsq_batch(np.stack(cols, axis=2), ys)
+    cols = [s, np.ones_like(us)] if with_offset else [s]
+    coef, sse = g.lstsq_batch(cols, ys)
     b = int(np.argmin(sse))
     return float(cc[b]), float(ww[b]), coef[b]
 
@@ -112,8 +112,7 @@ def _mm_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xs, ys = g.subsample(x[pos], y[pos])
     log_km = np.linspace(np.log(xs[0] / 30.0), np.log(xs[-1] * 30.0), 121)
     km = np.exp(log_km)
-    basis = (xs[None, :] / (km[:, None] + xs[None, :]))[..., None]
-    _, sse = g.lstsq_batch(basis, ys)
+    _, sse = g.lstsq_batch([xs[None, :] / (km[:, None] + xs[None, :])], ys)
     k = float(np.exp(g.parabolic_min(log_km, sse)))
     vmax = g.linear_coefs((xs / (k + xs))[:, None], ys)[0]
     return np.array([vmax, k])
@@ -147,8 +146,7 @@ def _gompertz_guess(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     t_infl = np.linspace(xs[0] - 0.5 * T, xs[-1] + 0.25 * T, 41)
     rates = np.logspace(-0.3, 2.5, 29) / T
     tt, rr = (a.ravel() for a in np.meshgrid(t_infl, rates, indexing="ij"))
-    basis = np.exp(-np.exp(-rr[:, None] * (xs[None, :] - tt[:, None])))[..., None]
-    coef, sse = g.lstsq_batch(basis, ys)
+    coef, sse = g.lstsq_batch([np.exp(-np.exp(-rr[:, None] * (xs[None, :] - tt[:, None])))], ys)
     b = int(np.argmin(sse))
     return np.array([coef[b, 0], np.exp(min(rr[b] * tt[b], 700.0)), rr[b]])
 

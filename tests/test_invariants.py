@@ -1,0 +1,190 @@
+"""Promises checked as invariants over generated problems (hypothesis) and by symmetry.
+
+The hypothesis profile is fixed and derandomised for CI (``CURVAX_FUZZ`` unset: 25
+examples per property); ``CURVAX_FUZZ=long`` runs 400 examples per property.
+Every generated problem has the same shape, so each property compiles once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import curvax
+
+LONG = os.environ.get("CURVAX_FUZZ", "") == "long"
+settings.register_profile(
+    "curvax-ci", max_examples=25, derandomize=True, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "curvax-long", max_examples=400, derandomize=False, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+PROFILE = "curvax-long" if LONG else "curvax-ci"
+
+N = 64
+XG = np.linspace(0.0, 4.0, N)
+
+
+def inv_decay(x, a, b, c):
+    return a * jnp.exp(-b * x) + c
+
+
+def inv_gauss(x, a, mu, s, c):
+    return a * jnp.exp(-0.5 * ((x - mu) / s) ** 2) + c
+
+
+problems = st.fixed_dictionaries(
+    {
+        "a": st.floats(0.5, 50.0),
+        "b": st.floats(0.2, 3.0),
+        "c": st.floats(-5.0, 5.0),
+        "noise": st.floats(1e-4, 0.2),
+        "seed": st.integers(0, 2**31 - 1),
+        "loss": st.sampled_from(["linear", "soft_l1", "huber", "cauchy", "arctan", "tukey"]),
+        "method": st.sampled_from(["trf", "lm"]),
+        "bounded": st.booleans(),
+        "sigma": st.booleans(),
+        "p0_scale": st.floats(0.3, 3.0),
+    }
+)
+
+
+def make(prob):
+    rng = np.random.default_rng(prob["seed"])
+    y = prob["a"] * np.exp(-prob["b"] * XG) + prob["c"] + prob["noise"] * rng.normal(size=N)
+    sigma = prob["noise"] * (0.5 + rng.uniform(size=N)) if prob["sigma"] else None
+    p0 = np.array([prob["a"], prob["b"], prob["c"] + 1.0]) * np.array(
+        [prob["p0_scale"], prob["p0_scale"], 1.0]
+    )
+    kw = dict(sigma=sigma, loss=prob["loss"])
+    if prob["loss"] != "linear" or prob["bounded"]:
+        kw["method"] = "trf"
+    else:
+        kw["method"] = prob["method"]
+    if prob["bounded"]:
+        lb = np.array([0.0, 0.0, -10.0])
+        ub = np.array([100.0, 2.0, 10.0])  # b ≤ 2 may be active
+        p0 = np.clip(p0, lb + 1e-3, ub - 1e-3)
+        kw["bounds"] = (lb, ub)
+    return y, p0, kw
+
+
+@settings(settings.get_profile(PROFILE))
+@given(problems)
+def test_success_bounds_and_covariance_invariants(prob) -> None:
+    y, p0, kw = make(prob)
+    res = curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw)
+    if res.success:
+        assert np.all(np.isfinite(res.x))
+        assert np.isfinite(res.cost) and res.cost <= res.initial_cost
+        assert res.status in (1, 2, 3, 4)
+    if "bounds" in kw:
+        lb, ub = kw["bounds"]
+        assert np.all(res.x >= lb) and np.all(res.x <= ub)  # exactly, not approximately
+    pc = res.pcov
+    assert not np.any(np.isnan(pc))
+    if np.all(np.isfinite(pc)):
+        np.testing.assert_array_equal(pc, pc.T)
+        assert np.min(np.linalg.eigvalsh(pc)) >= -1e-12 * np.max(np.abs(pc))
+    else:
+        assert np.all(np.isinf(pc))
+
+
+@settings(settings.get_profile(PROFILE))
+@given(problems)
+def test_determinism_bit_identical(prob) -> None:
+    y, p0, kw = make(prob)
+    a = curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw)
+    b = curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.pcov, b.pcov)
+    assert a.nfev == b.nfev
+
+
+@settings(settings.get_profile(PROFILE))
+@given(problems, st.floats(1e-3, 1e3))
+def test_sigma_scale_invariance(prob, c) -> None:
+    prob = dict(prob, sigma=True, loss="linear")
+    y, p0, kw = make(prob)
+    a = curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw)
+    kw2 = dict(kw, sigma=kw["sigma"] * c)
+    b = curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw2)
+    if a.success and b.success:
+        np.testing.assert_allclose(b.x, a.x, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(b.pcov, a.pcov, rtol=1e-6, atol=1e-14)  # relative sigma
+        c_abs = curvax.fit_curve(inv_decay, XG, y, p0=p0, absolute_sigma=True, **kw2)
+        d_abs = curvax.fit_curve(inv_decay, XG, y, p0=p0, absolute_sigma=True, **kw)
+        np.testing.assert_allclose(c_abs.pcov, d_abs.pcov * c**2, rtol=1e-6, atol=1e-14)
+
+
+def test_y_and_sigma_rescaled_together() -> None:
+    """y → k·y, σ → k·σ: the linear amplitude and offset scale by k, the rate is unchanged."""
+    rng = np.random.default_rng(7)
+    y = 4.0 * np.exp(-1.1 * XG) + 0.3 + 0.01 * rng.normal(size=N)
+    sig = 0.01 * (1 + rng.uniform(size=N))
+    a = curvax.fit_curve(inv_decay, XG, y, p0=[1, 1, 0], sigma=sig)
+    for k in (1e-6, 3.0, 1e5):
+        b = curvax.fit_curve(inv_decay, XG, k * y, p0=[k, 1, 0], sigma=k * sig)
+        np.testing.assert_allclose(b.x, a.x * [k, 1, k], rtol=1e-9)
+        np.testing.assert_allclose(b.perr, a.perr * [k, 1, k], rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["trf", "lm"])
+def test_permutation_invariance(method) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0, 10, 500)
+    y = 2.0 * np.exp(-0.5 * ((x - 4.0) / 1.2) ** 2) + 0.1 + 0.02 * rng.normal(size=500)
+    sig = 0.02 * (1 + rng.uniform(size=500))
+    a = curvax.fit_curve(inv_gauss, x, y, p0=[1, 5, 1, 0], sigma=sig, method=method)
+    perm = rng.permutation(500)
+    b = curvax.fit_curve(inv_gauss, x[perm], y[perm], p0=[1, 5, 1, 0], sigma=sig[perm],
+                         method=method)
+    np.testing.assert_allclose(b.x, a.x, rtol=1e-10)
+    np.testing.assert_allclose(b.pcov, a.pcov, rtol=1e-8)
+
+
+def test_threads_give_sequential_results() -> None:
+    rng = np.random.default_rng(3)
+    data = [4.0 * np.exp(-1.1 * XG) + 0.3 + 0.05 * rng.normal(size=N) for _ in range(8)]
+    seq = [curvax.fit_curve(inv_decay, XG, y, p0=[1, 1, 0]).x for y in data]
+    out: list = [None] * len(data)
+    errors: list = []
+
+    def work(i):
+        try:
+            out[i] = curvax.fit_curve(inv_decay, XG, data[i], p0=[1, 1, 0]).x
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(data))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for a, b in zip(seq, out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float32_thread_does_not_leak_precision_into_float64_thread() -> None:
+    y = 4.0 * np.exp(-1.1 * XG) + 0.3
+    res = {}
+
+    def run(dt):
+        res[dt] = curvax.fit_curve(inv_decay, XG, y, p0=[1, 1, 0], dtype=dt)
+
+    ts = [threading.Thread(target=run, args=(dt,)) for dt in ("float32", "float64") * 3]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert res["float64"].x.dtype == np.float64 and res["float32"].x.dtype == np.float32
+    np.testing.assert_allclose(res["float64"].x, [4.0, 1.1, 0.3], rtol=1e-10)
