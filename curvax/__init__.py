@@ -1,5 +1,6 @@
 """curvax: nonlinear least-squares curve fitting on JAX."""
 
+from curvax import callbacks, datasets, models
 from curvax.core.least_squares import least_squares
 from curvax.core.mixed_precision import MixedPrecisionConfig, configure_mixed_precision
 from curvax.core.result import FitResult
@@ -17,8 +18,11 @@ __all__ = [
     "OptimizeWarning",
     "PerformanceWarning",
     "__version__",
+    "callbacks",
     "configure_mixed_precision",
     "curve_fit",
+    "datasets",
     "fit_curve",
     "least_squares",
+    "models",
 ]
