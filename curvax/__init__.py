@@ -6,6 +6,15 @@ from curvax.core.mixed_precision import MixedPrecisionConfig, configure_mixed_pr
 from curvax.core.result import FitResult
 from curvax.curve_fit import curve_fit, fit_curve
 from curvax.fit import CurveFit
+from curvax.insight import (
+    Diagnostics,
+    bootstrap,
+    compare_models,
+    confidence_intervals,
+    diagnose_result,
+    f_test,
+    predict,
+)
 from curvax.warnings import CurvaxWarning, OptimizeWarning, PerformanceWarning
 
 __version__ = "0.1.0"
@@ -13,16 +22,23 @@ __version__ = "0.1.0"
 __all__ = [
     "CurvaxWarning",
     "CurveFit",
+    "Diagnostics",
     "FitResult",
     "MixedPrecisionConfig",
     "OptimizeWarning",
     "PerformanceWarning",
     "__version__",
+    "bootstrap",
     "callbacks",
+    "compare_models",
+    "confidence_intervals",
     "configure_mixed_precision",
     "curve_fit",
     "datasets",
+    "diagnose_result",
+    "f_test",
     "fit_curve",
     "least_squares",
     "models",
+    "predict",
 ]

@@ -95,7 +95,8 @@ def initial_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
 
 def _first_bad(a: np.ndarray) -> str:
     idx = np.argwhere(~np.isfinite(a))
-    return f"{int((~np.isfinite(a)).sum())} non-finite value(s), first at index {tuple(idx[0])}"
+    first = tuple(int(i) for i in idx[0])
+    return f"{int((~np.isfinite(a)).sum())} non-finite value(s), first at index {first}"
 
 
 def _as_ydata(ydata: Any) -> np.ndarray:
@@ -557,9 +558,6 @@ def fit_curve(
         raise ValueError(
             f"f: the model returned shape {shape} at p0 but ydata has shape ({n_pts},)"
         )
-    if x_axis == 0 and x.ndim > 1:
-        # points along the first axis: present the model with its own layout per block
-        block_size = max(block_size, n_pts)
     if traceable:
         jmode = jac_mode(jac, n, min(block_size, n_pts))
     else:
@@ -585,6 +583,7 @@ def fit_curve(
         block_size=int(block_size),
         fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
         monitored=monitor is not None,
+        x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,
     )
     data: dict[str, Any] = {"x": x_arg, "y": y}
     if L is not None:

@@ -69,6 +69,7 @@ class Kernel:
     block_size: int = DEFAULT_BLOCK_SIZE
     fixed: tuple[bool, ...] | None = None  # True where a parameter is held fixed
     monitored: bool = False  # compile the per-iteration host hook (callbacks, timeout)
+    x_axis: int = -1  # axis of x along which the points lie (pointwise kind)
 
 
 class RunOutput(NamedTuple):
@@ -92,7 +93,7 @@ def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable)."""
     g = adapt_model(k.fn, k.param_style)
     if k.jac == "host":
-        return host_model(g)
+        return host_model(g, k.x_axis)
     if callable(k.jac):
         return g, adapt_model(k.jac, k.param_style)
     return g, k.jac
@@ -182,6 +183,7 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
                 rho_fn,
                 f_scale,
                 k.block_size,
+                k.x_axis,
             )
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
         return dense_reducer(lambda q: resid(data, q), jfun, rho_fn, f_scale)

@@ -201,4 +201,5 @@ def least_squares(
         dtype=dt,
         loss_name=loss if isinstance(loss, str) else "custom",
         fixed_values=x0a if fixed.any() else None,
+        x0_name="x0",
     )

@@ -173,37 +173,82 @@ def value_and_jacobian(resid: Callable[[Array], Array], p: Array, mode: str) -> 
     raise ValueError(f"jac: unknown Jacobian mode {mode!r}")
 
 
+def _to_wire(a: Array) -> Array:
+    """float64 → its bits as uint32 pairs (see :func:`host_model`); other dtypes unchanged."""
+    return jax.lax.bitcast_convert_type(a, jnp.uint32) if a.dtype == jnp.float64 else a
+
+
+def _from_wire(a: Any, dtype: np.dtype) -> np.ndarray:
+    a = np.asarray(a)
+    if dtype == np.float64:
+        return np.ascontiguousarray(a).view(np.float64)[..., 0]
+    return a.astype(dtype, copy=False)
+
+
+def _wire_shape(shape: tuple[int, ...], dtype: np.dtype) -> jax.ShapeDtypeStruct:
+    if dtype == np.float64:
+        return jax.ShapeDtypeStruct((*shape, 2), jnp.uint32)
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def _host_out(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a.view(np.uint32).reshape(*a.shape, 2) if dtype == np.float64 else a
+
+
 def host_model(
     f_canon: Callable[[Any, Any], Any],
+    x_axis: int = -1,
 ) -> tuple[Callable[[Array, Array], Array], Callable[[Array, Array], Array]]:
     """Value and central-difference Jacobian of a NumPy-only model, via ``pure_callback``.
 
     Returns JAX-callable ``(value(x, p), jacobian(x, p))``; the work runs in Python.
+    XLA may run the callback on a thread where JAX's 64-bit mode is off, and would then
+    hand over float64 operands converted to float32; float64 values therefore cross the
+    boundary as their raw bits (pairs of uint32), which no conversion touches.
     """
 
-    def value_host(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-        return np.asarray(f_canon(np.asarray(x), np.asarray(p)), dtype=p.dtype).reshape(-1)
+    def value_np(x: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
+        out = np.asarray(f_canon(x, p), dtype=p.dtype)
+        return np.broadcast_to(out, (n,)) if out.size == 1 else out.reshape(-1)
 
-    def jac_host(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        p = np.asarray(p)
-        eps = np.finfo(p.dtype).eps
+    def value_host(xw: Any, pw: Any, *, dtype: np.dtype, n: int) -> np.ndarray:
+        x, p = _from_wire(xw, dtype), _from_wire(pw, dtype)
+        return _host_out(value_np(x, p, n), dtype)
+
+    def jac_host(xw: Any, pw: Any, *, dtype: np.dtype, n: int) -> np.ndarray:
+        x, p = _from_wire(xw, dtype), _from_wire(pw, dtype)
+        eps = np.finfo(dtype).eps
         h = eps ** (1.0 / 3.0) * np.where(p >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(p))
         h = (p + h) - p
         cols = []
         for j in range(p.size):
             e = np.zeros_like(p)
             e[j] = h[j]
-            cols.append((value_host(x, p + e) - value_host(x, p - e)) / (2.0 * h[j]))
-        return np.stack(cols, axis=1).astype(p.dtype)
+            cols.append((value_np(x, p + e, n) - value_np(x, p - e, n)) / (2.0 * h[j]))
+        return _host_out(np.stack(cols, axis=1), dtype)
 
     def value(x: Array, p: Array) -> Array:
-        shape = jax.ShapeDtypeStruct((x.shape[-1],), p.dtype)
-        return jax.pure_callback(value_host, shape, x, p, vmap_method="sequential")
+        dt, n = np.dtype(p.dtype), x.shape[x_axis]
+        out = jax.pure_callback(
+            functools.partial(value_host, dtype=dt, n=n),
+            _wire_shape((n,), dt),
+            _to_wire(x),
+            _to_wire(p),
+            vmap_method="sequential",
+        )
+        return jax.lax.bitcast_convert_type(out, jnp.float64) if dt == np.float64 else out
 
     def jacobian(x: Array, p: Array) -> Array:
-        shape = jax.ShapeDtypeStruct((x.shape[-1], p.shape[0]), p.dtype)
-        return jax.pure_callback(jac_host, shape, x, p, vmap_method="sequential")
+        dt, n = np.dtype(p.dtype), x.shape[x_axis]
+        out = jax.pure_callback(
+            functools.partial(jac_host, dtype=dt, n=n),
+            _wire_shape((n, p.shape[0]), dt),
+            _to_wire(x),
+            _to_wire(p),
+            vmap_method="sequential",
+        )
+        return jax.lax.bitcast_convert_type(out, jnp.float64) if dt == np.float64 else out
 
     return value, jacobian
 
@@ -230,10 +275,12 @@ def pointwise_reducer(
     rho_fn: Callable[[Array], Array] | None,
     f_scale: Array,
     block_size: int,
+    x_axis: int = -1,
 ) -> Callable[[Array], Reduction]:
     """Reduction function for independent points, visited in blocks of ``block_size``.
 
-    ``x`` has the points on its last axis; ``y``, ``w`` (= 1/σ) and ``mask`` are (N,).
+    ``x`` has the points on axis ``x_axis`` (the last by default); ``y``, ``w`` (= 1/σ)
+    and ``mask`` are (N,).
     ``jac`` is a JAX mode name or a callable returning the model's (n, p) Jacobian.
     The blocks are taken by ``dynamic_slice`` inside a ``lax.scan`` (no copy of the
     data); a ragged last block is reduced separately and merged.
@@ -244,7 +291,7 @@ def pointwise_reducer(
     tail = n - n_full * bs
 
     def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
-        xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=-1)
+        xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=x_axis)
         yb = jax.lax.dynamic_slice_in_dim(y, start, size)
         wb = None if w is None else jax.lax.dynamic_slice_in_dim(w, start, size)
         mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)

@@ -242,6 +242,18 @@ class FitResult:
             ]
         )
 
+    def diagnose(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
+        """Diagnostics of this fit (see :func:`curvax.insight.diagnose_result`)."""
+        from curvax.insight import diagnose_result
+
+        return diagnose_result(self, x=x, y=y, **kwargs)
+
+    def conf_int(self, level: float = 0.95) -> Any:
+        """Student-t confidence intervals (see :func:`curvax.insight.confidence_intervals`)."""
+        from curvax.insight import confidence_intervals
+
+        return confidence_intervals(self, level)
+
     @property
     def precision_upgraded(self) -> bool:
         """True when a mixed-precision fit moved from float32 to float64."""

@@ -89,6 +89,7 @@ def solve(
     fixed_values: np.ndarray | None = None,
     monitor: Monitor | None = None,
     n_points: int | None = None,
+    x0_name: str = "p0",
 ) -> FitResult:
     """Fit and return a :class:`FitResult` with covariance.
 
@@ -133,9 +134,9 @@ def solve(
     if status == -1:
         nbad = int(sol.reduction.n_nonfinite)
         raise ValueError(
-            "p0: the residuals or their Jacobian are not finite at the initial point "
-            f"({nbad} non-finite entries, cost={float(sol.initial_cost)!r}); check the "
-            "model, the data and p0"
+            f"{x0_name}: the residuals or their Jacobian are not finite at the initial "
+            f"point ({nbad} non-finite entries, cost={float(sol.initial_cost)!r}); check "
+            f"the model, the data and {x0_name}"
         )
 
     if n_points is not None:
