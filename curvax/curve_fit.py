@@ -584,6 +584,7 @@ def fit_curve(
         fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
         monitored=monitor is not None,
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,
+        jac_style=detect_param_style(jac, n, "auto") if callable(jac) else None,
     )
     data: dict[str, Any] = {"x": x_arg, "y": y}
     if L is not None:

@@ -244,3 +244,20 @@ def test_covariance_of_parameters_of_very_different_magnitude() -> None:
     )
     np.testing.assert_allclose(res.x, ref_p, rtol=1e-7)
     np.testing.assert_allclose(res.pcov, ref_c, rtol=1e-5)
+
+
+def test_user_jacobian_in_either_style() -> None:
+    x, y = make_exp_data(120)
+
+    def jac_args(x, a, b, c):
+        e = jnp.exp(-b * x)
+        return jnp.stack([e, -a * x * e, jnp.ones_like(x)], axis=1)
+
+    def jac_array(x, p):
+        return jac_args(x, *p)
+
+    ref = curvax.fit_curve(expdecay, x, y, p0=[1.0, 1.0, 0.0])
+    for jac in (jac_args, jac_array):
+        res = curvax.fit_curve(expdecay, x, y, p0=[1.0, 1.0, 0.0], jac=jac)
+        np.testing.assert_allclose(res.x, ref.x, rtol=1e-10)
+        np.testing.assert_allclose(res.pcov, ref.pcov, rtol=1e-8)

@@ -70,6 +70,7 @@ class Kernel:
     fixed: tuple[bool, ...] | None = None  # True where a parameter is held fixed
     monitored: bool = False  # compile the per-iteration host hook (callbacks, timeout)
     x_axis: int = -1  # axis of x along which the points lie (pointwise kind)
+    jac_style: str | None = None  # 'args' | 'array' for a user Jacobian (default: as f)
 
 
 class RunOutput(NamedTuple):
@@ -95,7 +96,7 @@ def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     if k.jac == "host":
         return host_model(g, k.x_axis)
     if callable(k.jac):
-        return g, adapt_model(k.jac, k.param_style)
+        return g, adapt_model(k.jac, k.jac_style or k.param_style)
     return g, k.jac
 
 
