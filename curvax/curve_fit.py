@@ -643,6 +643,7 @@ def fit_curve(
             **solve_args,
         )
         res.extra["precision_upgraded"] = False
+    res._context = (f, style, (xdata, y, sigma))  # for predict/plot; not serialised
     res.extra["n_omitted"] = n_omitted
     res.extra["fixed_mask"] = fixed.tolist()
     res.extra["metadata"] = fit_metadata(

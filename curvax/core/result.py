@@ -248,6 +248,33 @@ class FitResult:
 
         return diagnose_result(self, x=x, y=y, **kwargs)
 
+    def _fit_context(self) -> tuple[Any, str, tuple[Any, Any, Any]]:
+        ctx = getattr(self, "_context", None)
+        if ctx is None:
+            raise ValueError(
+                "this result does not know its model and data (it was loaded from JSON or "
+                "made by least_squares); use curvax.predict(result, model, x) instead"
+            )
+        return ctx
+
+    def predict(self, x: Any, level: float | None = None, band: str = "confidence") -> Any:
+        """Model values at ``x``; with ``level``, also the band: ``(y, lower, upper)``.
+
+        ``band`` is ``'confidence'`` (where the true curve lies) or ``'prediction'``
+        (where a new observation falls); see :func:`curvax.insight.predict`.
+        """
+        from curvax.insight import predict
+
+        model, style, _ = self._fit_context()
+        out = predict(self, model, x, 0.95 if level is None else level, band, param_style=style)
+        return out.y if level is None else out
+
+    def plot(self, path: str | None = None, **kwargs: Any) -> Any:
+        """Data, fit, confidence band and residual panel (see :mod:`curvax.insight.plot`)."""
+        from curvax.insight.plot import plot_fit
+
+        return plot_fit(self, path, **kwargs)
+
     def conf_int(self, level: float = 0.95) -> Any:
         """Student-t confidence intervals (see :func:`curvax.insight.confidence_intervals`)."""
         from curvax.insight import confidence_intervals
