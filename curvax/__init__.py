@@ -1,6 +1,7 @@
 """curvax: nonlinear least-squares curve fitting on JAX."""
 
 from curvax import callbacks, datasets, models
+from curvax.compilation_cache import _enable_from_environment, enable_persistent_cache
 from curvax.core.least_squares import least_squares
 from curvax.core.mixed_precision import MixedPrecisionConfig, configure_mixed_precision
 from curvax.core.result import FitResult
@@ -19,6 +20,8 @@ from curvax.warnings import CurvaxWarning, OptimizeWarning, PerformanceWarning
 
 __version__ = "0.1.0"
 
+_enable_from_environment()
+
 __all__ = [
     "CurvaxWarning",
     "CurveFit",
@@ -36,6 +39,7 @@ __all__ = [
     "curve_fit",
     "datasets",
     "diagnose_result",
+    "enable_persistent_cache",
     "f_test",
     "fit_curve",
     "least_squares",
