@@ -415,7 +415,8 @@ def gauss_newton_polish(
     ignored) bring the point to the precision the gradient allows — the same idea as
     iterative refinement of a linear solve.  A step is kept only while it stays inside
     the bounds, does not raise the cost beyond rounding (``8ε·C``) and reduces the
-    scaled gradient norm; the refinement stops at the first step that fails.
+    scaled gradient norm; the refinement stops at the first step that fails, and
+    before evaluating a step too small to change ``x`` in its last bits.
     ``svd`` optionally replaces the LAPACK SVD (see :func:`subproblem_from_factor`).
     """
     eps = jnp.finfo(x.dtype).eps
@@ -424,15 +425,20 @@ def gauss_newton_polish(
         cn = jnp.sqrt(jnp.sum(r.R**2, axis=0))
         return norm(r.grad / jnp.where(cn > 0, cn, 1.0))
 
-    def cond(c: tuple) -> Array:
-        i, _, _, go = c
-        return (i < max_steps) & go
-
-    def body(c: tuple) -> tuple:
-        i, x, red, _ = c
+    def gn_step(x: Array, red: Any) -> tuple[Array, Array]:
         U, s, Vt = (thin_svd if svd is None else svd)(red.R)
         keep = s > eps * max(n_residuals, 1) * s[0]
         step = -Vt.T @ jnp.where(keep, (U.T @ red.qtf) / jnp.where(keep, s, 1.0), 0.0)
+        # a step below rounding of x changes nothing: stop without evaluating it
+        useful = jnp.any(jnp.abs(step) > 4.0 * eps * jnp.abs(x)) & jnp.all(jnp.isfinite(step))
+        return step, useful
+
+    def cond(c: tuple) -> Array:
+        i, _, _, go, _ = c
+        return (i < max_steps) & go
+
+    def body(c: tuple) -> tuple:
+        i, x, red, _, step = c
         x_new = x + step
         red_new = reduce_fn(x_new)
         ok = (
@@ -444,7 +450,9 @@ def gauss_newton_polish(
         )
         x_out = jnp.where(ok, x_new, x)
         red_out = jax.tree.map(lambda a, b: jnp.where(ok, a, b), red_new, red)
-        return i + 1, x_out, red_out, ok
+        step_next, useful = gn_step(x_out, red_out)
+        return i + 1, x_out, red_out, ok & useful, step_next
 
-    n, x, red, _ = jax.lax.while_loop(cond, body, (0, x, red, jnp.asarray(True)))
+    step0, useful0 = gn_step(x, red)
+    n, x, red, _, _ = jax.lax.while_loop(cond, body, (0, x, red, useful0, step0))
     return x, red, jnp.asarray(n, jnp.int32)
