@@ -38,8 +38,8 @@ from curvax.core.problem import (
     adapt_model,
     count_model_params,
     detect_param_style,
-    is_traceable,
     signature_param_names,
+    traced_output_shape,
 )
 from curvax.core.result import FitResult
 from curvax.core.solve import solve
@@ -173,19 +173,27 @@ _PROBE_LOCK = threading.Lock()
 
 
 def probe_model(
-    model: Callable[..., Any], style: str, x: Any, p0: np.ndarray, dt: np.dtype
+    model: Callable[..., Any],
+    style: str,
+    x: Any,
+    p0: np.ndarray,
+    dt: np.dtype,
+    x_shape: tuple[int, ...] | None = None,
 ) -> tuple[bool, tuple]:
     """Whether JAX can trace ``model`` and the shape it returns at ``p0``.
 
-    Tracing is abstract (``jax.eval_shape``; nothing is computed).  Results are
+    Tracing is abstract (``jax.eval_shape``; nothing is computed); ``x_shape``, when
+    given, is the (bucket-padded) shape the compiled fit will see, so that tracing
+    happens only at the few bucket shapes (JAX caches a trace per shape).  Results are
     memoised per (model, style, x shape, number of parameters, dtype) in a small
     bounded cache, so repeated fits of the same model pay nothing here.  A model that
     cannot be traced is evaluated once with NumPy to check that it works at all.
     """
     key = None
     if isinstance(x, np.ndarray):
+        x_shape = x.shape if x_shape is None else tuple(x_shape)
         try:
-            key = (model, style, x.shape, p0.size, dt.name)
+            key = (model, style, x_shape, p0.size, dt.name)
             hash(key)
         except TypeError:
             key = None
@@ -196,11 +204,11 @@ def probe_model(
                 return _PROBE_CACHE[key]
     g = adapt_model(model, style)
     with jax.enable_x64(dt == np.float64):
-        x_probe = x.astype(dt) if isinstance(x, np.ndarray) else x
-        traceable = is_traceable(g, x_probe, p0.astype(dt))
-        if traceable:
-            out = jax.eval_shape(lambda p: g(x_probe, p), jax.ShapeDtypeStruct((p0.size,), dt))
-            shape = tuple(getattr(out, "shape", ()))
+        x_probe = jax.ShapeDtypeStruct(x_shape, dt) if isinstance(x, np.ndarray) else x
+        traced = traced_output_shape(g, x_probe, p0.astype(dt))
+        traceable = traced is not None
+        if traced is not None:
+            shape = traced
         else:
             try:
                 shape = np.shape(g(x, p0))
@@ -553,8 +561,16 @@ def fit_curve(
             model = lambda _x, p: f(obj, p)  # noqa: E731
         x_arg = np.zeros(n_pts)
         block_size = max(block_size, n_pts)
-    traceable, shape = probe_model(model, style, x_arg, p0a, dt)
-    if shape not in ((n_pts,), (), (1,)):
+    use_bucket = bucket and L is None and numeric_x and bucket_size(n_pts) != n_pts
+    n_probe = bucket_size(n_pts) if use_bucket else n_pts
+    probe_shape = None
+    if isinstance(x_arg, np.ndarray):
+        probe_shape = list(x_arg.shape)
+        probe_shape[x_axis if (x_axis == 0 and x_arg.ndim > 1) else -1] = n_probe
+    traceable, shape = probe_model(model, style, x_arg, p0a, dt, probe_shape)
+    if not traceable:
+        n_probe = n_pts  # a NumPy model was evaluated on the real points
+    if shape not in ((n_probe,), (), (1,)):
         raise ValueError(
             f"f: the model returned shape {shape} at p0 but ydata has shape ({n_pts},)"
         )
@@ -592,15 +608,14 @@ def fit_curve(
     elif w is not None:
         data["w"] = w
     n_real = n_pts
-    if bucket and L is None and numeric_x:
+    if use_bucket:
         size = bucket_size(n_pts)
-        if size != n_pts:
-            axis = x_axis if x.ndim > 1 else -1
-            data["x"] = pad_points(x_arg, size, axis)
-            data["y"] = pad_points(y, size, 0)
-            if w is not None:
-                data["w"] = pad_points(w, size, 0)
-            data["mask"] = np.arange(size) < n_pts
+        axis = x_axis if x.ndim > 1 else -1
+        data["x"] = pad_points(x_arg, size, axis)
+        data["y"] = pad_points(y, size, 0)
+        if w is not None:
+            data["w"] = pad_points(w, size, 0)
+        data["mask"] = np.arange(size) < n_pts
     if fixed.any():
         data["p_full"] = p0a
     free = ~fixed

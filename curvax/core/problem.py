@@ -253,13 +253,29 @@ def host_model(
     return value, jacobian
 
 
-def is_traceable(f_canon: Callable[[Any, Array], Array], x: Any, p0: np.ndarray) -> bool:
-    """True if JAX can trace ``f_canon(x, p)`` (checked abstractly, nothing is computed)."""
+def traced_output_shape(
+    f_canon: Callable[[Any, Array], Array], x: Any, p0: np.ndarray
+) -> tuple[int, ...] | None:
+    """Shape of ``f_canon(x, p)`` if JAX can trace it, else None.
+
+    Checked abstractly (nothing is computed).  An array ``x`` enters as an abstract
+    argument, as it does in the compiled fit — never as a constant baked into a trace,
+    which would keep a copy of the data alive in JAX's caches.
+    """
+    p_abs = jax.ShapeDtypeStruct(p0.shape, p0.dtype)
     try:
-        jax.eval_shape(lambda p: f_canon(x, p), jax.ShapeDtypeStruct(p0.shape, p0.dtype))
+        if isinstance(x, (np.ndarray, jax.ShapeDtypeStruct)):
+            out = jax.eval_shape(f_canon, jax.ShapeDtypeStruct(x.shape, x.dtype), p_abs)
+        else:
+            out = jax.eval_shape(lambda p: f_canon(x, p), p_abs)
     except Exception:
-        return False
-    return True
+        return None
+    return tuple(getattr(out, "shape", ()))
+
+
+def is_traceable(f_canon: Callable[[Any, Array], Array], x: Any, p0: np.ndarray) -> bool:
+    """True if JAX can trace ``f_canon(x, p)`` (see :func:`traced_output_shape`)."""
+    return traced_output_shape(f_canon, x, p0) is not None
 
 
 # --- reductions ----------------------------------------------------------------------
