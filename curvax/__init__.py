@@ -1,6 +1,7 @@
 """curvax: nonlinear least-squares curve fitting on JAX."""
 
 from curvax import callbacks, datasets, models
+from curvax.batch import BatchResult, curve_fit_batch, curve_fit_batch_stream
 from curvax.compilation_cache import _enable_from_environment, enable_persistent_cache
 from curvax.core.least_squares import least_squares
 from curvax.core.mixed_precision import MixedPrecisionConfig, configure_mixed_precision
@@ -16,6 +17,15 @@ from curvax.insight import (
     f_test,
     predict,
 )
+from curvax.scale import (
+    LargeDatasetFitter,
+    LDMemoryConfig,
+    StreamingConfig,
+    StreamingOptimizer,
+    curve_fit_large,
+    estimate_memory_requirements,
+    fit_chunked,
+)
 from curvax.warnings import CurvaxWarning, OptimizeWarning, PerformanceWarning
 
 __version__ = "0.1.0"
@@ -23,13 +33,18 @@ __version__ = "0.1.0"
 _enable_from_environment()
 
 __all__ = [
+    "BatchResult",
     "CurvaxWarning",
     "CurveFit",
     "Diagnostics",
     "FitResult",
+    "LDMemoryConfig",
+    "LargeDatasetFitter",
     "MixedPrecisionConfig",
     "OptimizeWarning",
     "PerformanceWarning",
+    "StreamingConfig",
+    "StreamingOptimizer",
     "__version__",
     "bootstrap",
     "callbacks",
@@ -37,10 +52,15 @@ __all__ = [
     "confidence_intervals",
     "configure_mixed_precision",
     "curve_fit",
+    "curve_fit_batch",
+    "curve_fit_batch_stream",
+    "curve_fit_large",
     "datasets",
     "diagnose_result",
     "enable_persistent_cache",
+    "estimate_memory_requirements",
     "f_test",
+    "fit_chunked",
     "fit_curve",
     "least_squares",
     "models",

@@ -1,0 +1,553 @@
+"""``curve_fit_batch``: many independent small fits as one compiled, vmapped program.
+
+For fits ``b = 1..B`` of the same model ``f`` each minimises its own cost
+
+    C_b(p_b) = ½ Σ_i m_bi ρ(r_bi²),    r_bi = (f(x_bi, p_b) − y_bi) / σ_bi,
+
+with ``m_bi ∈ {0, 1}`` the mask of real points (padding, omitted NaN).  The fits share
+nothing but the program: the single-fit solver (:func:`curvax.core.trf.trf` or
+:func:`curvax.core.lm.lm`) driven by the single-fit reduction
+(:func:`curvax.core.problem.pointwise_reducer`) is ``jax.vmap``-ed over the batch axis
+and compiled once per (model, options, chunk shape, dtype).
+
+Why one fit cannot disturb another: under ``vmap`` every operation acts on each fit's
+own slice, and the batched ``while_loop`` keeps iterating while *any* fit runs but
+selects, fit by fit, the new state only where that fit's own loop condition holds — a
+converged (or failed) fit's state is frozen bit for bit.  A fit whose data or start
+are not finite stops at once with status -1; NaN can only reach its own slice.
+
+The batch is cut into chunks (sized to a memory budget) that run one after the
+other, so memory stays O(chunk × N × P) whatever ``B``.  The
+trust-region subproblem's SVD uses the vectorised Jacobi SVD of
+:mod:`curvax.batch.linalg` (much faster than batched LAPACK calls for tiny matrices).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from curvax.batch.guess import guess_loop, vectorised_guesser
+from curvax.batch.linalg import jacobi_svd
+from curvax.batch.result import STATUS_INVALID, BatchResult
+from curvax.core.covariance import covariance_from_factors
+from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
+from curvax.core.lm import lm
+from curvax.core.loss import get_loss
+from curvax.core.problem import (
+    adapt_model,
+    count_model_params,
+    detect_param_style,
+    pointwise_reducer,
+    signature_param_names,
+)
+from curvax.core.solve import precision, strictly_feasible
+from curvax.core.trf import trf
+from curvax.core.validation import (
+    check_f_scale,
+    check_loss,
+    check_max_nfev,
+    check_method,
+    check_tolerances,
+    check_x_scale,
+    resolve_dtype,
+)
+
+#: Default memory budget for one chunk's intermediates, in bytes.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+#: Largest default chunk on CPU (measured: small chunks stay in cache) and elsewhere.
+CPU_CHUNK = 256
+ACCEL_CHUNK = 65536
+
+NAN_POLICIES = (None, "raise", "omit")
+LINALG = ("jacobi", "lapack")
+
+
+# --- compiled program ------------------------------------------------------------------
+
+
+def _build_program(
+    f: Callable[..., Any],
+    style: str,
+    jac: Any,
+    loss: Any,
+    method: str,
+    jac_scale: bool,
+    x_per_fit: bool,
+    linalg: str,
+) -> Callable[..., Any]:
+    g = adapt_model(f, style)
+    jm = adapt_model(jac, style) if callable(jac) else jac
+    rho_fn = None if (isinstance(loss, str) and loss == "linear") else get_loss(loss)
+    svd = jacobi_svd if linalg == "jacobi" else None
+
+    def one(x, y, w, mask, p0, lb, ub, xs, f_scale, ftol, xtol, gtol, max_nfev):  # type: ignore[no-untyped-def]
+        n = y.shape[0]
+        reduce_fn = pointwise_reducer(g, jm, x, y, w, mask, rho_fn, f_scale, n)
+        xs_ = None if jac_scale else xs
+        if method == "lm":
+            out = lm(reduce_fn, p0, xs_, ftol, xtol, gtol, max_nfev, n, svd=svd)
+        else:
+            out = trf(reduce_fn, p0, lb, ub, xs_, ftol, xtol, gtol, max_nfev, n, svd=svd)
+        red = out.reduction
+        return (
+            out.x,
+            red.R,
+            red.cost,
+            out.initial_cost,
+            out.nfev,
+            out.nit,
+            out.status,
+            out.optimality,
+        )
+
+    in_axes = (0 if x_per_fit else None, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None)
+    return jax.jit(jax.vmap(one, in_axes=in_axes))
+
+
+_PROGRAMS: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
+_PROGRAMS_LOCK = threading.Lock()
+
+
+def _program(key: tuple) -> Callable[..., Any]:
+    try:
+        hash(key)
+    except TypeError:
+        return _build_program(*key)
+    with _PROGRAMS_LOCK:
+        prog = _PROGRAMS.pop(key, None)
+        if prog is None:
+            prog = _build_program(*key)
+        _PROGRAMS[key] = prog
+        while len(_PROGRAMS) > 32:
+            _PROGRAMS.popitem(last=False)
+    return prog
+
+
+# --- input handling ----------------------------------------------------------------------
+
+
+def _as_y(ydata: Any) -> np.ndarray:
+    try:
+        y = np.asarray(ydata, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"ydata: not numeric ({err})") from err
+    if y.ndim != 2:
+        raise ValueError(
+            f"ydata: expected shape (B, N) — one row of N observations per fit — got {y.shape}"
+        )
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        raise ValueError(f"ydata: must not be empty, got shape {y.shape}")
+    return y
+
+
+def _as_x(xdata: Any, B: int, N: int) -> tuple[np.ndarray, bool]:
+    """Numeric xdata and whether it is per fit (leading axis B) or shared."""
+    try:
+        x = np.asarray(xdata, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"xdata: not numeric ({err})") from err
+    if x.ndim == 0 or x.shape[-1] != N:
+        raise ValueError(
+            f"xdata: shape {x.shape} does not end with N={N} (the number of points per fit "
+            "in ydata); expected (N,), (k, N), (B, N) or (B, k, N)"
+        )
+    if x.ndim == 1:
+        return x, False
+    if x.ndim == 2:
+        return x, x.shape[0] == B  # (B, N) per fit, otherwise (k, N) shared
+    if x.ndim == 3:
+        if x.shape[0] == B:
+            return x, True
+        if x.shape[0] == 1:
+            return x[0], False
+    raise ValueError(
+        f"xdata: shape {x.shape} is not one of (N,), (k, N), (B, N), (B, k, N) with B={B}, N={N}"
+    )
+
+
+def _per_fit(a: Any, B: int, P: int, name: str) -> np.ndarray:
+    """A (B, P) array from a scalar, (P,) or (B, P) input."""
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: not numeric: {a!r}") from err
+    if arr.ndim == 0:
+        return np.full((B, P), float(arr))
+    if arr.shape == (P,):
+        return np.broadcast_to(arr, (B, P)).copy()
+    if arr.shape == (B, P):
+        return arr.copy()
+    raise ValueError(f"{name}: has shape {arr.shape}; expected a scalar, ({P},) or ({B}, {P})")
+
+
+def _bounds(bounds: Any, B: int, P: int) -> tuple[np.ndarray, np.ndarray]:
+    if bounds is None:
+        lb_raw, ub_raw = -np.inf, np.inf
+    elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+        lb_raw, ub_raw = bounds.lb, bounds.ub
+    else:
+        try:
+            lb_raw, ub_raw = bounds
+        except (TypeError, ValueError) as err:
+            raise ValueError("bounds: expected a (lower, upper) pair or a Bounds object") from err
+    lb = _per_fit(lb_raw, B, P, "bounds")
+    ub = _per_fit(ub_raw, B, P, "bounds")
+    if np.isnan(lb).any() or np.isnan(ub).any():
+        raise ValueError("bounds: contain NaN")
+    bad = np.argwhere(lb > ub)
+    if bad.size:
+        b, i = (int(v) for v in bad[0])
+        raise ValueError(f"bounds: lower > upper for fit {b}, parameter {i}")
+    eq = np.argwhere(lb == ub)
+    if eq.size:
+        b, i = (int(v) for v in eq[0])
+        raise ValueError(
+            f"bounds: lower == upper (a fixed parameter) for fit {b}, parameter {i}; "
+            "curve_fit_batch does not fix parameters — write a model without it"
+        )
+    return lb, ub
+
+
+def _sigma(sigma: Any, B: int, N: int) -> np.ndarray | None:
+    if sigma is None:
+        return None
+    try:
+        s = np.asarray(sigma, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sigma: not numeric ({err})") from err
+    if s.ndim == 0 or s.shape == (N,) or s.shape == (B, N):
+        return np.broadcast_to(s, (B, N))
+    raise ValueError(f"sigma: has shape {s.shape}; expected a scalar, ({N},) or ({B}, {N})")
+
+
+def _mask(mask: Any, B: int, N: int) -> np.ndarray:
+    if mask is None:
+        return np.ones((B, N), dtype=bool)
+    m = np.asarray(mask)
+    if m.dtype != bool:
+        raise ValueError(f"mask: expected a boolean array, got dtype {m.dtype}")
+    if m.shape not in ((N,), (B, N)):
+        raise ValueError(f"mask: has shape {m.shape}; expected ({N},) or ({B}, {N})")
+    return np.broadcast_to(m, (B, N)).copy()
+
+
+def _initial_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """SciPy's default start, element by element: 1, the mid-point, or 1 inside a bound."""
+    p0 = np.ones_like(lb)
+    both = np.isfinite(lb) & np.isfinite(ub)
+    lo = np.isfinite(lb) & ~np.isfinite(ub)
+    hi = ~np.isfinite(lb) & np.isfinite(ub)
+    p0[both] = 0.5 * (lb[both] + ub[both])
+    p0[lo] = lb[lo] + 1
+    p0[hi] = ub[hi] - 1
+    return p0
+
+
+def _auto_chunk(B: int, N: int, P: int, k: int, itemsize: int, budget: int) -> int:
+    """Chunk size: the default cap, reduced so the intermediates fit the budget.
+
+    Per fit, a trial point holds about ``N (k + 3 + 3 (P + 1))`` numbers (data, the
+    tangents and the rows ``[J | r]``) plus O(P²) solver state; a factor 4 covers
+    the temporaries of the compiled program.
+    """
+    on_cpu = jax.default_backend() == "cpu"
+    cap = CPU_CHUNK if on_cpu else ACCEL_CHUNK
+    per_fit = 4 * itemsize * (N * (k + 3 + 3 * (P + 1)) + 8 * (P + 1) ** 2)
+    by_budget = max(1, budget // per_fit)
+    chunk = int(min(cap, by_budget))
+    if B < chunk:
+        chunk = max(1, 1 << (int(B) - 1).bit_length())  # next power of two: few shapes
+    return chunk
+
+
+# --- the front door ------------------------------------------------------------------
+
+
+def curve_fit_batch(
+    f: Callable[..., Any],
+    xdata: Any,
+    ydata: Any,
+    p0: Any = None,
+    sigma: Any = None,
+    absolute_sigma: bool = False,
+    bounds: Any = (-np.inf, np.inf),
+    method: str | None = None,
+    jac: Any = None,
+    *,
+    loss: str | Callable[..., Any] = "linear",
+    f_scale: float = 1.0,
+    mask: Any = None,
+    nan_policy: str | None = None,
+    ftol: float = DEFAULT_TOL,
+    xtol: float = DEFAULT_TOL,
+    gtol: float = DEFAULT_TOL,
+    x_scale: Any = "jac",
+    max_nfev: int | None = None,
+    dtype: Any = None,
+    param_style: str = "auto",
+    param_names: tuple[str, ...] | None = None,
+    chunk_size: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    linalg: str = "jacobi",
+) -> BatchResult:
+    """Fit the same model independently to each row of ``ydata``.
+
+    Each fit ``b`` minimises ``½ Σ_i m_bi ρ(((f(x_b, p_b))_i − y_bi)² / σ_bi²)`` exactly
+    as :func:`curvax.curve_fit` would on that fit's data alone (same solvers, same
+    defaults, same covariance); all fits run as one compiled ``vmap``-ed program.
+
+    Parameters
+    ----------
+    f : callable
+        The model, ``f(x, p1, ..., pP)`` or ``f(x, params)``, written with ``jax.numpy``;
+        the models of :mod:`curvax.models` (e.g. ``gaussian_2d``) work directly.
+    xdata : array_like
+        Shared by all fits: (N,) or (k, N) (e.g. (2, N) pixel coordinates for a 2-D
+        model); or per fit: (B, N) or (B, k, N).  A 2-D array whose first axis has
+        length B is read as per fit; pass a shared (k, N) with k = B as (1, k, N).
+    ydata : array_like (B, N)
+        One row of observations per fit.
+    p0 : array_like, optional
+        (P,) shared or (B, P) per fit.  Without it: a vectorised moment estimate for
+        the built-in Gaussian models, else the model's ``guess(x, y)`` fit by fit, else
+        ones (inside the bounds), as ``curve_fit``.
+    sigma : None, scalar, (N,) or (B, N)
+        Standard deviations of ``ydata``.
+    absolute_sigma : bool
+        As in ``curve_fit``: if False ``pcov`` is scaled by the reduced χ² of each fit.
+    bounds : (lb, ub)
+        Each a scalar, (P,) shared or (B, P) per fit.
+    method : {'lm', 'trf'}, optional
+        Default: ``'lm'`` without bounds and with the linear loss, else ``'trf'``.
+    jac : callable, str or None
+        As in ``curve_fit``; default forward-mode automatic differentiation.
+    loss, f_scale
+        Robust loss, as in ``curve_fit`` (needs ``method='trf'``).
+    mask : bool array (N,) or (B, N), optional
+        True for real points; False points carry zero weight (variable-length fits
+        padded to a common N).
+    nan_policy : {None, 'raise', 'omit'}
+        ``'omit'``: points with NaN in ``x`` or ``y`` are masked out (NaN padding);
+        ``'raise'``: NaN anywhere raises; ``None``: a fit with non-finite data fails
+        alone (status -1) and the others proceed.
+    ftol, xtol, gtol, x_scale, max_nfev, dtype, param_style
+        As in ``curve_fit`` (tolerances default 1e-12; ``dtype`` 'float64' or
+        'float32').
+    param_names : tuple of str, optional
+        Names for the result (default: the model's or the signature's).
+    chunk_size : int, optional
+        Fits per compiled call; default from ``memory_budget`` (at most 256 on CPU,
+        where small chunks stay in cache, 65536 on accelerators).
+    memory_budget : int
+        Bytes allowed for one chunk's intermediates (default 256 MiB).
+    linalg : {'jacobi', 'lapack'}
+        SVD used by the solver: the vectorised Jacobi SVD (default, fast for small P)
+        or LAPACK.
+
+    Returns
+    -------
+    BatchResult
+        ``popt`` (B, P), ``pcov`` (B, P, P), ``perr``, and per fit ``success``,
+        ``status``, ``cost``, ``nfev``, ``message``.
+
+    Raises
+    ------
+    ValueError
+        On malformed input (the message names the argument).  Problems of single fits
+        (non-finite data or start, ``p0`` outside its bounds, too few points) do not
+        raise: those fits get status -1 and a message saying why.
+    """
+    if not callable(f):
+        raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy: expected one of {NAN_POLICIES}, got {nan_policy!r}")
+    if linalg not in LINALG:
+        raise ValueError(f"linalg: expected one of {LINALG}, got {linalg!r}")
+    dt = resolve_dtype(dtype)
+    check_loss(loss)
+    fs = check_f_scale(f_scale)
+    ftol_, xtol_, gtol_ = check_tolerances(ftol, xtol, gtol)
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
+    if not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
+        raise ValueError(
+            f"memory_budget: expected a positive number of bytes, got {memory_budget!r}"
+        )
+
+    y = _as_y(ydata)
+    B, N = y.shape
+    x, x_per_fit = _as_x(xdata, B, N)
+    m = _mask(mask, B, N)
+    x_bad = ~np.isfinite(x)
+    if x_per_fit:
+        x_bad_pts = x_bad.reshape(B, -1, N).any(axis=1)
+    else:
+        x_bad_pts = np.broadcast_to(x_bad.reshape(-1, N).any(axis=0), (B, N))
+    bad_pts = (~np.isfinite(y) | x_bad_pts) & m
+    if nan_policy == "raise" and bad_pts.any():
+        b = int(np.argwhere(bad_pts)[0][0])
+        raise ValueError(
+            f"xdata/ydata: {int(bad_pts.sum())} point(s) are NaN or Inf, first in fit {b} "
+            "(nan_policy='raise')"
+        )
+    if nan_policy == "omit":
+        m = m & ~bad_pts
+        bad_pts = np.zeros_like(bad_pts)
+    # Masked points are replaced by harmless numbers (they carry zero weight anyway).
+    y = np.where(m, y, 0.0)
+    if x_per_fit:
+        x = np.where(np.reshape(m, (B,) + (1,) * (x.ndim - 2) + (N,)), x, 0.0)
+    elif x_bad.any():
+        x = np.where(x_bad, 0.0, x)
+    s = _sigma(sigma, B, N)
+    w = np.ones((B, N))
+    if s is not None:
+        s_ok = np.isfinite(s) & (s > 0)
+        if not np.all(s_ok | ~m):
+            b = int(np.argwhere(~s_ok & m)[0][0])
+            raise ValueError(f"sigma: every uncertainty must be positive and finite (fit {b})")
+        w = np.where(m, 1.0 / np.where(s_ok, s, 1.0), 1.0)
+    n_real = m.sum(axis=1)
+
+    # Number of parameters, starting points.
+    names = getattr(f, "param_names", None)
+    names = tuple(names) if names is not None else None
+    n_sig = count_model_params(f)
+    reasons: dict[int, str] = {}
+    if p0 is None:
+        guesser = vectorised_guesser(f)
+        guess = getattr(f, "guess", None)
+        xb = x if x_per_fit else np.broadcast_to(x, (B, *x.shape))
+        if guesser is not None:
+            with np.errstate(all="ignore"):
+                p0a = guesser(xb, y, m)
+        elif callable(guess):
+            p0a = guess_loop(guess, xb, y, m)
+        else:
+            if n_sig is None:
+                raise ValueError(
+                    "p0: cannot infer the number of parameters from the signature of f; pass p0"
+                )
+            lb0, ub0 = _bounds(bounds, B, n_sig)
+            p0a = _initial_feasible(lb0, ub0)
+        p0a = np.asarray(p0a, dtype=np.float64)
+        P = p0a.shape[1]
+    else:
+        p0_arr = np.asarray(p0, dtype=np.float64)
+        if p0_arr.ndim not in (1, 2) or p0_arr.shape[-1] == 0:
+            raise ValueError(f"p0: expected shape (P,) or (B, P), got {p0_arr.shape}")
+        P = p0_arr.shape[-1]
+        p0a = _per_fit(p0_arr, B, P, "p0")
+    style = detect_param_style(f, P, param_style)
+    if style == "args" and n_sig is not None and n_sig != P:
+        raise ValueError(f"p0: has {P} values but the model f takes {n_sig} parameters")
+    if names is None and style == "args":
+        sig_names = signature_param_names(f)
+        names = sig_names if sig_names is not None and len(sig_names) == P else None
+    lb, ub = _bounds(bounds, B, P)
+    bounded = bool(np.isfinite(lb).any() or np.isfinite(ub).any())
+    if method is None:
+        method = "trf" if (bounded or loss != "linear") else "lm"
+    check_method(method, bounded)
+    if method == "lm" and not (isinstance(loss, str) and loss == "linear"):
+        raise ValueError("loss: method='lm' supports only the linear loss; use method='trf'")
+    xs = check_x_scale(x_scale, P)
+    nfev = check_max_nfev(max_nfev, default_max_nfev(P))
+    jm = jac_mode(jac, P, N)
+
+    # Fits that cannot start: marked now, run on a harmless start, reported as -1.
+    invalid = np.zeros(B, dtype=bool)
+    for cond, why in (
+        (~np.all(np.isfinite(p0a), axis=1), "p0 is not finite"),
+        (np.any((p0a < lb) | (p0a > ub), axis=1), "p0 lies outside the bounds"),
+        (n_real < P, "fewer real data points than parameters"),
+    ):
+        for b in np.nonzero(cond & ~invalid)[0].tolist():
+            reasons[b] = why
+        invalid |= cond
+    for b in np.nonzero(bad_pts.any(axis=1) & ~invalid)[0].tolist():
+        reasons[b] = "non-finite data"
+    start = np.where(invalid[:, None], _initial_feasible(lb, ub), p0a)
+    if method == "trf":
+        start = strictly_feasible(start, lb, ub)
+
+    # Run chunk by chunk.
+    k = int(np.prod(x.shape[1:-1] if x_per_fit else x.shape[:-1], dtype=int))
+    chunk = chunk_size or _auto_chunk(B, N, P, k, dt.itemsize, int(memory_budget))
+    key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg)
+    prog = _program(key)
+    xs_arr = np.ones(P) if xs is None else xs
+    shared = (xs_arr, fs, ftol_, xtol_, gtol_)
+
+    def run_chunk(lo: int) -> tuple[np.ndarray, ...]:
+        hi = min(lo + chunk, B)
+        idx = np.arange(lo, lo + chunk)
+        idx[idx >= hi] = lo  # pad a ragged last chunk with copies of its first fit
+        with precision(dt):
+            dev = [jnp.asarray(a, dtype=dt) for a in (x[idx] if x_per_fit else x, y[idx], w[idx])]
+            args = [
+                *dev,
+                jnp.asarray(m[idx]),
+                *(jnp.asarray(a[idx], dtype=dt) for a in (start, lb, ub)),
+                *(jnp.asarray(a, dtype=dt) for a in shared),
+                jnp.asarray(nfev, jnp.int32),
+            ]
+            out = jax.device_get(prog(*args))
+        return tuple(np.asarray(o)[: hi - lo] for o in out)
+
+    # Chunks run one after the other.  (Running them on several Python threads
+    # deadlocked XLA's CPU runtime in our tests, so there is no thread option.)
+    parts = [run_chunk(lo) for lo in range(0, B, chunk)]
+    xo, R, cost, cost0, nfev_o, nit, status, opt = (np.concatenate(c) for c in zip(*parts))
+
+    status = status.astype(np.int32)
+    status[invalid] = STATUS_INVALID
+    for b in np.nonzero(status == STATUS_INVALID)[0].tolist():
+        reasons.setdefault(b, "non-finite residuals or Jacobian at p0")
+    pcov, _ = covariance_from_factors(R, n_real, cost, absolute_sigma)
+    popt = xo.astype(dt)
+    failed = status == STATUS_INVALID
+    popt[failed] = np.nan
+    pcov[failed] = np.inf
+    return BatchResult(
+        popt=popt,
+        pcov=pcov,
+        status=status,
+        cost=np.where(failed, np.nan, cost),
+        initial_cost=cost0,
+        nfev=nfev_o,
+        nit=nit,
+        optimality=opt,
+        n_points=n_real,
+        param_names=param_names or names,
+        method=method,
+        dtype=dt,
+        reasons=reasons,
+    )
+
+
+def curve_fit_batch_stream(
+    f: Callable[..., Any],
+    xdata: Any,
+    ydata_chunks: Iterable[Any],
+    p0: Any = None,
+    **kwargs: Any,
+) -> Iterator[BatchResult]:
+    """Fit a stream of batches, yielding one :class:`BatchResult` per batch.
+
+    ``ydata_chunks`` yields arrays (b, N) (e.g. read from a file or generated on the
+    fly); only one batch and its result are alive at a time, so any number of fits
+    streams through in bounded memory.  ``xdata`` and ``p0`` are shared by every batch
+    (per-fit ``p0`` rows must come with the data: pass ``p0=None`` or a (P,) start);
+    the other keyword arguments are those of :func:`curve_fit_batch`.  Batches of the
+    same size reuse one compiled program.
+    """
+    for yc in ydata_chunks:
+        yield curve_fit_batch(f, xdata, yc, p0, **kwargs)

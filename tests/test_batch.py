@@ -1,0 +1,260 @@
+"""Batched fits (curvax.batch) against independent references: loops of single fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import curvax
+from curvax.batch import BatchResult, curve_fit_batch, curve_fit_batch_stream
+from curvax.models import constant, gaussian, gaussian_2d, gaussian_2d_elliptic
+
+GAUSS1 = gaussian + constant
+GX, GY = np.meshgrid(np.arange(5.0), np.arange(5.0))
+XY = np.stack([GX.ravel(), GY.ravel()])  # (2, 25): Gpufit's 5x5 spot
+X1 = np.linspace(-5.0, 5.0, 64)
+CH = 64  # one chunk shape for every test: each program compiles once
+
+
+def spots(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Noisy 5x5 spots (truth, data, a start 10 % off the truth)."""
+    rng = np.random.default_rng(seed)
+    truth = np.stack(
+        [
+            rng.uniform(80, 120, n),
+            rng.uniform(1.5, 2.5, n),
+            rng.uniform(1.5, 2.5, n),
+            rng.uniform(0.9, 1.3, n),
+            rng.uniform(5, 15, n),
+        ],
+        axis=1,
+    )
+    r2 = (XY[0] - truth[:, 1:2]) ** 2 + (XY[1] - truth[:, 2:3]) ** 2
+    y = truth[:, :1] * np.exp(-r2 / (2 * truth[:, 3:4] ** 2)) + truth[:, 4:]
+    y = y + rng.normal(0, 1.0, y.shape)
+    p0 = truth * (1 + rng.uniform(-0.1, 0.1, truth.shape))
+    return truth, y, p0
+
+
+def peaks(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Noisy 1-D Gaussian peaks on a baseline, 64 points."""
+    rng = np.random.default_rng(seed)
+    truth = np.stack(
+        [
+            rng.uniform(5, 10, n),
+            rng.uniform(-1.5, 1.5, n),
+            rng.uniform(0.6, 1.5, n),
+            rng.uniform(0.5, 2.0, n),
+        ],
+        axis=1,
+    )
+    y = truth[:, :1] * np.exp(-0.5 * ((X1 - truth[:, 1:2]) / truth[:, 2:3]) ** 2) + truth[:, 3:]
+    y = y + rng.normal(0, 0.2, y.shape)
+    p0 = truth * (1 + rng.uniform(-0.1, 0.1, truth.shape))
+    return truth, y, p0
+
+
+def assert_matches_loop(res: BatchResult, singles: list, rtol: float = 1e-6) -> None:
+    """popt, perr and cost of each converged batch fit equal the single fit's."""
+    compared = 0
+    for b, s in enumerate(singles):
+        if not (s.success and res.success[b]):
+            continue
+        compared += 1
+        np.testing.assert_allclose(res.popt[b], s.x, rtol=rtol, atol=1e-9, err_msg=f"fit {b}")
+        np.testing.assert_allclose(res.perr[b], s.perr, rtol=1e-5, err_msg=f"fit {b}")
+        np.testing.assert_allclose(res.cost[b], s.cost, rtol=1e-8, err_msg=f"fit {b}")
+    assert compared >= 0.95 * len(singles)
+
+
+def _equality_2d(n: int, seed: int) -> None:
+    _, y, p0 = spots(n, seed)
+    res = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=CH)
+    assert res.popt.shape == (n, 5) and res.pcov.shape == (n, 5, 5)
+    singles = [curvax.fit_curve(gaussian_2d, XY, y[b], p0[b]) for b in range(n)]
+    assert_matches_loop(res, singles)
+
+
+def _equality_1d(n: int, seed: int) -> None:
+    _, y, p0 = peaks(n, seed)
+    res = curve_fit_batch(GAUSS1, X1, y, p0, chunk_size=CH)
+    singles = [curvax.fit_curve(GAUSS1, X1, y[b], p0[b]) for b in range(n)]
+    assert_matches_loop(res, singles)
+
+
+def test_equals_single_fits_gaussian_2d() -> None:
+    _equality_2d(150, 1)
+
+
+def test_equals_single_fits_gaussian_1d() -> None:
+    _equality_1d(100, 2)
+
+
+@pytest.mark.slow
+def test_equals_single_fits_1000_each() -> None:
+    _equality_2d(1000, 11)
+    _equality_1d(1000, 12)
+
+
+def test_curve_fit_convention_and_scipy() -> None:
+    """A few fits also agree with scipy.optimize.curve_fit (independent code)."""
+    so = pytest.importorskip("scipy.optimize")
+    _, y, p0 = peaks(8, 3)
+
+    def f(x, a, c, s, o):
+        return a * np.exp(-0.5 * ((x - c) / s) ** 2) + o
+
+    res = curve_fit_batch(GAUSS1, X1, y, p0, chunk_size=CH)
+    for b in range(8):
+        popt, pcov = so.curve_fit(f, X1, y[b], p0[b], method="lm", xtol=1e-14, ftol=1e-14)
+        np.testing.assert_allclose(res.popt[b], popt, rtol=1e-6)
+        np.testing.assert_allclose(res.pcov[b], pcov, rtol=1e-4, atol=1e-8)
+
+
+def test_poisoned_fits_fail_alone() -> None:
+    _, y, p0 = spots(64, 4)
+    clean = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=CH)
+    y_bad, p0_bad = y.copy(), p0.copy()
+    y_bad[3, 7] = np.nan  # NaN data
+    y_bad[9, :] = np.inf
+    p0_bad[5] = [100.0, 2.0, 2.0, 0.0, 10.0]  # sigma = 0: NaN model at the centre pixel
+    p0_bad[6, 0] = np.nan  # non-finite start
+    res = curve_fit_batch(gaussian_2d, XY, y_bad, p0_bad, chunk_size=CH)
+    poisoned = [3, 5, 6, 9]
+    assert list(np.nonzero(~res.success)[0]) == poisoned
+    assert np.all(res.status[poisoned] == -1)
+    assert np.all(np.isnan(res.popt[poisoned]))
+    assert "p0 is not finite" in res.message[6]
+    assert "non-finite data" in res.message[3]
+    good = np.setdiff1d(np.arange(64), poisoned)
+    np.testing.assert_allclose(res.popt[good], clean.popt[good], rtol=1e-12)
+    np.testing.assert_array_equal(res.nfev[good], clean.nfev[good])
+
+
+def test_diverging_fit_does_not_disturb_others() -> None:
+    _, y, p0 = spots(32, 5)
+    clean = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=CH)
+    y2 = y.copy()
+    y2[7] = 1e300 * np.sign(np.sin(np.arange(25)))  # absurd data: overflow on the way
+    res = curve_fit_batch(gaussian_2d, XY, y2, p0, chunk_size=CH)
+    good = np.arange(32) != 7
+    np.testing.assert_allclose(res.popt[good], clean.popt[good], rtol=1e-12)
+
+
+def test_nan_padding_and_mask_equal_truncated_fits() -> None:
+    n = 40
+    _, y, p0 = peaks(n, 6)
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(44, 65, n)  # the peak stays inside the kept window
+    keep = np.arange(64)[None, :] < lengths[:, None]
+    y_nan = np.where(keep, y, np.nan)
+    res_nan = curve_fit_batch(GAUSS1, X1, y_nan, p0, nan_policy="omit", chunk_size=CH)
+    res_mask = curve_fit_batch(GAUSS1, X1, np.where(keep, y, 123.0), p0, mask=keep, chunk_size=CH)
+    np.testing.assert_allclose(res_mask.popt, res_nan.popt, rtol=1e-12)
+    assert np.array_equal(res_nan.n_points, lengths)
+    singles = [
+        curvax.fit_curve(GAUSS1, X1[: lengths[b]], y[b, : lengths[b]], p0[b]) for b in range(n)
+    ]
+    assert_matches_loop(res_nan, singles)
+    with pytest.raises(ValueError, match="nan_policy='raise'"):
+        curve_fit_batch(GAUSS1, X1, y_nan, p0, nan_policy="raise", chunk_size=CH)
+
+
+def test_per_fit_bounds_and_per_fit_x() -> None:
+    n = 24
+    truth, y, p0 = peaks(n, 8)
+    lb = np.tile([0.0, -3.0, 0.1, -5.0], (n, 1))
+    ub = np.tile([20.0, 3.0, 5.0, 5.0], (n, 1))
+    ub[::3, 0] = truth[::3, 0] * 0.8  # an active upper bound on the amplitude
+    p0c = np.minimum(p0, ub * 0.99)
+    x_per = X1[None, :] + np.linspace(0, 0.5, n)[:, None]  # per-fit x (B, N)
+    res = curve_fit_batch(GAUSS1, x_per, y, p0c, bounds=(lb, ub), chunk_size=CH)
+    assert res.method == "trf"
+    singles = [
+        curvax.fit_curve(GAUSS1, x_per[b], y[b], p0c[b], bounds=(lb[b], ub[b]), method="trf")
+        for b in range(n)
+    ]
+    assert_matches_loop(res, singles)
+    np.testing.assert_allclose(res.popt[::3, 0], ub[::3, 0], rtol=1e-6)
+
+
+def test_automatic_guess_elliptic_and_symmetric() -> None:
+    truth, y, _ = spots(50, 9)
+    g = curve_fit_batch(gaussian_2d, XY, y, chunk_size=CH)  # no p0: vectorised moments
+    assert g.success.all()
+    np.testing.assert_allclose(g.popt[:, 1:3], truth[:, 1:3], atol=0.3)
+    singles = [curvax.fit_curve(gaussian_2d, XY, y[b]) for b in range(10)]  # model.guess
+    assert_matches_loop(BatchResult(**_head(g, 10)), singles)
+    ell = curve_fit_batch(gaussian_2d_elliptic, XY, y, chunk_size=CH)
+    assert ell.success.mean() > 0.95
+    ok = ell.success
+    np.testing.assert_allclose(ell.popt[ok, 3], ell.popt[ok, 4], rtol=0.5)  # round spots
+
+
+def _head(r: BatchResult, k: int) -> dict:
+    return dict(
+        popt=r.popt[:k],
+        pcov=r.pcov[:k],
+        status=r.status[:k],
+        cost=r.cost[:k],
+        initial_cost=r.initial_cost[:k],
+        nfev=r.nfev[:k],
+        nit=r.nit[:k],
+        optimality=r.optimality[:k],
+        n_points=r.n_points[:k],
+        param_names=r.param_names,
+        method=r.method,
+        dtype=r.dtype,
+    )
+
+
+def test_vectorised_guess_1d_close_to_truth() -> None:
+    truth, y, _ = peaks(30, 10)
+    res = curve_fit_batch(GAUSS1, X1, y, chunk_size=CH)
+    assert res.success.all()
+    np.testing.assert_allclose(res.popt, truth, rtol=0.2, atol=0.15)
+    assert res.param_names == ("amplitude", "center", "sigma", "offset")
+    one = curve_fit_batch(gaussian, X1, y - truth[:, 3:], chunk_size=CH)  # no baseline
+    np.testing.assert_allclose(one.popt[:, 1], truth[:, 1], atol=0.15)
+
+
+def test_chunks_and_stream_equal_one_call() -> None:
+    _, y, p0 = spots(70, 12)
+    whole = curve_fit_batch(gaussian_2d, XY, y, p0[0], chunk_size=CH)
+    chunked = curve_fit_batch(gaussian_2d, XY, y, p0[0], chunk_size=16)
+    np.testing.assert_allclose(chunked.popt, whole.popt, rtol=1e-12)
+    parts = list(
+        curve_fit_batch_stream(
+            gaussian_2d, XY, (y[i : i + 16] for i in range(0, 70, 16)), p0[0], chunk_size=16
+        )
+    )
+    assert [len(p) for p in parts] == [16, 16, 16, 16, 6]
+    np.testing.assert_allclose(np.concatenate([p.popt for p in parts]), whole.popt, rtol=1e-12)
+
+
+def test_float32_option() -> None:
+    _, y, p0 = spots(32, 13)
+    r64 = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=CH)
+    r32 = curve_fit_batch(
+        gaussian_2d, XY, y, p0, dtype="float32", ftol=1e-6, xtol=1e-6, gtol=1e-6, chunk_size=CH
+    )
+    assert r32.popt.dtype == np.float32 and r32.success.all()
+    np.testing.assert_allclose(r32.popt, r64.popt, rtol=1e-3, atol=1e-3)
+
+
+def test_bad_input_names_argument() -> None:
+    _, y, p0 = spots(4, 14)
+    with pytest.raises(ValueError, match="ydata"):
+        curve_fit_batch(gaussian_2d, XY, y[0], p0[0], chunk_size=CH)
+    with pytest.raises(ValueError, match="xdata"):
+        curve_fit_batch(gaussian_2d, XY[:, :20], y, p0, chunk_size=CH)
+    with pytest.raises(ValueError, match="p0"):
+        curve_fit_batch(gaussian_2d, XY, y, p0[:, :4], chunk_size=CH)
+    with pytest.raises(ValueError, match="bounds"):
+        curve_fit_batch(gaussian_2d, XY, y, p0, bounds=(np.zeros((3, 5)), 1.0))
+    with pytest.raises(ValueError, match="mask"):
+        curve_fit_batch(gaussian_2d, XY, y, p0, mask=np.ones((4, 25)))
+    with pytest.raises(ValueError, match="method"):
+        curve_fit_batch(gaussian_2d, XY, y, p0, bounds=(0, np.inf), method="lm", chunk_size=CH)
+    with pytest.raises(ValueError, match="sigma"):
+        curve_fit_batch(gaussian_2d, XY, y, p0, sigma=np.zeros(25), chunk_size=CH)
