@@ -781,11 +781,23 @@ def curve_fit(
         nan_policy=nan_policy,
         **kwargs,
     )
+    return scipy_return(res, full_output, stacklevel=3)
+
+
+def scipy_return(res: FitResult, full_output: bool, stacklevel: int = 2) -> tuple:
+    """SciPy's ``curve_fit`` convention for a :class:`FitResult`.
+
+    Raises ``RuntimeError`` when the fit did not converge, warns (``OptimizeWarning``)
+    when the covariance could not be estimated, and returns ``(popt, pcov)`` or, with
+    ``full_output``, ``(popt, pcov, infodict, mesg, ier)``.
+    """
     if not res.success:
         raise RuntimeError("Optimal parameters not found: " + res.message)
     if not np.all(np.isfinite(res.pcov)):
         warnings.warn(
-            "Covariance of the parameters could not be estimated", OptimizeWarning, stacklevel=2
+            "Covariance of the parameters could not be estimated",
+            OptimizeWarning,
+            stacklevel=stacklevel,
         )
     if full_output:
         info = {

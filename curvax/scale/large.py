@@ -8,7 +8,6 @@ same reduction, so they give the same parameters and covariance up to rounding.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +15,10 @@ import numpy as np
 
 from curvax.config import LDMemoryConfig
 from curvax.core.result import FitResult
-from curvax.curve_fit import fit_curve
+from curvax.curve_fit import fit_curve, scipy_return
 from curvax.scale.chunked import fit_chunked
 from curvax.scale.memory import estimate_memory_requirements
 from curvax.scale.sources import ChunkSource, as_source
-from curvax.warnings import OptimizeWarning
 
 _CHUNK_ONLY = {
     "nan_policy",
@@ -206,22 +204,7 @@ def curve_fit_large(
             bounds=bounds, method=method, loss=loss, absolute_sigma=absolute_sigma, **kwargs
         ),
     )
-    if not res.success:
-        raise RuntimeError("Optimal parameters not found: " + res.message)
-    if not np.all(np.isfinite(res.pcov)):
-        warnings.warn(
-            "Covariance of the parameters could not be estimated", OptimizeWarning, stacklevel=2
-        )
-    if full_output:
-        info = {
-            "nfev": res.nfev,
-            "fvec": res.fun,
-            "nit": res.nit,
-            "n_omitted": res.extra.get("n_omitted", 0),
-            "result": res,
-        }
-        return res.x, res.pcov, info, res.message, res.status
-    return res.x, res.pcov
+    return scipy_return(res, full_output, stacklevel=3)
 
 
 class LargeDatasetFitter:
