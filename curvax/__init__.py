@@ -15,6 +15,7 @@ from curvax.insight import (
     confidence_intervals,
     diagnose_result,
     f_test,
+    multistart,
     predict,
 )
 from curvax.scale import (
@@ -64,5 +65,6 @@ __all__ = [
     "fit_curve",
     "least_squares",
     "models",
+    "multistart",
     "predict",
 ]

@@ -74,6 +74,9 @@ _SOLVER_KWARGS = {
     "param_names",
     "bucket",
     "mixed_precision",
+    "multistart",
+    "n_starts",
+    "sampler",
     "dtype",
     "param_style",
     "block_size",
@@ -735,7 +738,9 @@ def curve_fit(
         ``ftol, xtol, gtol`` (default 1e-12), ``x_scale`` (default ``'jac'``), ``loss``,
         ``f_scale``, ``max_nfev`` (``maxfev``), ``dtype`` ('float64' default or
         'float32'), ``param_style`` ('auto', 'args', 'array'), ``block_size``,
-        ``callbacks`` (see :mod:`curvax.callbacks`), ``timeout`` (seconds).
+        ``callbacks`` (see :mod:`curvax.callbacks`), ``timeout`` (seconds),
+        ``multistart=True`` with ``n_starts`` and ``sampler`` ('lhs', 'sobol', 'random';
+        see :mod:`curvax.insight.multistart`).
 
     Returns
     -------
@@ -767,6 +772,17 @@ def curve_fit(
             raise TypeError("curve_fit: give max_nfev or maxfev, not both")
         kwargs["max_nfev"] = kwargs.pop("maxfev")
     kwargs.pop("verbose", None)
+    ms_options = {k: kwargs.pop(k) for k in ("n_starts", "sampler") if k in kwargs}
+    if kwargs.pop("multistart", False):
+        from curvax.insight.multistart import multistart
+
+        best = multistart(
+            f, xdata, ydata, p0, sigma=sigma, absolute_sigma=absolute_sigma, bounds=bounds,
+            method=method, jac=jac, **ms_options, **kwargs,
+        ).best
+        return scipy_return(best, full_output, stacklevel=3)
+    if ms_options:
+        raise TypeError("curve_fit: n_starts and sampler need multistart=True")
     res = fit_curve(
         f,
         xdata,

@@ -19,6 +19,7 @@ from curvax.insight.diagnostics import (
     DiagnosticWarning,
     diagnose_result,
 )
+from curvax.insight.multistart import MultiStartResult, multistart
 from curvax.insight.uncertainty import (
     BootstrapResult,
     ParameterIntervals,
@@ -35,6 +36,7 @@ __all__ = [
     "Diagnostics",
     "FTestResult",
     "ModelComparison",
+    "MultiStartResult",
     "ParameterIntervals",
     "Prediction",
     "bootstrap",
@@ -42,5 +44,6 @@ __all__ = [
     "confidence_intervals",
     "diagnose_result",
     "f_test",
+    "multistart",
     "predict",
 ]
