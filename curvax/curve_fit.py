@@ -103,6 +103,11 @@ def _first_bad(a: np.ndarray) -> str:
 
 
 def _as_ydata(ydata: Any) -> np.ndarray:
+    if np.iscomplexobj(ydata):
+        raise ValueError(
+            "ydata: complex values are not supported; fit real and imaginary "
+            "parts as two real data sets (e.g. stacked)"
+        )
     try:
         y = np.asarray(ydata, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -226,6 +231,31 @@ def probe_model(
 
 
 BUCKET_MIN = 32
+
+
+MAGNITUDE_LIMIT = 2.0**480  # about 1e144: squares of residuals stay inside float64
+
+
+def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -> None:
+    """Refuse data whose weighted magnitude would under- or overflow the cost ½Σr².
+
+    A cost that underflows to 0 reads as "converged at p0" (a wrong answer reported as
+    a success) and one that overflows cannot be minimised; both happen in float64 once
+    residuals pass ~10^±154.  Such data must be rescaled by the user.
+    """
+    if L is not None:
+        ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
+    else:
+        ref = float(np.max(np.abs(y if w is None else w * y)))
+    if ref == 0.0 or not np.isfinite(ref):
+        return
+    if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):
+        raise ValueError(
+            f"ydata/sigma: the weighted data have magnitude ~{ref:.1e}, outside the range "
+            f"[{1 / MAGNITUDE_LIMIT:.0e}, {MAGNITUDE_LIMIT:.0e}] where float64 can hold "
+            "their squares; rescale ydata (and sigma) by a constant, fit, and scale the "
+            "linear parameters back"
+        )
 
 
 def bucket_size(n: int) -> int:
@@ -487,6 +517,7 @@ def fit_curve(
                 raise ValueError("xdata/ydata: no points left after omitting NaN")
 
     w, L = _prepare_sigma(sigma, n_pts)
+    check_magnitude(y, w, L)
 
     names, guess = _param_info(f)
     n_sig = count_model_params(f)
@@ -777,8 +808,17 @@ def curve_fit(
         from curvax.insight.multistart import multistart
 
         best = multistart(
-            f, xdata, ydata, p0, sigma=sigma, absolute_sigma=absolute_sigma, bounds=bounds,
-            method=method, jac=jac, **ms_options, **kwargs,
+            f,
+            xdata,
+            ydata,
+            p0,
+            sigma=sigma,
+            absolute_sigma=absolute_sigma,
+            bounds=bounds,
+            method=method,
+            jac=jac,
+            **ms_options,
+            **kwargs,
         ).best
         return scipy_return(best, full_output, stacklevel=3)
     if ms_options:

@@ -823,3 +823,36 @@ def test_rank_deficient_model_gives_inf_pcov_and_warns():
         lambda x, ab, tau: decay_jac_np(x, ab, tau, 0.0)[:, :2],
     )
     np.testing.assert_allclose([popt[0] * popt[1], popt[2]], sp_popt, rtol=1e-6)
+
+
+# --- adversarial magnitudes and kinds (found by the adversarial sweep) -------------------
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-310, 1e-160, 1e160, 1e300])
+def test_data_beyond_float64_square_range_is_refused(scale):
+    x = np.linspace(0, 1, 50)
+
+    def line(x, a, b):
+        return a * x + b
+
+    with pytest.raises(ValueError, match=r"ydata/sigma: the weighted data have magnitude"):
+        curvax.curve_fit(line, x, scale * (2 * x + 1), p0=[scale, scale])
+
+
+@pytest.mark.parametrize("scale", [1e-140, 1e140])
+def test_extreme_but_representable_magnitudes_fit_correctly(scale):
+    x = np.linspace(0, 1, 50)
+    y = 2 * x + 1 + 0.01 * np.random.default_rng(0).normal(size=50)
+
+    def line(x, a, b):
+        return a * x + b
+
+    ref, _ = curvax.curve_fit(line, x, y, p0=[1.0, 1.0])
+    popt, _ = curvax.curve_fit(line, x, scale * y, p0=[scale, scale])
+    np.testing.assert_allclose(popt / scale, ref, rtol=1e-8)
+
+
+def test_complex_ydata_is_refused():
+    x = np.linspace(0, 1, 20)
+    with pytest.raises(ValueError, match="ydata: complex values are not supported"):
+        curvax.curve_fit(lambda x, a, b: a * x + b, x, x + 1j, p0=[1.0, 1.0])
