@@ -12,13 +12,11 @@ Run:  python examples/biology_enzyme_kinetics.py [--small] [--out DIR]
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _tools import parse_args, report, save_figure  # shared helpers (examples/_tools.py)
 
 import curvax
 
@@ -44,50 +42,9 @@ def lineweaver_burk(s: np.ndarray, v: np.ndarray) -> dict[str, float]:
     return {"vmax": 1.0 / intercept, "km": slope / intercept}
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options shared by all examples: ``--small`` and ``--out DIR``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="fewer points (fast; for tests)")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the figure")
-    return parser.parse_args(argv)
-
-
-def save_figure(
-    result: curvax.FitResult, out: Path | None, name: str, labels: tuple[str, str, str]
-) -> Path | None:
-    """Save ``result.plot()`` with ``labels = (title, x label, y label)`` as ``out/name``.
-
-    ``out`` defaults to a new temporary directory; without matplotlib nothing is drawn.
-    """
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no figure")
-        return None
-    out = Path(tempfile.mkdtemp(prefix="curvax-example-")) if out is None else out
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    title, xlabel, ylabel = labels
-    fig = result.plot(title=title)  # data, fit, 95% band and a residual panel
-    fig.axes[0].set_ylabel(ylabel)
-    fig.axes[-1].set_xlabel(xlabel)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"figure saved to {path}")
-    return path
-
-
-def report(truth: dict[str, float], est: dict[str, float], err: dict[str, float]) -> None:
-    """Print estimate ± standard error next to the true value, and the z-score."""
-    print(f"{'quantity':<22}{'true':>12}{'estimate':>14}{'std err':>12}{'z':>7}")
-    for key, true in truth.items():
-        z = (est[key] - true) / err[key]
-        print(f"{key:<22}{true:>12.5g}{est[key]:>14.6g}{err[key]:>12.3g}{z:>7.2f}")
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Simulate the rate measurements, fit Michaelis–Menten, report and save a figure."""
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     rng = np.random.default_rng(SEED)
     s, v = simulate(2 if args.small else 4, rng)
 

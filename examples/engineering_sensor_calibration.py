@@ -12,13 +12,13 @@ Run:  python examples/engineering_sensor_calibration.py [--small] [--out DIR]
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _tools import parse_args, report  # shared helpers (examples/_tools.py)
 
 import curvax
 
@@ -102,25 +102,9 @@ def save_figure(result: curvax.FitResult, out: Path | None) -> Path | None:
     return path
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options shared by all examples: ``--small`` and ``--out DIR``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="fewer points (fast; for tests)")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the figure")
-    return parser.parse_args(argv)
-
-
-def report(truth: dict[str, float], est: dict[str, float], err: dict[str, float]) -> None:
-    """Print estimate ± standard error next to the true value, and the z-score."""
-    print(f"{'quantity':<22}{'true':>12}{'estimate':>14}{'std err':>12}{'z':>7}")
-    for key, true in truth.items():
-        z = (est[key] - true) / err[key]
-        print(f"{key:<22}{true:>12.5g}{est[key]:>14.6g}{err[key]:>12.3g}{z:>7.2f}")
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Calibrate, convert an unknown reading to a temperature, report and plot."""
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     rng = np.random.default_rng(SEED)
     temperature = np.arange(0.0, 400.0 + 1e-9, 50.0 if args.small else 25.0)
     output = sensor(temperature, rng)
