@@ -44,16 +44,14 @@ from curvax.core.problem import (
 from curvax.core.result import FitResult
 from curvax.core.solve import solve
 from curvax.core.validation import (
-    check_f_scale,
     check_feasible,
-    check_loss,
     check_max_nfev,
     check_method,
-    check_tolerances,
+    check_solver_options,
     check_x0,
     check_x_scale,
+    default_method,
     prepare_bounds,
-    resolve_dtype,
 )
 from curvax.warnings import OptimizeWarning, PerformanceWarning
 
@@ -476,10 +474,7 @@ def fit_curve(
         )
     if check_finite is None:
         check_finite = nan_policy is None
-    dt = resolve_dtype(dtype)
-    check_loss(loss)
-    fs = check_f_scale(f_scale)
-    ftol_, xtol_, gtol_ = check_tolerances(ftol, xtol, gtol)
+    dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
 
@@ -568,8 +563,7 @@ def fit_curve(
             p0a[i] = lb[i] = ub[i] = v
     check_feasible(p0a, lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
-    if method is None:
-        method = "trf" if (bounded or loss != "linear") else "lm"
+    method = default_method(method, bounded, loss)
     check_method(
         method,
         bool(

@@ -50,13 +50,11 @@ from curvax.core.problem import (
 from curvax.core.solve import precision, strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
-    check_f_scale,
-    check_loss,
     check_max_nfev,
     check_method,
-    check_tolerances,
+    check_solver_options,
     check_x_scale,
-    resolve_dtype,
+    default_method,
 )
 
 #: Default memory budget for one chunk's intermediates, in bytes.
@@ -370,10 +368,7 @@ def curve_fit_batch(
         raise ValueError(f"nan_policy: expected one of {NAN_POLICIES}, got {nan_policy!r}")
     if linalg not in LINALG:
         raise ValueError(f"linalg: expected one of {LINALG}, got {linalg!r}")
-    dt = resolve_dtype(dtype)
-    check_loss(loss)
-    fs = check_f_scale(f_scale)
-    ftol_, xtol_, gtol_ = check_tolerances(ftol, xtol, gtol)
+    dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
@@ -453,8 +448,7 @@ def curve_fit_batch(
         names = sig_names if sig_names is not None and len(sig_names) == P else None
     lb, ub = _bounds(bounds, B, P)
     bounded = bool(np.isfinite(lb).any() or np.isfinite(ub).any())
-    if method is None:
-        method = "trf" if (bounded or loss != "linear") else "lm"
+    method = default_method(method, bounded, loss)
     check_method(method, bounded)
     if method == "lm" and not (isinstance(loss, str) and loss == "linear"):
         raise ValueError("loss: method='lm' supports only the linear loss; use method='trf'")

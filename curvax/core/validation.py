@@ -175,3 +175,20 @@ def check_f_scale(f_scale: Any) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"f_scale: expected a positive finite number, got {f_scale!r}")
     return v
+
+
+def check_solver_options(
+    dtype: Any, loss: Any, f_scale: Any, ftol: Any, xtol: Any, gtol: Any
+) -> tuple[np.dtype, float, tuple[float, float, float]]:
+    """The options every front door shares: ``(dtype, f_scale, (ftol, xtol, gtol))``."""
+    dt = resolve_dtype(dtype)
+    check_loss(loss)
+    return dt, check_f_scale(f_scale), check_tolerances(ftol, xtol, gtol)
+
+
+def default_method(method: str | None, bounded: bool, loss: Any) -> str:
+    """``method`` or, when None, SciPy's choice: 'lm' unbounded with the linear loss, else
+    'trf'."""
+    if method is not None:
+        return method
+    return "trf" if (bounded or not (isinstance(loss, str) and loss == "linear")) else "lm"

@@ -42,16 +42,14 @@ from curvax.core.result import FitResult
 from curvax.core.solve import strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
-    check_f_scale,
     check_feasible,
-    check_loss,
     check_max_nfev,
     check_method,
-    check_tolerances,
+    check_solver_options,
     check_x0,
     check_x_scale,
+    default_method,
     prepare_bounds,
-    resolve_dtype,
 )
 from curvax.curve_fit import initial_feasible, probe_model
 from curvax.scale.host_reduce import HostReducer
@@ -283,10 +281,7 @@ def fit_chunked(
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
     src = as_source(source, y, sigma)
-    dt = resolve_dtype(dtype)
-    check_loss(loss)
-    fs = check_f_scale(f_scale)
-    ftol_, xtol_, gtol_ = check_tolerances(ftol, xtol, gtol)
+    dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     for name, v in (("chunk_size", chunk_size), ("block_size", block_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
@@ -321,8 +316,7 @@ def fit_chunked(
     lb, ub = prepare_bounds(bounds, n)
     check_feasible(p0a, lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
-    if method is None:
-        method = "trf" if (bounded or loss != "linear") else "lm"
+    method = default_method(method, bounded, loss)
     free_b = lb < ub
     check_method(
         method,
