@@ -42,7 +42,8 @@ from curvax.core.problem import (
     traced_output_shape,
 )
 from curvax.core.result import FitResult
-from curvax.core.solve import solve
+from curvax.core.sharding import mesh_size, place, resolve_mesh, round_up
+from curvax.core.solve import precision, solve, to_device
 from curvax.core.validation import (
     check_feasible,
     check_max_nfev,
@@ -440,6 +441,7 @@ def fit_curve(
     mixed_precision: bool | MixedPrecisionConfig | None = None,
     callbacks: Any = None,
     timeout: float | None = None,
+    devices: Any = None,
 ) -> FitResult:
     """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`).
 
@@ -454,6 +456,12 @@ def fit_curve(
     With ``bucket=True`` (default) the points are padded to a size bucket
     (:func:`bucket_size`) with masked, zero-weight copies of the last point, so that
     data sets of differing length reuse compiled programs; the answer is unchanged.
+
+    ``devices`` spreads the points over several devices (``'all'``, a count, a list of
+    devices or a one-axis mesh; :mod:`curvax.core.sharding`): each device reduces its
+    share and only (p+1)×(p+1) factors are exchanged, so the answer equals the
+    single-device fit up to rounding.  The points are padded with masked copies to a
+    multiple of the number of devices.
 
     Unlike :func:`curve_fit`, a fit that does not converge is returned (check
     ``result.success``), not raised.  ``callbacks`` (see :mod:`curvax.callbacks`) are
@@ -477,6 +485,7 @@ def fit_curve(
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
+    mesh = resolve_mesh(devices)
 
     y = _as_ydata(ydata)
     n_pts = y.size
@@ -513,6 +522,16 @@ def fit_curve(
 
     w, L = _prepare_sigma(sigma, n_pts)
     check_magnitude(y, w, L)
+    if mesh is not None and L is not None:
+        raise ValueError(
+            "devices: a 2-D sigma (covariance of the data) couples all points, so the fit "
+            "cannot be split over devices; pass a 1-D sigma or devices=None"
+        )
+    if mesh is not None and not numeric_x:
+        raise ValueError(
+            "devices: xdata must be a numeric array to be split over devices (the model "
+            "receives a non-array xdata whole); pass devices=None"
+        )
 
     names, guess = _param_info(f)
     n_sig = count_model_params(f)
@@ -589,8 +608,10 @@ def fit_curve(
             model = lambda _x, p: f(obj, p)  # noqa: E731
         x_arg = np.zeros(n_pts)
         block_size = max(block_size, n_pts)
-    use_bucket = bucket and L is None and numeric_x and bucket_size(n_pts) != n_pts
-    n_probe = bucket_size(n_pts) if use_bucket else n_pts
+    size = bucket_size(n_pts) if (bucket and L is None and numeric_x) else n_pts
+    size = round_up(size, mesh_size(mesh))
+    use_bucket = size != n_pts
+    n_probe = size
     probe_shape = None
     if isinstance(x_arg, np.ndarray):
         probe_shape = list(x_arg.shape)
@@ -629,6 +650,7 @@ def fit_curve(
         monitored=monitor is not None,
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,
         jac_style=detect_param_style(jac, n, "auto") if callable(jac) else None,
+        mesh=mesh,
     )
     data: dict[str, Any] = {"x": x_arg, "y": y}
     if L is not None:
@@ -637,7 +659,6 @@ def fit_curve(
         data["w"] = w
     n_real = n_pts
     if use_bucket:
-        size = bucket_size(n_pts)
         axis = x_axis if x.ndim > 1 else -1
         data["x"] = pad_points(x_arg, size, axis)
         data["y"] = pad_points(y, size, 0)
@@ -646,6 +667,9 @@ def fit_curve(
         data["mask"] = np.arange(size) < n_pts
     if fixed.any():
         data["p_full"] = p0a
+    if mesh is not None:
+        with precision(dt):
+            data = place(to_device(data, dt), mesh, kernel.x_axis)
     free = ~fixed
     solve_args = dict(
         x_scale=None if xs is None else xs[free],
@@ -706,6 +730,7 @@ def fit_curve(
         sigma="none" if sigma is None else ("covariance" if L is not None else "1-D"),
         bounds=[lb.tolist(), ub.tolist()],
         n_omitted=n_omitted,
+        devices=mesh_size(mesh),
     )
     return res
 

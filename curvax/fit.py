@@ -44,6 +44,9 @@ jac, x_scale, nan_policy, dtype
     param_names : sequence of str, optional
         Names of the parameters (default: from the model).  ``p0`` and ``bounds`` may
         be dicts keyed by name.
+    devices : None, 'all', int, list of devices or Mesh, optional
+        Split the points over several devices (:mod:`curvax.core.sharding`); the
+        answer equals the one-device fit up to rounding.
     verbose : int
         ``1`` prints the fit summary after each fit.
     """
@@ -75,6 +78,7 @@ jac, x_scale, nan_policy, dtype
         timeout: float | None = None,
         fixed: Any = None,
         param_names: Any = None,
+        devices: Any = None,
     ) -> None:
         self.model = model
         self.x = x
@@ -101,6 +105,7 @@ jac, x_scale, nan_policy, dtype
             timeout=timeout,
             fixed=fixed,
             param_names=param_names,
+            devices=devices,
         )
         self.result: FitResult | None = None
 

@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from curvax.batch.guess import guess_loop, vectorised_guesser
 from curvax.batch.linalg import jacobi_svd
@@ -47,6 +48,7 @@ from curvax.core.problem import (
     pointwise_reducer,
     signature_param_names,
 )
+from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.solve import precision, strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
@@ -79,6 +81,7 @@ def _build_program(
     jac_scale: bool,
     x_per_fit: bool,
     linalg: str,
+    mesh: Any = None,
 ) -> Callable[..., Any]:
     g = adapt_model(f, style)
     jm = adapt_model(jac, style) if callable(jac) else jac
@@ -106,7 +109,17 @@ def _build_program(
         )
 
     in_axes = (0 if x_per_fit else None, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None)
-    return jax.jit(jax.vmap(one, in_axes=in_axes))
+    batched = jax.vmap(one, in_axes=in_axes)
+    if mesh is None:
+        return jax.jit(batched)
+    # Each device runs the vmapped solver on its own slice of the batch, independently
+    # (no communication: its while loop ends when its own fits have converged).
+    ax = mesh.axis_names[0]
+    specs = tuple(PartitionSpec() if a is None else PartitionSpec(ax) for a in in_axes)
+    sharded = jax.shard_map(
+        batched, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(ax), check_vma=False
+    )
+    return jax.jit(sharded)
 
 
 _PROGRAMS: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
@@ -294,6 +307,7 @@ def curve_fit_batch(
     chunk_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     linalg: str = "jacobi",
+    devices: Any = None,
 ) -> BatchResult:
     """Fit the same model independently to each row of ``ydata``.
 
@@ -348,6 +362,9 @@ def curve_fit_batch(
     linalg : {'jacobi', 'lapack'}
         SVD used by the solver: the vectorised Jacobi SVD (default, fast for small P)
         or LAPACK.
+    devices : None, 'all', int, list of devices or Mesh
+        Split each chunk of fits over several devices (:mod:`curvax.core.sharding`);
+        each device runs its share independently, so results equal the one-device run.
 
     Returns
     -------
@@ -369,6 +386,7 @@ def curve_fit_batch(
     if linalg not in LINALG:
         raise ValueError(f"linalg: expected one of {LINALG}, got {linalg!r}")
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
+    mesh = resolve_mesh(devices)
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
@@ -475,7 +493,8 @@ def curve_fit_batch(
     # Run chunk by chunk.
     k = int(np.prod(x.shape[1:-1] if x_per_fit else x.shape[:-1], dtype=int))
     chunk = chunk_size or _auto_chunk(B, N, P, k, dt.itemsize, int(memory_budget))
-    key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg)
+    chunk = round_up(chunk, mesh_size(mesh))  # each device gets an equal slice
+    key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg, mesh)
     prog = _program(key)
     xs_arr = np.ones(P) if xs is None else xs
     shared = (xs_arr, fs, ftol_, xtol_, gtol_)

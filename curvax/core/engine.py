@@ -48,6 +48,7 @@ from curvax.core.problem import (
     value_and_jacobian,
 )
 from curvax.core.reduction import Reduction
+from curvax.core.sharding import sharded_reducer
 from curvax.core.trf import SolverOutput, trf
 
 Array = jax.Array
@@ -71,6 +72,7 @@ class Kernel:
     monitored: bool = False  # compile the per-iteration host hook (callbacks, timeout)
     x_axis: int = -1  # axis of x along which the points lie (pointwise kind)
     jac_style: str | None = None  # 'args' | 'array' for a user Jacobian (default: as f)
+    mesh: Any = None  # jax.sharding.Mesh: points sharded over its devices (pointwise kind)
 
 
 class RunOutput(NamedTuple):
@@ -164,6 +166,11 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
         return value_and_jacobian(lambda t: resid(data, t), q, mode)
 
     def reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
+        if k.kind == "pointwise" and k.mesh is not None:
+            return sharded_reducer(local_reducer, k.mesh, data, f_scale, k.x_axis)
+        return local_reducer(data, f_scale)
+
+    def local_reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
         if k.kind == "pointwise":
             g0, jac0 = _model_parts(k)
             if idx is None:

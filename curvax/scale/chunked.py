@@ -39,6 +39,7 @@ from curvax.core.lm import lm
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
 from curvax.core.reduction import Reduction
 from curvax.core.result import FitResult
+from curvax.core.sharding import resolve_mesh
 from curvax.core.solve import strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
@@ -228,6 +229,7 @@ def fit_chunked(
     prefetch: bool = True,
     show_progress: bool = False,
     on_pass: Callable[[int, np.ndarray, float], None] | None = None,
+    devices: Any = None,
 ) -> LargeFitResult:
     """Fit ``f`` to data read chunk by chunk; the same answer as the in-memory fit.
 
@@ -258,6 +260,9 @@ def fit_chunked(
         left out of the whole fit and reported in ``extra['chunks_skipped']``.
     prefetch : bool
         Read the next chunk in a background thread while computing the current one.
+    devices : None, 'all', int, list of devices or Mesh
+        Split each chunk's points over several devices (as in :func:`curvax.fit_curve`);
+        only the per-device factors are combined, so the answer is unchanged.
     show_progress : bool
         A tqdm bar over the chunks of each pass.
     on_pass : callable, optional
@@ -281,6 +286,7 @@ def fit_chunked(
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
     src = as_source(source, y, sigma)
+    mesh = resolve_mesh(devices)
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     for name, v in (("chunk_size", chunk_size), ("block_size", block_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -358,6 +364,7 @@ def fit_chunked(
         jac_scale=xs is None,
         block_size=int(min(block_size, chunk_size)),
         fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
+        mesh=mesh,
     )
     free = ~fixed
     on_chunk, close_bar = _progress_hooks(show_progress, src, int(chunk_size))

@@ -31,6 +31,7 @@ import numpy as np
 
 from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
+from curvax.core.sharding import mesh_size, round_up
 from curvax.scale.sources import (
     Chunk,
     ChunkFailure,
@@ -205,7 +206,7 @@ class HostReducer:
         for a in range(0, ch.n, cs):
             b = min(a + cs, ch.n)
             n = b - a
-            size = bucket(n, cs)
+            size = round_up(bucket(n, cs), mesh_size(self.kernel.mesh))
             pad = size - n
             xs = x[..., a:b]
             mask = ~bad[a:b]
