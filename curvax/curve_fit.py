@@ -42,7 +42,16 @@ from curvax.core.problem import (
     traced_output_shape,
 )
 from curvax.core.result import FitResult
-from curvax.core.sharding import mesh_size, place, resolve_mesh, round_up
+from curvax.core.sharding import (
+    agree_on_counts,
+    broadcast_from_first,
+    is_multi_process,
+    local_device_count,
+    mesh_size,
+    place,
+    resolve_mesh,
+    round_up,
+)
 from curvax.core.solve import precision, solve, to_device
 from curvax.core.validation import (
     check_feasible,
@@ -563,6 +572,11 @@ def fit_curve(
             p0a = initial_feasible(lb0, ub0)
     else:
         p0a = check_x0(p0, None)
+    multi = is_multi_process(mesh)
+    n_max = n_global = n_pts
+    if multi:  # each process holds its own points; all must start from the same p0
+        n_max, n_global = agree_on_counts(n_pts)
+        p0a = broadcast_from_first(p0a)
     n = p0a.size
     style = detect_param_style(f, n, param_style)
     if style == "args" and n_sig is not None and n_sig != n:
@@ -570,9 +584,9 @@ def fit_curve(
     if names is None and style == "args":
         sig_names = signature_param_names(f)
         names = sig_names if sig_names is not None and len(sig_names) == n else None
-    if n_pts < n:
+    if n_global < n:
         raise ValueError(
-            f"xdata/ydata: {n_pts} data points are fewer than the {n} parameters to fit"
+            f"xdata/ydata: {n_global} data points are fewer than the {n} parameters to fit"
         )
 
     lb, ub = prepare_bounds(bounds, n)
@@ -608,8 +622,8 @@ def fit_curve(
             model = lambda _x, p: f(obj, p)  # noqa: E731
         x_arg = np.zeros(n_pts)
         block_size = max(block_size, n_pts)
-    size = bucket_size(n_pts) if (bucket and L is None and numeric_x) else n_pts
-    size = round_up(size, mesh_size(mesh))
+    size = bucket_size(n_max) if (bucket and L is None and numeric_x) else n_max
+    size = round_up(size, local_device_count(mesh) if multi else mesh_size(mesh))
     use_bucket = size != n_pts
     n_probe = size
     probe_shape = None
@@ -657,7 +671,6 @@ def fit_curve(
         data["L"] = L
     elif w is not None:
         data["w"] = w
-    n_real = n_pts
     if use_bucket:
         axis = x_axis if x.ndim > 1 else -1
         data["x"] = pad_points(x_arg, size, axis)
@@ -681,7 +694,8 @@ def fit_curve(
         param_names=param_names or names,
         loss_name=loss if isinstance(loss, str) else "custom",
         fixed_values=p0a if fixed.any() else None,
-        n_points=n_real,
+        n_points=n_global,
+        n_local_points=n_pts if multi else None,
     )
     mp = resolve_mixed_precision(mixed_precision)
     if mp.enable and dt == np.float64:

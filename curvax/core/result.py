@@ -216,7 +216,13 @@ class FitResult:
 
     @property
     def chisqr(self) -> float:
-        """Sum of squared (weighted) residuals, ``Σ r_i²``."""
+        """Sum of squared (weighted) residuals, ``Σ r_i²``.
+
+        In a multi-process fit ``fun`` holds this process's residuals only; the sum over
+        all processes is then kept in ``extra['chisqr']``.
+        """
+        if "chisqr" in self.extra:
+            return float(self.extra["chisqr"])
         return float(np.sum(np.asarray(self.fun, dtype=np.float64) ** 2))
 
     @property

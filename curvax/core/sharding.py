@@ -126,21 +126,79 @@ def point_specs(data: dict, x_axis: int, axis: str = AXIS) -> dict:
     return specs
 
 
+def is_multi_process(mesh: Mesh | None) -> bool:
+    """True when ``mesh`` holds devices of more than one process (multi-host)."""
+    return mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
+
+
+def local_device_count(mesh: Mesh) -> int:
+    """Number of devices of ``mesh`` that belong to this process."""
+    me = jax.process_index()
+    return sum(d.process_index == me for d in mesh.devices.flat)
+
+
+def agree_on_counts(n_local: int) -> tuple[int, int]:
+    """``(largest, total)`` point count over all processes (a collective: all must call)."""
+    from jax.experimental import multihost_utils
+
+    counts = np.asarray(multihost_utils.process_allgather(np.array([n_local], np.int64)))
+    return int(counts.max()), int(counts.sum())
+
+
+def broadcast_from_first(a: np.ndarray) -> np.ndarray:
+    """Process 0's value of ``a`` on every process (a collective: all must call)."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(a)))
+
+
 def place(data: dict, mesh: Mesh, x_axis: int) -> dict:
     """Put a pointwise data dict on the mesh, each device holding its shard of points.
 
-    Call inside the precision scope of the fit (float64 arrays stay float64).
+    On a mesh spanning several processes (``jax.distributed``) each process passes its
+    own points (padded to the same length on every process) and the global arrays are
+    assembled from the local parts.  Call inside the precision scope of the fit
+    (float64 arrays stay float64).
     """
     specs = point_specs(data, x_axis, mesh.axis_names[0])
+    multi = is_multi_process(mesh)
+
+    def put(a: Any, spec: P) -> Array:
+        sharding = NamedSharding(mesh, spec)
+        if multi:
+            return jax.make_array_from_process_local_data(sharding, np.asarray(a))
+        return jax.device_put(a, sharding)
+
     out = {}
     for key, val in data.items():
-        if val is None:
-            out[key] = None
-            continue
-        out[key] = jax.tree.map(
-            lambda a, s: jax.device_put(a, NamedSharding(mesh, s)), val, specs[key]
-        )
+        out[key] = None if val is None else jax.tree.map(put, val, specs[key])
     return out
+
+
+def fetch_replicated(tree: Any) -> Any:
+    """Host copy of a tree of replicated arrays (also when they span several processes)."""
+
+    def get(a: Any) -> Any:
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(a.addressable_data(0))
+        return np.asarray(a)
+
+    return jax.tree.map(get, tree)
+
+
+def local_rows(a: Array) -> np.ndarray:
+    """This process's rows of a global array split along its first axis, in order."""
+    if a.is_fully_addressable:
+        return np.asarray(a)
+    shards = sorted(a.addressable_shards, key=lambda s: s.index[0].start or 0)
+    seen: set = set()
+    parts = []
+    for sh in shards:
+        start = sh.index[0].start or 0
+        if start not in seen:  # replicated copies of the same rows appear once
+            seen.add(start)
+            parts.append(np.asarray(sh.data))
+    return np.concatenate(parts)
 
 
 def sharded_reducer(

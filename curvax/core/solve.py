@@ -19,6 +19,7 @@ from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel, jacobian_at, run_kernel
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
+from curvax.core.sharding import fetch_replicated, local_rows
 
 
 @contextlib.contextmanager
@@ -90,6 +91,7 @@ def solve(
     monitor: Monitor | None = None,
     n_points: int | None = None,
     x0_name: str = "p0",
+    n_local_points: int | None = None,
 ) -> FitResult:
     """Fit and return a :class:`FitResult` with covariance.
 
@@ -99,6 +101,9 @@ def solve(
     with zero variance).  ``monitor`` (required when ``kernel.monitored``) runs the
     callbacks and the time limit.  ``n_points`` is the number of real points when the
     data were padded to a size bucket (padding rows are masked out and come last).
+    In a multi-process fit (:mod:`curvax.core.sharding`) ``n_points`` counts the points
+    of all processes and ``n_local_points`` this process's, whose residuals are the
+    ones returned in ``fun``.
 
     Raises
     ------
@@ -127,8 +132,11 @@ def solve(
         token = np.int32(monitor.token if monitor is not None else 0)
         with monitor if monitor is not None else contextlib.nullcontext():
             out = run_kernel(kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), token=token, **dev)
-            sol = jax.device_get(out.solver)
-            residuals = np.asarray(out.residuals)
+            sol = fetch_replicated(out.solver)
+            residuals = local_rows(out.residuals)
+            chisqr = None
+            if not out.residuals.is_fully_addressable:  # multi-process: sum over all
+                chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))
 
     status = int(sol.status)
     if status == -1:
@@ -139,9 +147,14 @@ def solve(
             f"the model, the data and {x0_name}"
         )
 
-    if n_points is not None:
-        residuals = residuals[:n_points]
-    m = residuals.shape[0]
+    if n_local_points is not None:
+        residuals = residuals[:n_local_points]
+        m = int(n_points if n_points is not None else n_local_points)
+    else:
+        if n_points is not None:
+            residuals = residuals[:n_points]
+        m = residuals.shape[0]
+    n_rows = residuals.shape[0]
     R = np.asarray(sol.reduction.R, dtype=np.float64)
     cost = float(sol.reduction.cost)
     pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
@@ -171,14 +184,14 @@ def solve(
 
     def jac_fn() -> np.ndarray:
         with precision(dtype):
-            J = np.asarray(
+            J = local_rows(
                 jacobian_at(
                     kernel,
                     to_device(data, dtype),
-                    jnp.asarray(x_dev),
-                    jnp.asarray(f_scale_v, dtype=dtype),
+                    np.asarray(x_dev),
+                    np.asarray(f_scale_v, dtype=dtype),
                 )
-            )[:m]
+            )[:n_rows]
         if kernel.fixed is None:
             return J
         full = np.zeros((J.shape[0], len(kernel.fixed)), dtype=J.dtype)
@@ -206,6 +219,8 @@ def solve(
         n_points=m,
         absolute_sigma=absolute_sigma,
     )
+    if chisqr is not None:
+        result.extra["chisqr"] = chisqr
     if monitor is not None:
         monitor.complete(result)
     return result
