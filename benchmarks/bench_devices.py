@@ -39,7 +39,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import curvax  # noqa: E402
-from curvax.core.engine import COMPILE_CACHE  # noqa: E402
+from curvax.core.engine import COMPILE_CACHE, lower_program  # noqa: E402
 from curvax.core.sharding import place  # noqa: E402
 
 
@@ -49,27 +49,10 @@ def model(x, a, k, c):
 
 def collectives(kernel, n: int) -> list[dict]:
     """Element counts and bytes of the collectives in the compiled program at size n."""
-    run, _ = COMPILE_CACHE.get(kernel)
     x = np.linspace(0, 5, n)
     with jax.enable_x64(True):
         data = place({"x": x, "y": x.copy()}, kernel.mesh, kernel.x_axis)
-        hlo = (
-            run.lower(
-                data,
-                x0=np.ones(3),
-                lb=np.full(3, -np.inf),
-                ub=np.full(3, np.inf),
-                x_scale=np.ones(3),
-                f_scale=np.float64(1),
-                ftol=np.float64(1e-12),
-                xtol=np.float64(1e-12),
-                gtol=np.float64(1e-12),
-                max_nfev=np.int32(100),
-                token=np.int32(0),
-            )
-            .compile()
-            .as_text()
-        )
+        hlo = lower_program(kernel, data, 3, np.float64).compile().as_text()
     out = []
     for line in hlo.splitlines():
         m = re.search(r"=\s*(\S+)\s+(all-gather|all-reduce)\(", line)

@@ -14,7 +14,8 @@ import pytest
 from jax.sharding import Mesh
 
 import curvax
-from curvax.core.engine import COMPILE_CACHE
+from curvax.core.engine import COMPILE_CACHE, lower_program
+from curvax.core.sharding import place
 from curvax.scale import fit_chunked
 
 pytestmark = pytest.mark.skipif(
@@ -103,24 +104,9 @@ def test_only_small_factors_travel_between_devices():
     r = curvax.fit_curve(decay, x, y, p0=[1, 1, 0], devices=4)
     assert r.success
     kernel = next(k for k in COMPILE_CACHE._entries if k.mesh is not None and k.fn is decay)
-    run, _ = COMPILE_CACHE.get(kernel)
-    from curvax.core.sharding import place
-
     with jax.enable_x64(True):
         data = place({"x": x, "y": y}, kernel.mesh, kernel.x_axis)
-        args = dict(
-            x0=np.ones(3),
-            lb=np.full(3, -np.inf),
-            ub=np.full(3, np.inf),
-            x_scale=np.ones(3),
-            f_scale=np.float64(1),
-            ftol=np.float64(1e-12),
-            xtol=np.float64(1e-12),
-            gtol=np.float64(1e-12),
-            max_nfev=np.int32(100),
-            token=np.int32(0),
-        )
-        hlo = run.lower(data, **args).compile().as_text()
+        hlo = lower_program(kernel, data, 3, np.float64).compile().as_text()
     lines = [ln for ln in hlo.splitlines() if "all-gather(" in ln or "all-reduce(" in ln]
     assert lines, "expected collectives in a multi-device program"
     import re

@@ -303,6 +303,39 @@ def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
     return run(data, **run_args)
 
 
+def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
+    """The fit program of ``k`` lowered for ``data`` in ``dtype`` (a ``jax.stages.Lowered``).
+
+    The starting point, bounds and tolerances are placeholders: only shapes and dtypes
+    matter for the compiled program.  ``.compile().as_text()`` shows its HLO (e.g. the
+    collectives of a multi-device fit), ``.compile().memory_analysis()`` its memory.
+    Floating NumPy arrays of ``data`` are cast to ``dtype``; arrays already on devices
+    (e.g. sharded) are used as they are.
+    """
+    dt = np.dtype(dtype)
+    run, _ = COMPILE_CACHE.get(k)
+    with jax.enable_x64(dt == np.float64):
+        conv = jax.tree.map(
+            lambda a: a.astype(dt) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a,
+            data,
+        )
+        vec = np.ones(n_free, dt)
+        tol = np.asarray(1e-8, dt)
+        return run.lower(
+            conv,
+            x0=vec,
+            lb=-np.inf * vec,
+            ub=np.inf * vec,
+            x_scale=vec,
+            f_scale=np.asarray(1.0, dt),
+            ftol=tol,
+            xtol=tol,
+            gtol=tol,
+            max_nfev=np.int32(100),
+            token=np.int32(0),
+        )
+
+
 def program_memory(k: Kernel, data: dict, n_free: int, dtype: Any) -> dict[str, int]:
     """Device memory XLA plans for the compiled fit program of ``k`` (bytes).
 
@@ -313,31 +346,8 @@ def program_memory(k: Kernel, data: dict, n_free: int, dtype: Any) -> dict[str, 
     fit.
     """
     dt = np.dtype(dtype)
-    run, _ = COMPILE_CACHE.get(k)
     with jax.enable_x64(dt == np.float64):
-        conv = jax.tree.map(
-            lambda a: a.astype(dt) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a,
-            data,
-        )
-        vec = np.ones(n_free, dt)
-        scalar = np.asarray(1e-8, dt)
-        stats = (
-            run.lower(
-                conv,
-                x0=vec,
-                lb=-np.inf * vec,
-                ub=np.inf * vec,
-                x_scale=vec,
-                f_scale=np.asarray(1.0, dt),
-                ftol=scalar,
-                xtol=scalar,
-                gtol=scalar,
-                max_nfev=np.int32(100),
-                token=np.int32(0),
-            )
-            .compile()
-            .memory_analysis()
-        )
+        stats = lower_program(k, data, n_free, dt).compile().memory_analysis()
     out = {
         "argument": int(stats.argument_size_in_bytes),
         "output": int(stats.output_size_in_bytes),
