@@ -44,6 +44,8 @@ jac, x_scale, nan_policy, dtype
     param_names : sequence of str, optional
         Names of the parameters (default: from the model).  ``p0`` and ``bounds`` may
         be dicts keyed by name.
+    jac_sparsity : array_like, sequence of slices or 'auto', optional
+        Sparsity pattern of the Jacobian (see :func:`curvax.fit_curve`).
     verbose : int
         ``1`` prints the fit summary after each fit.
     """
@@ -75,6 +77,7 @@ jac, x_scale, nan_policy, dtype
         timeout: float | None = None,
         fixed: Any = None,
         param_names: Any = None,
+        jac_sparsity: Any = None,
     ) -> None:
         self.model = model
         self.x = x
@@ -101,6 +104,7 @@ jac, x_scale, nan_policy, dtype
             timeout=timeout,
             fixed=fixed,
             param_names=param_names,
+            jac_sparsity=jac_sparsity,
         )
         self.result: FitResult | None = None
 
