@@ -53,8 +53,11 @@ from curvax.core.sharding import (
     round_up,
 )
 from curvax.core.solve import precision, solve, to_device
+from curvax.core.sparsity import check_mode as check_sparse_mode
+from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.validation import (
     check_feasible,
+    check_jac_sparsity,
     check_max_nfev,
     check_method,
     check_solver_options,
@@ -89,6 +92,7 @@ _SOLVER_KWARGS = {
     "param_style",
     "block_size",
     "verbose",
+    "jac_sparsity",
 }
 
 
@@ -451,6 +455,7 @@ def fit_curve(
     callbacks: Any = None,
     timeout: float | None = None,
     devices: Any = None,
+    jac_sparsity: Any = None,
 ) -> FitResult:
     """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`).
 
@@ -476,6 +481,11 @@ def fit_curve(
     ``result.success``), not raised.  ``callbacks`` (see :mod:`curvax.callbacks`) are
     called every iteration; ``timeout`` (seconds) stops the fit cleanly with status
     -3 and the best point so far.
+
+    ``jac_sparsity`` declares which ``∂f(x_i)/∂p_j`` may be non-zero — an (N, n) or
+    (n, N) boolean array, n ``slice`` objects (the points each parameter affects), or
+    ``'auto'`` (detected from the model) — so that the Jacobian is evaluated with one
+    pass per group of structurally orthogonal columns (:mod:`curvax.core.sparsity`).
     """
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         callbacks = [callbacks]
@@ -507,6 +517,7 @@ def fit_curve(
         if numeric_x and not np.all(np.isfinite(x)):
             raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
     n_omitted = 0
+    n_given, kept = n_pts, None  # rows of a jac_sparsity pattern that stay in the fit
     if nan_policy in ("raise", "omit"):
         bad = np.isnan(y)
         if numeric_x:
@@ -518,6 +529,7 @@ def fit_curve(
             )
         if bad.any():
             keep = ~bad
+            kept = np.nonzero(keep)[0]
             n_omitted = int(bad.sum())
             y = y[keep]
             if numeric_x:
@@ -605,7 +617,7 @@ def fit_curve(
             and np.any(np.isfinite(lb[lb < ub]) | np.isfinite(ub[lb < ub]))
         ),
     )
-    xs = check_x_scale(x_scale, n)
+    xs = check_x_scale(x_scale, n, lb, ub)
     nfev = check_max_nfev(max_nfev, default_max_nfev(n))
 
     # Model and Jacobian strategy.
@@ -651,6 +663,25 @@ def fit_curve(
         jmode = "host"
 
     fixed = lb == ub
+    sparsity, colours = None, None
+    if jac_sparsity is not None:
+        if L is not None:
+            raise ValueError(
+                "jac_sparsity: not available with a 2-D sigma (the whitened residuals "
+                "L⁻¹(f − y) couple all points, so their Jacobian is dense)"
+            )
+        jmode = check_sparse_mode(jmode, jac)
+        ax = 0 if (x_axis == 0 and x.ndim > 1) else -1
+        detect = isinstance(jac_sparsity, str)  # 'auto': detected on the points kept
+        with jax.enable_x64(dt == np.float64):
+            pattern = pointwise_pattern(
+                jac_sparsity, adapt_model(model, style), x_arg, ax,
+                n_pts if detect else n_given, p0a, lb, ub, int(block_size),
+            )
+        if kept is not None and not detect:
+            pattern = pattern[kept]
+        sparsity = check_jac_sparsity(pattern, n_pts, n, ~fixed)[:, ~fixed]
+        colours = greedy_colouring(sparsity)
     kernel = Kernel(
         kind="cov" if L is not None else "pointwise",
         fn=model,
@@ -665,8 +696,11 @@ def fit_curve(
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,
         jac_style=detect_param_style(jac, n, "auto") if callable(jac) else None,
         mesh=mesh,
+        jac_colours=colours,
     )
     data: dict[str, Any] = {"x": x_arg, "y": y}
+    if sparsity is not None:
+        data["sparsity"] = sparsity
     if L is not None:
         data["L"] = L
     elif w is not None:
@@ -678,6 +712,8 @@ def fit_curve(
         if w is not None:
             data["w"] = pad_points(w, size, 0)
         data["mask"] = np.arange(size) < n_pts
+        if sparsity is not None:
+            data["sparsity"] = pad_points(sparsity, size, 0)
     if fixed.any():
         data["p_full"] = p0a
     if mesh is not None:
@@ -736,7 +772,7 @@ def fit_curve(
         ftol=ftol_,
         xtol=xtol_,
         gtol=gtol_,
-        x_scale="jac" if xs is None else xs.tolist(),
+        x_scale=x_scale if isinstance(x_scale, str) else xs.tolist(),
         f_scale=fs,
         max_nfev=nfev,
         absolute_sigma=absolute_sigma,
@@ -746,6 +782,8 @@ def fit_curve(
         n_omitted=n_omitted,
         devices=mesh_size(mesh),
     )
+    if colours is not None:
+        res.extra["jac_groups"] = n_groups(colours)
     return res
 
 
@@ -799,12 +837,13 @@ def curve_fit(
     nan_policy : {None, 'raise', 'omit'}
         What to do with NaN in the data; ``'propagate'`` raises as in SciPy.
     **kwargs
-        ``ftol, xtol, gtol`` (default 1e-12), ``x_scale`` (default ``'jac'``), ``loss``,
-        ``f_scale``, ``max_nfev`` (``maxfev``), ``dtype`` ('float64' default or
+        ``ftol, xtol, gtol`` (default 1e-12), ``x_scale`` (default ``'jac'``; ``'bounds'``
+        scales by the bound widths, see :func:`curvax.core.validation.check_x_scale`),
+        ``loss``, ``f_scale``, ``max_nfev`` (``maxfev``), ``dtype`` ('float64' default or
         'float32'), ``param_style`` ('auto', 'args', 'array'), ``block_size``,
         ``callbacks`` (see :mod:`curvax.callbacks`), ``timeout`` (seconds),
         ``multistart=True`` with ``n_starts`` and ``sampler`` ('lhs', 'sobol', 'random';
-        see :mod:`curvax.insight.multistart`).
+        see :mod:`curvax.insight.multistart`), ``jac_sparsity`` (see :func:`fit_curve`).
 
     Returns
     -------

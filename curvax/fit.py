@@ -47,6 +47,8 @@ jac, x_scale, nan_policy, dtype
     devices : None, 'all', int, list of devices or Mesh, optional
         Split the points over several devices (:mod:`curvax.core.sharding`); the
         answer equals the one-device fit up to rounding.
+    jac_sparsity : array_like, sequence of slices or 'auto', optional
+        Sparsity pattern of the Jacobian (see :func:`curvax.fit_curve`).
     verbose : int
         ``1`` prints the fit summary after each fit.
     """
@@ -79,6 +81,7 @@ jac, x_scale, nan_policy, dtype
         fixed: Any = None,
         param_names: Any = None,
         devices: Any = None,
+        jac_sparsity: Any = None,
     ) -> None:
         self.model = model
         self.x = x
@@ -106,6 +109,7 @@ jac, x_scale, nan_policy, dtype
             fixed=fixed,
             param_names=param_names,
             devices=devices,
+            jac_sparsity=jac_sparsity,
         )
         self.result: FitResult | None = None
 

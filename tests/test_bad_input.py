@@ -475,7 +475,7 @@ CURVE_FIT_ERRORS = [
     case(
         "x_scale-unknown",
         ValueError,
-        r"^x_scale: expected 'jac', a positive number or array, got 'auto'",
+        r"^x_scale: expected 'jac', 'bounds', a positive number or array, got 'auto'",
         x_scale="auto",
     ),
     case(

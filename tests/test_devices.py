@@ -168,3 +168,26 @@ def test_bad_devices_combinations():
         curvax.fit_curve(decay, x, y, p0=[1, 1, 0], devices=mesh2)
     with pytest.raises(ValueError, match="devices: a 2-D sigma"):
         curvax.fit_curve(decay, x, y, p0=[1, 1, 0], sigma=np.eye(50) * 0.01, devices=2)
+
+
+def test_sparse_jacobian_split_over_devices():
+    """The per-point Jacobian pattern is split with the points it describes."""
+    lo, hi = np.array([0.0, 4.0]), np.array([6.0, 10.0])
+
+    def two(x, p):
+        inside = (x[None, :] >= lo[:, None]) & (x[None, :] < hi[:, None])
+        g = p[0::3, None] * jnp.exp(-0.5 * ((x[None, :] - p[1::3, None]) / p[2::3, None]) ** 2)
+        return jnp.sum(jnp.where(inside, g, 0.0), axis=0)
+
+    x = np.linspace(0, 10, 1001)
+    pattern = np.zeros((x.size, 6), bool)
+    for k in range(2):
+        pattern[(x >= lo[k]) & (x < hi[k]), 3 * k : 3 * k + 3] = True
+    truth = np.array([2.0, 3.0, 0.8, 1.5, 7.0, 1.1])
+    with jax.enable_x64(True):
+        y = np.asarray(two(jnp.asarray(x), jnp.asarray(truth)))
+    y = y + 0.01 * np.random.default_rng(7).standard_normal(x.size)
+    p0 = truth * 1.05
+    ref = curvax.fit_curve(two, x, y, p0=p0)
+    r = curvax.fit_curve(two, x, y, p0=p0, jac_sparsity=pattern, devices=4)
+    _close(r, ref)

@@ -18,6 +18,10 @@ Kinds of problem:
 ``'ls'``
     a general residual function ``fun(p, *args, **kwargs)`` (``least_squares``).
 
+With ``Kernel.jac_colours`` (column groups of a declared sparsity pattern, carried in
+the data as the (m, n_free) boolean ``sparsity``) the Jacobian of the pointwise and
+``'ls'`` kinds is evaluated with one pass per group (:mod:`curvax.core.sparsity`).
+
 Data travel as one dict: ``x``, ``y``, ``w`` (1/σ), ``mask``, ``L`` (Cholesky factor of
 a 2-D sigma), ``args``/``kwargs`` (``least_squares``) and ``p_full`` (the values of
 fixed parameters, when ``Kernel.fixed`` marks some).
@@ -73,6 +77,7 @@ class Kernel:
     x_axis: int = -1  # axis of x along which the points lie (pointwise kind)
     jac_style: str | None = None  # 'args' | 'array' for a user Jacobian (default: as f)
     mesh: Any = None  # jax.sharding.Mesh: points sharded over its devices (pointwise kind)
+    jac_colours: tuple[int, ...] | None = None  # column groups of a sparse Jacobian
 
 
 class RunOutput(NamedTuple):
@@ -163,7 +168,9 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
     def jacobian(data: dict, q: Array) -> tuple[Array, Array]:
         if has_callable_jac:
             return resid(data, q), user_jac(data, q)
-        return value_and_jacobian(lambda t: resid(data, t), q, mode)
+        return value_and_jacobian(
+            lambda t: resid(data, t), q, mode, k.jac_colours, data.get("sparsity")
+        )
 
     def reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
         if k.kind == "pointwise" and k.mesh is not None:
@@ -192,9 +199,13 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
                 f_scale,
                 k.block_size,
                 k.x_axis,
+                data.get("sparsity"),
+                k.jac_colours,
             )
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
-        return dense_reducer(lambda q: resid(data, q), jfun, rho_fn, f_scale)
+        return dense_reducer(
+            lambda q: resid(data, q), jfun, rho_fn, f_scale, data.get("sparsity"), k.jac_colours
+        )
 
     return resid, jacobian, reducer
 

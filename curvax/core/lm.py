@@ -76,7 +76,8 @@ def lm(
     svd: tr.SvdFn | None = None,
     hook: Callable[..., Array] | None = None,
 ) -> SolverOutput:
-    """Run Levenberg–Marquardt from ``x0``; ``x_scale=None`` means Jacobian scaling.
+    """Run Levenberg–Marquardt from ``x0``; ``x_scale=None`` means Jacobian scaling
+    (zero entries of an ``x_scale`` array: see :func:`~curvax.core.trust_region.given_scale`).
 
     After convergence, up to ``polish_steps`` Gauss–Newton refinement steps are tried
     (:func:`~curvax.core.trust_region.gauss_newton_polish`).
@@ -91,7 +92,7 @@ def lm(
     if x_scale is None:
         diag0 = jnp.where(colnorm0 == 0, 1.0, colnorm0)
     else:
-        diag0 = 1.0 / x_scale
+        diag0 = tr.given_scale(red0.R, x_scale)[1]
     Delta0 = STEP_BOUND_FACTOR * tr.norm(diag0 * x0)
     Delta0 = jnp.where(Delta0 == 0, STEP_BOUND_FACTOR, Delta0)
     status0 = jnp.where(

@@ -16,6 +16,10 @@ The residual of point i is ``r_i = w_i · (f(x_i, p) − y_i)`` with ``w_i = 1/�
   central finite differences are computed in Python through ``jax.pure_callback``.
   This is the documented slow path.
 
+With a declared sparsity pattern, ``'fwd'`` and the finite differences evaluate the
+Jacobian with one pass per group of structurally orthogonal columns instead of one per
+parameter (:mod:`curvax.core.sparsity`).
+
 :func:`pointwise_reducer` returns the reduction function ``p ↦ Reduction`` for data
 whose points are independent (the normal curve-fitting case): the data are visited in
 blocks of ``block_size`` points inside one compiled ``lax.scan``, so the N×p Jacobian
@@ -50,6 +54,7 @@ from curvax.core.reduction import (
     scaled_condition,
     triangularize,
 )
+from curvax.core.sparsity import compressed_value_and_jacobian
 
 Array = jax.Array
 
@@ -149,8 +154,20 @@ def fd_steps(p: Array, method: str) -> Array:
     return (p + h) - p  # exactly representable step
 
 
-def value_and_jacobian(resid: Callable[[Array], Array], p: Array, mode: str) -> tuple[Array, Array]:
-    """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``."""
+def value_and_jacobian(
+    resid: Callable[[Array], Array],
+    p: Array,
+    mode: str,
+    colours: tuple[int, ...] | None = None,
+    pattern: Array | None = None,
+) -> tuple[Array, Array]:
+    """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``.
+
+    With ``colours`` (column groups) and the (n, p) boolean ``pattern`` the Jacobian is
+    evaluated with one pass per group (:mod:`curvax.core.sparsity`).
+    """
+    if colours is not None:
+        return compressed_value_and_jacobian(resid, p, mode, colours, pattern, fd_steps)
     n_p = p.shape[0]
     eye = jnp.eye(n_p, dtype=p.dtype)
     if mode == "fwd":
@@ -292,12 +309,16 @@ def pointwise_reducer(
     f_scale: Array,
     block_size: int,
     x_axis: int = -1,
+    sparsity: Array | None = None,
+    colours: tuple[int, ...] | None = None,
 ) -> Callable[[Array], Reduction]:
     """Reduction function for independent points, visited in blocks of ``block_size``.
 
     ``x`` has the points on axis ``x_axis`` (the last by default); ``y``, ``w`` (= 1/σ)
     and ``mask`` are (N,).
     ``jac`` is a JAX mode name or a callable returning the model's (n, p) Jacobian.
+    With ``colours`` and the (N, p) boolean ``sparsity`` pattern, each block's Jacobian
+    comes from one pass per column group (:mod:`curvax.core.sparsity`).
     The blocks are taken by ``dynamic_slice`` inside a ``lax.scan`` (no copy of the
     data); a ragged last block is reduced separately and merged.
     """
@@ -311,6 +332,7 @@ def pointwise_reducer(
         yb = jax.lax.dynamic_slice_in_dim(y, start, size)
         wb = None if w is None else jax.lax.dynamic_slice_in_dim(w, start, size)
         mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)
+        pb = None if colours is None else jax.lax.dynamic_slice_in_dim(sparsity, start, size)
 
         if callable(jac):
             r = model(xb, p) - yb
@@ -324,7 +346,7 @@ def pointwise_reducer(
                 r = model(xb, q) - yb
                 return r if wb is None else r * wb
 
-            r, J = value_and_jacobian(resid, p, jac)
+            r, J = value_and_jacobian(resid, p, jac, colours, pb)
         return block_rows(r, J, mb, rho_fn, f_scale)
 
     def reduce_fn(p: Array) -> Reduction:
@@ -363,17 +385,21 @@ def dense_reducer(
     jac: Callable[[Array], Array] | str,
     rho_fn: Callable[[Array], Array] | None,
     f_scale: Array,
+    sparsity: Array | None = None,
+    colours: tuple[int, ...] | None = None,
 ) -> Callable[[Array], Reduction]:
     """Reduction for a residual function of the whole parameter vector (one block).
 
-    ``jac`` is a JAX mode name or a callable ``p ↦ (m, p)`` Jacobian of ``resid``.
+    ``jac`` is a JAX mode name or a callable ``p ↦ (m, p)`` Jacobian of ``resid``;
+    ``colours`` and the (m, p) ``sparsity`` pattern group its columns as in
+    :func:`pointwise_reducer`.
     """
 
     def reduce_fn(p: Array) -> Reduction:
         if callable(jac):
             r, J = resid(p), jac(p)
         else:
-            r, J = value_and_jacobian(resid, p, jac)
+            r, J = value_and_jacobian(resid, p, jac, colours, sparsity)
         return reduce_block(r, J, None, rho_fn, f_scale)
 
     return reduce_fn

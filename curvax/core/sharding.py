@@ -102,7 +102,8 @@ def point_specs(data: dict, x_axis: int, axis: str = AXIS) -> dict:
     """PartitionSpecs of a pointwise data dict: points split over the mesh axis ``axis``.
 
     ``x`` is split along its points axis (``x_axis``: 0 or -1), ``y``, ``w``, ``mask``
-    along their only axis; everything else (``p_full``) is replicated.
+    and the per-point Jacobian pattern ``sparsity`` along their first axis; everything
+    else (``p_full``) is replicated.
     """
 
     def x_spec(a: Any) -> P:
@@ -119,7 +120,7 @@ def point_specs(data: dict, x_axis: int, axis: str = AXIS) -> dict:
             specs[key] = None
         elif key == "x":
             specs[key] = jax.tree.map(x_spec, val)
-        elif key in ("y", "w", "mask"):
+        elif key in ("y", "w", "mask", "sparsity"):  # one entry (or row) per point
             specs[key] = P(axis)
         else:
             specs[key] = jax.tree.map(lambda _: P(), val)

@@ -80,10 +80,12 @@ def trf(
     """Run TRF from ``x0`` (assumed strictly inside the bounds).
 
     ``x_scale=None`` means ``'jac'`` (scale from Jacobian column norms, updated as the
-    fit proceeds).  ``n_residuals`` (static) is used for the rank threshold of the
-    subproblem.  If the residuals are not finite at ``x0`` the status is -1 and no
-    iteration is made.  After convergence, up to ``polish_steps`` Gauss–Newton
-    refinement steps are tried (:func:`~curvax.core.trust_region.gauss_newton_polish`).
+    fit proceeds); zero entries of an ``x_scale`` array are completed from the Jacobian
+    at ``x0`` (:func:`~curvax.core.trust_region.given_scale`).  ``n_residuals``
+    (static) is used for the rank threshold of the subproblem.  If the residuals are
+    not finite at ``x0`` the status is -1 and no iteration is made.  After
+    convergence, up to ``polish_steps`` Gauss–Newton refinement steps are tried
+    (:func:`~curvax.core.trust_region.gauss_newton_polish`).
     ``hook`` (see :mod:`curvax.core.monitor`) is called after every trial step and may
     stop the loop (status -2 or -3).
     ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
@@ -95,7 +97,7 @@ def trf(
     if x_scale is None:
         scale, scale_inv = tr.jac_scale(red0.R)
     else:
-        scale, scale_inv = x_scale, 1.0 / x_scale
+        scale, scale_inv = tr.given_scale(red0.R, x_scale)
 
     def scaled_gnorm(x: Array, g: Array) -> Array:
         v, _ = tr.coleman_li_scaling(x, g, lb, ub)

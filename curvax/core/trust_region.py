@@ -395,6 +395,35 @@ def jac_scale(R: Array, scale_inv_old: Array | None = None) -> tuple[Array, Arra
     return 1.0 / scale_inv, scale_inv
 
 
+def given_scale(R: Array, x_scale: Array) -> tuple[Array, Array]:
+    """Fixed scale ``(scale, scale_inv)`` from ``x_scale``, completing its zero entries.
+
+    Entries ``s_j > 0`` are kept.  A zero entry (how ``x_scale='bounds'`` marks a
+    parameter without two finite bounds, :func:`curvax.core.validation.check_x_scale`)
+    gets ``s_j = κ / ‖J_j‖`` from the Jacobian column norms at the starting point
+    (``κ`` alone for a zero column), where
+
+        κ = exp(mean_k log(s_k ‖J_k‖))    over the given entries with ‖J_k‖ > 0,
+
+    the geometric mean of the residual change that a unit scaled step of the given
+    parameters produces (1 if there is none): a unit scaled step of a completed
+    parameter then changes the residuals as much as a typical given one does.  With no
+    zero entry the scale is ``x_scale`` exactly.
+    """
+    given = x_scale > 0
+    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
+    c = cn * jnp.where(given, x_scale, 1.0)
+    use = given & (c > 0)
+    mean_log = jnp.sum(jnp.where(use, jnp.log(jnp.where(use, c, 1.0)), 0.0)) / jnp.maximum(
+        jnp.sum(use), 1
+    )
+    kappa = jnp.where(jnp.any(use), jnp.exp(mean_log), 1.0)
+    completed = kappa / jnp.where(cn > 0, cn, 1.0)
+    scale = jnp.where(given, x_scale, completed)
+    scale_inv = jnp.where(given, 1.0 / jnp.where(given, x_scale, 1.0), 1.0 / completed)
+    return scale, scale_inv
+
+
 BOUND_SNAP_RTOL = 1e-6  # polish: a bound this close that the gradient presses against is active
 
 

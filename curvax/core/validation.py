@@ -138,12 +138,49 @@ def check_tolerances(ftol: Any, xtol: Any, gtol: Any) -> tuple[float, float, flo
     return vals[0], vals[1], vals[2]
 
 
-def check_x_scale(x_scale: Any, n: int) -> np.ndarray | None:
-    """``None`` for ``'jac'``; otherwise a positive finite array of length n."""
+def check_x_scale(
+    x_scale: Any, n: int, lb: np.ndarray | None = None, ub: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The characteristic scale ``s`` of each parameter, as the solvers take it.
+
+    ``None`` for ``'jac'`` (every ``s_j = 1/‖J_j‖``, the Jacobian column norms, the
+    largest seen so far); a positive finite array for numbers (a scalar applies to all
+    parameters).
+
+    ``'bounds'`` normalises by the box: ``s_j = ub_j − lb_j`` where both bounds are finite
+    (and ``lb_j < ub_j``).  The trust-region step is then the one of the normalised
+    parameters ``u_j = (p_j − lb_j)/(ub_j − lb_j) ∈ [0, 1]`` with unit scale — the
+    trust region ``‖D⁻¹(p − p_k)‖ ≤ Δ`` with ``D = diag(s)`` is the same set in either
+    variable, and so are the Coleman–Li bound scaling and the ``ftol`` test (only the
+    ``xtol`` test, ``‖Δp‖ ≤ xtol·‖p‖``, is measured on the unscaled parameters) — so a
+    problem whose parameters span many orders of magnitude is solved as one whose
+    parameters are all of order one.  The scale stays fixed during the fit (``'jac'``
+    updates it).
+
+    A parameter without two finite bounds has no width: it is marked ``s_j = 0`` in the
+    returned array, and the solver completes it from the Jacobian at the starting point,
+    ``s_j = κ/‖J_j(p₀)‖`` with ``κ`` the geometric mean of ``s_k‖J_k(p₀)‖`` over the
+    bounded parameters (:func:`curvax.core.trust_region.given_scale`): a unit scaled
+    step of it changes the residuals as much as crossing a typical box does.  With no
+    parameter bounded on both sides the result is ``None`` (``'jac'``).  ``lb``/``ub``
+    are required for ``'bounds'``.
+    """
     if isinstance(x_scale, str):
         if x_scale == "jac":
             return None
-        raise ValueError(f"x_scale: expected 'jac', a positive number or array, got {x_scale!r}")
+        if x_scale == "bounds":
+            if lb is None or ub is None:
+                raise ValueError(
+                    "x_scale: 'bounds' is not available in this function; use 'jac' or "
+                    "give the scales as numbers"
+                )
+            with np.errstate(over="ignore", invalid="ignore"):
+                width = np.asarray(ub, dtype=np.float64) - np.asarray(lb, dtype=np.float64)
+            ok = np.isfinite(width) & (width > 0)
+            return np.where(ok, width, 0.0) if ok.any() else None
+        raise ValueError(
+            f"x_scale: expected 'jac', 'bounds', a positive number or array, got {x_scale!r}"
+        )
     try:
         arr = np.asarray(x_scale, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -155,6 +192,74 @@ def check_x_scale(x_scale: Any, n: int) -> np.ndarray | None:
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"x_scale: must be positive and finite, got {arr}")
     return arr
+
+
+def check_jac_sparsity(
+    spec: Any, n_rows: int, n_params: int, free: np.ndarray | None = None
+) -> np.ndarray:
+    """The (n_rows, n_params) boolean Jacobian sparsity pattern described by ``spec``.
+
+    ``spec`` is one of
+
+    * an array (bool, or numbers: non-zero means True) of shape (m, n) — row i, column
+      j True where ``∂r_i/∂p_j`` may be non-zero — or its transpose (n, m) when
+      m ≠ n; a SciPy sparse matrix is accepted in either orientation;
+    * a compact per-parameter form: a sequence of n ``slice`` or ``range`` objects, the
+      j-th giving the rows (points, in data order) that parameter j can affect.
+
+    Every free parameter (``free``; all by default) needs at least one True entry: a
+    parameter on which no residual depends cannot be fitted.
+    """
+    name = "jac_sparsity"
+    if isinstance(spec, (list, tuple)) and spec and all(
+        isinstance(e, (slice, range)) for e in spec
+    ):
+        if len(spec) != n_params:
+            raise ValueError(
+                f"{name}: the per-parameter form has {len(spec)} entries but there are "
+                f"{n_params} parameters"
+            )
+        P = np.zeros((n_rows, n_params), dtype=bool)
+        for j, e in enumerate(spec):
+            sl = e if isinstance(e, slice) else slice(e.start, e.stop, e.step)
+            P[sl, j] = True
+        arr = P
+    else:
+        if hasattr(spec, "toarray") and callable(spec.toarray):
+            spec = spec.toarray()
+        try:
+            arr = np.asarray(spec)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: not an array: {type(spec).__name__}") from err
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name}: expected a boolean (or 0/1 numeric) array, got dtype {arr.dtype}"
+            )
+        if arr.ndim != 2:
+            raise ValueError(
+                f"{name}: expected a 2-D pattern of shape ({n_rows}, {n_params}) (points × "
+                f"parameters) or ({n_params}, {n_rows}), got shape {arr.shape}"
+            )
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: contains NaN or Inf")
+        if arr.shape == (n_rows, n_params):
+            pass
+        elif arr.shape == (n_params, n_rows):
+            arr = arr.T
+        else:
+            raise ValueError(
+                f"{name}: has shape {arr.shape}; expected ({n_rows}, {n_params}) (points × "
+                f"parameters) or ({n_params}, {n_rows})"
+            )
+        arr = arr != 0
+    need = np.ones(n_params, dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    empty = np.nonzero(need & ~arr.any(axis=0))[0]
+    if empty.size:
+        raise ValueError(
+            f"{name}: parameter {int(empty[0])} has no True entry (no residual depends on "
+            "it), so it cannot be fitted; correct the pattern or hold the parameter fixed"
+        )
+    return np.ascontiguousarray(arr)
 
 
 def check_max_nfev(max_nfev: Any, default: int) -> int:

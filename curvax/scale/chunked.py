@@ -330,7 +330,7 @@ def fit_chunked(
             np.any(free_b) and bounded and np.any(np.isfinite(lb[free_b]) | np.isfinite(ub[free_b]))
         ),
     )
-    xs = check_x_scale(x_scale, n)
+    xs = check_x_scale(x_scale, n, lb, ub)
     nfev = check_max_nfev(max_nfev, default_max_nfev(n))
 
     x_probe = sample.x
