@@ -324,8 +324,11 @@ def curve_fit_batch(
         Shared by all fits: (N,) or (k, N) (e.g. (2, N) pixel coordinates for a 2-D
         model); or per fit: (B, N) or (B, k, N).  A 2-D array whose first axis has
         length B is read as per fit; pass a shared (k, N) with k = B as (1, k, N).
-    ydata : array_like (B, N)
-        One row of observations per fit.
+    ydata : array_like (B, N) or dask.array.Array (B, N)
+        One row of observations per fit.  A Dask array (chunked along the batch axis)
+        is fitted block by block on the Dask workers, the data staying there
+        (:func:`curvax.scale.dask_backend.curve_fit_batch_dask`); per-fit inputs are
+        cut along the same rows.
     p0 : array_like, optional
         (P,) shared or (B, P) per fit.  Without it: a vectorised moment estimate for
         the built-in Gaussian models, else the model's ``guess(x, y)`` fit by fit, else
@@ -381,6 +384,35 @@ def curve_fit_batch(
     """
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
+    if type(ydata).__module__.split(".")[0] == "dask":
+        from curvax.scale.dask_backend import curve_fit_batch_dask
+
+        return curve_fit_batch_dask(
+            f,
+            xdata,
+            ydata,
+            p0,
+            sigma,
+            bounds,
+            mask,
+            absolute_sigma=absolute_sigma,
+            method=method,
+            jac=jac,
+            loss=loss,
+            f_scale=f_scale,
+            nan_policy=nan_policy,
+            ftol=ftol,
+            xtol=xtol,
+            gtol=gtol,
+            x_scale=x_scale,
+            max_nfev=max_nfev,
+            dtype=dtype,
+            param_style=param_style,
+            param_names=param_names,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+            linalg=linalg,
+        )
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy: expected one of {NAN_POLICIES}, got {nan_policy!r}")
     if linalg not in LINALG:

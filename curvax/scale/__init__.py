@@ -8,6 +8,7 @@ chunked fit returns the same parameters and covariance as the in-memory fit.
 from curvax.config import LDMemoryConfig, StreamingConfig
 from curvax.scale.checkpoint import CheckpointError
 from curvax.scale.chunked import LargeFitResult, fit_chunked
+from curvax.scale.dask_backend import DaskArraySource, DaskDataFrameSource, DaskSource
 from curvax.scale.host_reduce import DataConsistencyError
 from curvax.scale.large import LargeDatasetFitter, curve_fit_large
 from curvax.scale.memory import estimate_memory_requirements
@@ -30,6 +31,9 @@ __all__ = [
     "CheckpointError",
     "ChunkReadError",
     "ChunkSource",
+    "DaskArraySource",
+    "DaskDataFrameSource",
+    "DaskSource",
     "DataConsistencyError",
     "HDF5Source",
     "LDMemoryConfig",

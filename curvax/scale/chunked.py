@@ -53,6 +53,7 @@ from curvax.core.validation import (
     prepare_bounds,
 )
 from curvax.curve_fit import initial_feasible, probe_model
+from curvax.scale.dask_backend import DaskReducer, DaskSource
 from curvax.scale.host_reduce import HostReducer
 from curvax.scale.sources import ChunkSource, ReadPolicy, as_source, with_retries
 from curvax.warnings import PerformanceWarning
@@ -243,7 +244,9 @@ def fit_chunked(
     source : ChunkSource, array_like or callable
         A source from :mod:`curvax.scale.sources`; x data (arrays or memmaps, with
         ``y=`` and optional ``sigma=``); or a callable returning a fresh iterator of
-        ``(x, y[, sigma])`` chunks per pass.
+        ``(x, y[, sigma])`` chunks per pass.  Dask arrays (with ``y=``, ``sigma=``) or a
+        :class:`~curvax.scale.dask_backend.DaskSource` are reduced on the Dask workers
+        where their blocks live (:mod:`curvax.scale.dask_backend`).
     p0 : array_like, optional
         Start (default: the model's ``guess`` on the first chunk, else ones).
     chunk_size : int
@@ -367,8 +370,17 @@ def fit_chunked(
         mesh=mesh,
     )
     free = ~fixed
+    reducer_cls = HostReducer
+    if isinstance(src, DaskSource):
+        # Blocks are reduced where they live; Dask retries failed tasks itself.
+        if on_chunk_error != "raise":
+            raise ValueError(
+                "on_chunk_error: only 'raise' applies to Dask data (Dask recomputes or "
+                f"retries failed blocks itself), got {on_chunk_error!r}"
+            )
+        reducer_cls = DaskReducer
     on_chunk, close_bar = _progress_hooks(show_progress, src, int(chunk_size))
-    reducer = HostReducer(
+    reducer = reducer_cls(
         kernel,
         src,
         int(free.sum()),
@@ -387,7 +399,7 @@ def fit_chunked(
     if method == "trf":
         x0 = strictly_feasible(x0, lb[free], ub[free])
     try:
-        return _finish_fit(
+        res = _finish_fit(
             reducer,
             method,
             x0,
@@ -407,6 +419,9 @@ def fit_chunked(
         )
     finally:
         close_bar()
+    if isinstance(reducer, DaskReducer):
+        res.extra.update(reducer.books())
+    return res
 
 
 def _finish_fit(

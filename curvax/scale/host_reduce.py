@@ -358,7 +358,7 @@ class HostReducer:
             block_size=self.kernel.block_size,
             fixed=self.kernel.fixed,
         )
-        other = HostReducer(
+        other = type(self)(
             lin,
             self.source,
             self.n_free,

@@ -17,6 +17,7 @@ from curvax.config import LDMemoryConfig
 from curvax.core.result import FitResult
 from curvax.curve_fit import fit_curve, scipy_return
 from curvax.scale.chunked import fit_chunked
+from curvax.scale.dask_backend import DaskDataFrameSource, DaskSource, is_dask_dataframe
 from curvax.scale.memory import estimate_memory_requirements
 from curvax.scale.sources import ChunkSource, as_source
 
@@ -76,7 +77,8 @@ def _fit(
     options: dict[str, Any],
 ) -> tuple[FitResult, dict[str, Any]]:
     src = as_source(x, y, sigma)
-    in_mem_data = not isinstance(x, ChunkSource) and not callable(x)
+    on_dask = isinstance(src, DaskSource)
+    in_mem_data = not isinstance(x, ChunkSource) and not callable(x) and not on_dask
     if in_mem_data and isinstance(x, np.memmap):
         in_mem_data = False
     n_params = np.size(p0) if p0 is not None else (getattr(f, "n_params", None) or 1)
@@ -94,6 +96,9 @@ def _fit(
             raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
         strategy = "chunked" if in_mem_data else "streaming"
         plan = dict(plan, strategy=strategy, chunk_size=int(chunk_size))
+    if on_dask:  # reduced on the workers, never gathered into memory here
+        strategy = "dask"
+        plan = dict(plan, strategy=strategy)
     if strategy == "in_memory" and in_mem_data:
         opts = {k: v for k, v in options.items() if k not in _CHUNK_ONLY}
         nan_policy = options.get("nan_policy")
@@ -148,8 +153,13 @@ def curve_fit_large(
     ----------
     f, model : callable
         The model (``model=`` is an alias).
-    xdata, x : array_like, memmap, ChunkSource or callable
-        Independent variable(s), or an out-of-core source (then no ``ydata``).
+    xdata, x : array_like, memmap, ChunkSource, callable, Dask array or DataFrame
+        Independent variable(s), or an out-of-core source (then no ``ydata``).  Dask
+        arrays (with Dask ``ydata`` and ``sigma``) are fitted on the Dask workers
+        where their blocks live (:mod:`curvax.scale.dask_backend`).  With a Dask
+        DataFrame as ``xdata``, ``x=`` names the x column(s), ``y=`` (or ``ydata``)
+        and ``sigma=`` the observation and uncertainty columns:
+        ``curve_fit_large(f, frame, x='t', y='signal', p0=p0)``.
     ydata, y : array_like
         Observations (``y=`` is an alias).
     p0, sigma, bounds, method, loss, absolute_sigma
@@ -177,6 +187,14 @@ def curve_fit_large(
     RuntimeError
         If the fit does not converge.
     """
+    if is_dask_dataframe(xdata):  # columns named by x=, y= (or ydata), sigma=
+        xdata = DaskDataFrameSource(
+            xdata,
+            x=x if x is not None else "x",
+            y=y if y is not None else (ydata if ydata is not None else "y"),
+            sigma=sigma,
+        )
+        x = y = ydata = sigma = None
     for alias, val, name in (("model", model, "f"), ("x", x, "xdata"), ("y", y, "ydata")):
         given = {"f": f, "xdata": xdata, "ydata": ydata}[name]
         if val is not None and given is not None:
@@ -214,7 +232,9 @@ class LargeDatasetFitter:
     ----------
     model : callable
         The model.
-    x, y : array_like, memmap, or a ChunkSource as ``x`` (then ``y=None``)
+    x, y : array_like, memmap, Dask arrays, or a ChunkSource as ``x`` (then ``y=None``)
+        Dask arrays, or a :class:`~curvax.scale.dask_backend.DaskDataFrameSource`
+        for the columns of a Dask DataFrame, are fitted on the Dask workers.
     p0 : array_like, optional
     memory_config : LDMemoryConfig
         Budget and chunk-size bounds.
@@ -251,11 +271,22 @@ class LargeDatasetFitter:
         self.result: FitResult | None = None
         self._src = as_source(x, y, sigma)
 
+    def _arrays(self) -> bool:
+        """Whether the data are arrays held here (not a source, memmap or Dask data)."""
+        return (
+            not isinstance(self.x, (ChunkSource, np.memmap))
+            and not callable(self.x)
+            and not isinstance(self._src, DaskSource)
+        )
+
     def estimate_memory(self) -> dict[str, Any]:
-        """The memory plan: ``total_gb``, ``n_chunks``, ``chunk_size``, ``strategy``, …"""
-        in_mem = not isinstance(self.x, (ChunkSource, np.memmap)) and not callable(self.x)
+        """The memory plan: ``total_gb``, ``n_chunks``, ``chunk_size``, ``strategy``, …
+
+        ``strategy`` is ``'dask'`` for Dask data (reduced on the workers).
+        """
+        in_mem = self._arrays()
         n_params = np.size(self.p0) if self.p0 is not None else 1
-        return _plan(
+        plan = _plan(
             self._src,
             self.x,
             int(n_params),
@@ -265,10 +296,13 @@ class LargeDatasetFitter:
             self.sigma is not None,
             in_mem,
         )
+        if isinstance(self._src, DaskSource):
+            plan["strategy"] = "dask"
+        return plan
 
     def fit(self, show_progress: bool = False) -> FitResult:
         """Fit and return the :class:`~curvax.core.result.FitResult` (kept as ``.result``)."""
-        arrays = not isinstance(self.x, (ChunkSource, np.memmap)) and not callable(self.x)
+        arrays = self._arrays()
         res, _ = _fit(
             self.model,
             self.x if arrays else self._src,

@@ -560,13 +560,19 @@ class CallableSource(ChunkSource):
 def as_source(data: Any, y: Any = None, sigma: Any = None) -> ChunkSource:
     """Turn what the user passed into a :class:`ChunkSource`.
 
-    ``data`` is a source already, a callable (→ :class:`CallableSource`), or x data
-    (arrays/memmaps, with ``y`` and optional ``sigma``) → :class:`ArraySource`.
+    ``data`` is a source already, a callable (→ :class:`CallableSource`), Dask arrays
+    (with ``y`` and optional ``sigma``) → :class:`~curvax.scale.dask_backend.
+    DaskArraySource`, or x data (arrays/memmaps, with ``y`` and optional ``sigma``) →
+    :class:`ArraySource`.
     """
     if isinstance(data, ChunkSource):
         if y is not None or sigma is not None:
             raise ValueError("y/sigma: give them to the source, not alongside it")
         return data
+    if type(data).__module__.split(".")[0] == "dask":
+        from curvax.scale.dask_backend import dask_source
+
+        return dask_source(data, y, sigma)
     if callable(data) and y is None:
         return CallableSource(data)
     if y is None:
