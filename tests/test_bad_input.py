@@ -856,3 +856,34 @@ def test_complex_ydata_is_refused():
     x = np.linspace(0, 1, 20)
     with pytest.raises(ValueError, match="ydata: complex values are not supported"):
         curvax.curve_fit(lambda x, a, b: a * x + b, x, x + 1j, p0=[1.0, 1.0])
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_chunked_data_beyond_float64_square_range_is_refused(scale):
+    """The chunked path refuses the same data as the in-memory one (found in review)."""
+    from curvax.scale import fit_chunked
+
+    x = np.linspace(0, 1, 5000)
+
+    def line(x, a, b):
+        return a * x + b
+
+    y = scale * (2 * x + 1)  # checked over all chunks, like the in-memory fit
+    with pytest.raises(ValueError, match=r"ydata/sigma: the weighted data have magnitude"):
+        fit_chunked(line, x, y=y, p0=[1.0, 1.0], chunk_size=1000)
+
+
+def test_chunked_small_values_in_one_chunk_are_fine():
+    """Tiny values in one chunk are not refused when the data as a whole are in range."""
+    from curvax.scale import fit_chunked
+
+    x = np.linspace(0, 1, 5000)
+    y = 2 * x + 1
+    y[4000:] = 1e-300
+
+    def line(x, a, b):
+        return a * x + b
+
+    ref = curvax.fit_curve(line, x, y, p0=[1.0, 1.0])
+    res = fit_chunked(line, x, y=y, p0=[1.0, 1.0], chunk_size=1000)
+    np.testing.assert_allclose(res.x, ref.x, rtol=1e-8)

@@ -297,3 +297,28 @@ def default_method(method: str | None, bounded: bool, loss: Any) -> str:
     if method is not None:
         return method
     return "trf" if (bounded or not (isinstance(loss, str) and loss == "linear")) else "lm"
+
+
+MAGNITUDE_LIMIT = 2.0**480  # about 1e144: squares of residuals stay inside float64
+
+
+def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -> None:
+    """Refuse data whose weighted magnitude would under- or overflow the cost ½Σr².
+
+    A cost that underflows to 0 reads as "converged at p0" (a wrong answer reported as
+    a success) and one that overflows cannot be minimised; both happen in float64 once
+    residuals pass ~10^±154.  Such data must be rescaled by the user.
+    """
+    if L is not None:
+        ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
+    else:
+        ref = float(np.max(np.abs(y if w is None else w * y)))
+    if ref == 0.0 or not np.isfinite(ref):
+        return
+    if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):
+        raise ValueError(
+            f"ydata/sigma: the weighted data have magnitude ~{ref:.1e}, outside the range "
+            f"[{1 / MAGNITUDE_LIMIT:.0e}, {MAGNITUDE_LIMIT:.0e}] where float64 can hold "
+            "their squares; rescale ydata (and sigma) by a constant, fit, and scale the "
+            "linear parameters back"
+        )

@@ -32,6 +32,7 @@ import numpy as np
 from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
+from curvax.core.validation import check_magnitude
 from curvax.scale.sources import (
     Chunk,
     ChunkFailure,
@@ -109,6 +110,7 @@ class PassStats:
 
     n_used: int = 0
     n_omitted: int = 0
+    max_weighted: float = 0.0  # max |y/σ| over the pass (float64 range check)
     chunk_points: list[int] = field(default_factory=list)
 
 
@@ -194,10 +196,12 @@ class HostReducer:
                 f"or sigma (first at row {first} of the chunk); pass nan_policy='omit' "
                 "to leave them out"
             )
-        if s is not None:
-            ok = ~bad
-            if np.any(s[ok] <= 0):
-                raise ValueError(f"sigma: chunk {index} has non-positive uncertainties")
+        ok = ~bad
+        if s is not None and np.any(s[ok] <= 0):
+            raise ValueError(f"sigma: chunk {index} has non-positive uncertainties")
+        if ok.any():  # largest weighted value: checked over the whole first pass
+            wy = np.abs(y[ok] if s is None else y[ok] / s[ok])
+            stats.max_weighted = max(stats.max_weighted, float(np.max(wy)))
         stats.n_omitted += n_bad
         stats.n_used += ch.n - n_bad
         stats.chunk_points.append(ch.n)
@@ -306,6 +310,7 @@ class HostReducer:
                 raise ValueError("source: the data source delivered no points")
             if stats.n_used == 0:
                 raise ValueError("data: no points left after omitting NaN/Inf rows")
+            check_magnitude(np.array([stats.max_weighted]), None, None)  # as in memory
             self.reference = stats
             return
         ref = self.reference
