@@ -19,7 +19,7 @@ are not finite stops at once with status -1; NaN can only reach its own slice.
 The batch is cut into chunks (sized to a memory budget) that run one after the
 other, so memory stays O(chunk × N × P) whatever ``B``.  The
 trust-region subproblem's SVD uses the vectorised Jacobi SVD of
-:mod:`curvax.batch.linalg` (much faster than batched LAPACK calls for tiny matrices).
+:mod:`curvax.core.jacobi` (much faster than batched LAPACK calls for tiny matrices).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import numpy as np
 from jax.sharding import PartitionSpec
 
 from curvax.batch.guess import guess_loop, vectorised_guesser
-from curvax.batch.linalg import jacobi_svd
 from curvax.batch.result import STATUS_INVALID, BatchResult
 from curvax.core.covariance import covariance_from_factors
+from curvax.core.jacobi import jacobi_svd
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.loss import get_loss

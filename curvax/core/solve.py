@@ -37,20 +37,45 @@ def precision(dtype: np.dtype) -> Iterator[None]:
         yield
 
 
+ALIGNMENT = 64
+
+
+def aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` if its data start on a 64-byte boundary and are C-contiguous, else such a copy.
+
+    Why: ``jax.jit`` on a CPU may read NumPy arguments in place, and XLA's vectorised
+    kernels can sum in an order that depends on where the data start (unaligned
+    leading elements are peeled off).  NumPy only guarantees 16-byte alignment for
+    small arrays; aligning every argument removes the dependence (a guard added while
+    tracking down run-to-run differences of chunked fits, see
+    :func:`curvax.core.jacobi.callback_safe_svd` for the cause that was confirmed).
+    """
+    if a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
+        return a
+    raw = np.empty(a.nbytes + ALIGNMENT, dtype=np.uint8)
+    off = (-raw.ctypes.data) % ALIGNMENT
+    out = raw[off : off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def to_device(tree: Any, dtype: np.dtype) -> Any:
     """Floating arrays of ``tree`` cast to ``dtype``; other leaves unchanged.
 
     NumPy arrays stay NumPy arrays (``jax.jit`` moves them to the device in its fast C++
-    dispatch path, which is much cheaper than one ``jnp.asarray`` per leaf).
+    dispatch path, which is much cheaper than one ``jnp.asarray`` per leaf), made
+    64-byte aligned (:func:`aligned`) so that results do not depend on where they lie.
     """
 
     def conv(a: Any) -> Any:
         if a is None:
             return None
-        if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
-            return a if a.dtype == dtype else a.astype(dtype)
+        if isinstance(a, np.ndarray):
+            if np.issubdtype(a.dtype, np.floating) and a.dtype != dtype:
+                a = a.astype(dtype)
+            return aligned(a)
         if isinstance(a, (float, np.floating)):
-            return np.asarray(a, dtype=dtype)
+            return aligned(np.asarray(a, dtype=dtype))
         if isinstance(a, jax.Array) and np.issubdtype(a.dtype, np.floating):
             return a if a.dtype == dtype else a.astype(dtype)
         return a

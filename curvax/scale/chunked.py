@@ -34,13 +34,14 @@ import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
+from curvax.core.jacobi import callback_safe_svd
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
 from curvax.core.reduction import Reduction
 from curvax.core.result import FitResult
 from curvax.core.sharding import resolve_mesh
-from curvax.core.solve import strictly_feasible
+from curvax.core.solve import aligned, strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
     check_feasible,
@@ -126,9 +127,10 @@ def _solver_program(method: str, n_residuals: int, n_free: int, jac_scale: bool,
             return Reduction(c[0], f, b)
 
         xs = None if jac_scale else x_scale
+        svd = callback_safe_svd(n_free)
         if method == "lm":
-            return lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, n_residuals)
-        return trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, n_residuals)
+            return lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, n_residuals, svd=svd)
+        return trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, n_residuals, svd=svd)
 
     return jax.jit(run)
 
@@ -160,8 +162,8 @@ def run_solver(
     xs = np.ones(n) if x_scale is None else x_scale
     try:
         with jax.enable_x64(dt == np.float64), jax.default_device(jax.devices("cpu")[0]):
-            args = [np.asarray(a, dtype=dt) for a in (x0, lb, ub, xs)]
-            tols = [np.asarray(t, dtype=dt) for t in (ftol, xtol, gtol)]
+            args = [aligned(np.asarray(a, dtype=dt)) for a in (x0, lb, ub, xs)]
+            tols = [aligned(np.asarray(t, dtype=dt)) for t in (ftol, xtol, gtol)]
             try:
                 out = prog(np.int32(token), *args, *tols, np.asarray(max_nfev, dtype=np.int32))
                 return jax.device_get(out)

@@ -32,6 +32,7 @@ import numpy as np
 from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
+from curvax.core.solve import aligned, to_device
 from curvax.core.validation import check_magnitude
 from curvax.scale.sources import (
     Chunk,
@@ -255,7 +256,7 @@ class HostReducer:
                     self._fail(item)
                     continue
                 for d in self._prepare(item, idx, stats):
-                    c, factor, b = self._fn(qd, factor, d, fs)
+                    c, factor, b = self._fn(qd, factor, to_device(d, dt), fs)
                     cost += float(c)
                     n_bad += int(b)
                 if self.on_chunk is not None:
@@ -331,8 +332,8 @@ class HostReducer:
                 self.error = err
             raise
         dt = self.dtype
-        c = np.asarray([cost], dtype=dt)
-        fac = np.ascontiguousarray(factor, dtype=dt)
+        c = aligned(np.asarray([cost], dtype=dt))  # XLA may read them in place
+        fac = aligned(np.asarray(factor, dtype=dt))
         if dt == np.float64:
             # JAX checks a callback's outputs against dtypes canonicalised in the
             # calling thread, where float64 may be switched off: ship the bits as
