@@ -41,7 +41,6 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from curvax.core.jacobi import callback_safe_svd
 from curvax.core.lm import lm
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
 from curvax.core.monitor import make_hook
@@ -241,13 +240,10 @@ def _compile(k: Kernel) -> tuple[Callable, Callable]:
         m = jax.eval_shape(lambda q: resid(data, q), x0).shape[0]
         xs = None if k.jac_scale else x_scale
         hook = make_hook(token) if k.monitored else None
-        svd = callback_safe_svd(x0.shape[0]) if (k.monitored or k.jac == "host") else None
         if k.method == "lm":
-            out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m, hook=hook, svd=svd)
+            out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         else:
-            out = trf(
-                reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m, hook=hook, svd=svd
-            )
+            out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         return RunOutput(out, resid(data, out.x))
 
     def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:

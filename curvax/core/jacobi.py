@@ -11,11 +11,6 @@ whole batch, which XLA fuses and runs with SIMD instructions.
   drop-in for ``jnp.linalg.svd(A, full_matrices=False)`` used by the trust-region
   solvers (their optional ``svd`` argument).
 
-The single-fit solvers use it too when their program calls back into Python (a
-chunked fit's host reduction, per-iteration callbacks, NumPy models): the LAPACK SVD
-was seen to give last-bit differences between runs there, the Jacobi SVD (pure XLA
-arithmetic) does not — see :data:`DETERMINISTIC_MAX_PARAMS`.
-
 It is meant for matrices with a handful of columns (the number of fit parameters);
 its cost grows like ``rows × columns² × sweeps`` and the unrolled program like
 ``columns²``.  Measured on a 2-core CPU for 10×5 matrices in batches of 256: about
@@ -24,16 +19,10 @@ its cost grows like ``rows × columns² × sweeps`` and the unrolled program lik
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
-
-#: Largest number of free parameters for which programs with host callbacks use the
-#: Jacobi SVD (its unrolled program grows like p²; above this LAPACK is used).
-DETERMINISTIC_MAX_PARAMS = 16
 
 #: Upper limit of Jacobi sweeps (convergence is quadratic; 5×5 needs about 5-7).
 MAX_SWEEPS = 12
@@ -108,14 +97,3 @@ def jacobi_svd(A: Array, max_sweeps: int = MAX_SWEEPS) -> tuple[Array, Array, Ar
     U = AV / jnp.where(s > 0, s, 1.0)
     return U, s, V.T
 
-
-def callback_safe_svd(n_params: int) -> Callable[[Array], tuple[Array, Array, Array]] | None:
-    """The SVD for a solver program that calls back into Python, or None for LAPACK.
-
-    Such programs continue on whichever XLA thread ran the callback, and there the
-    LAPACK SVD was seen to differ in the last bits from run to run (a chunked
-    10-parameter fit moved by 2e-7 between identical runs); the Jacobi SVD is plain
-    XLA arithmetic and repeats exactly.  Above :data:`DETERMINISTIC_MAX_PARAMS`
-    parameters its unrolled program would be too large, so LAPACK is kept.
-    """
-    return jacobi_svd if n_params <= DETERMINISTIC_MAX_PARAMS else None

@@ -18,6 +18,7 @@ passed: status -3).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -29,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
+
+from curvax.core.wire import from_wire, to_wire
 
 CONTINUE, STOP_CALLBACK, STOP_TIMEOUT = 0, 1, 2
 
@@ -142,7 +145,10 @@ def _dispatch(
     snorm: Any,
     delta: Any,
     accepted: Any,
+    *,
+    dtype: np.dtype,
 ) -> np.ndarray:
+    cost, x, gnorm, snorm, delta = (from_wire(v, dtype) for v in (cost, x, gnorm, snorm, delta))
     with _LOCK:
         mon = _REGISTRY.get(int(token))
     if mon is None:
@@ -165,16 +171,12 @@ def make_hook(token: jax.Array) -> Callable[..., jax.Array]:
 
     def hook(nit, nfev, cost, x, gnorm, snorm, delta, accepted):
         return io_callback(
-            _dispatch,
+            functools.partial(_dispatch, dtype=np.dtype(x.dtype)),
             jax.ShapeDtypeStruct((), jnp.int32),
             token,
             nit,
             nfev,
-            cost,
-            x,
-            gnorm,
-            snorm,
-            delta,
+            *(to_wire(v) for v in (cost, x, gnorm, snorm, delta)),  # float64 as bits
             accepted,
             ordered=True,
         )

@@ -55,6 +55,7 @@ from curvax.core.reduction import (
     triangularize,
 )
 from curvax.core.sparsity import compressed_value_and_jacobian
+from curvax.core.wire import from_host, from_wire, host_out, to_wire, wire_shape
 
 Array = jax.Array
 
@@ -190,29 +191,6 @@ def value_and_jacobian(
     raise ValueError(f"jac: unknown Jacobian mode {mode!r}")
 
 
-def _to_wire(a: Array) -> Array:
-    """float64 → its bits as uint32 pairs (see :func:`host_model`); other dtypes unchanged."""
-    return jax.lax.bitcast_convert_type(a, jnp.uint32) if a.dtype == jnp.float64 else a
-
-
-def _from_wire(a: Any, dtype: np.dtype) -> np.ndarray:
-    a = np.asarray(a)
-    if dtype == np.float64:
-        return np.ascontiguousarray(a).view(np.float64)[..., 0]
-    return a.astype(dtype, copy=False)
-
-
-def _wire_shape(shape: tuple[int, ...], dtype: np.dtype) -> jax.ShapeDtypeStruct:
-    if dtype == np.float64:
-        return jax.ShapeDtypeStruct((*shape, 2), jnp.uint32)
-    return jax.ShapeDtypeStruct(shape, dtype)
-
-
-def _host_out(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    a = np.ascontiguousarray(a, dtype=dtype)
-    return a.view(np.uint32).reshape(*a.shape, 2) if dtype == np.float64 else a
-
-
 def host_model(
     f_canon: Callable[[Any, Any], Any],
     x_axis: int = -1,
@@ -230,11 +208,11 @@ def host_model(
         return np.broadcast_to(out, (n,)) if out.size == 1 else out.reshape(-1)
 
     def value_host(xw: Any, pw: Any, *, dtype: np.dtype, n: int) -> np.ndarray:
-        x, p = _from_wire(xw, dtype), _from_wire(pw, dtype)
-        return _host_out(value_np(x, p, n), dtype)
+        x, p = from_wire(xw, dtype), from_wire(pw, dtype)
+        return host_out(value_np(x, p, n), dtype)
 
     def jac_host(xw: Any, pw: Any, *, dtype: np.dtype, n: int) -> np.ndarray:
-        x, p = _from_wire(xw, dtype), _from_wire(pw, dtype)
+        x, p = from_wire(xw, dtype), from_wire(pw, dtype)
         eps = np.finfo(dtype).eps
         h = eps ** (1.0 / 3.0) * np.where(p >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(p))
         h = (p + h) - p
@@ -243,29 +221,29 @@ def host_model(
             e = np.zeros_like(p)
             e[j] = h[j]
             cols.append((value_np(x, p + e, n) - value_np(x, p - e, n)) / (2.0 * h[j]))
-        return _host_out(np.stack(cols, axis=1), dtype)
+        return host_out(np.stack(cols, axis=1), dtype)
 
     def value(x: Array, p: Array) -> Array:
         dt, n = np.dtype(p.dtype), x.shape[x_axis]
         out = jax.pure_callback(
             functools.partial(value_host, dtype=dt, n=n),
-            _wire_shape((n,), dt),
-            _to_wire(x),
-            _to_wire(p),
+            wire_shape((n,), dt),
+            to_wire(x),
+            to_wire(p),
             vmap_method="sequential",
         )
-        return jax.lax.bitcast_convert_type(out, jnp.float64) if dt == np.float64 else out
+        return from_host(out, dt)
 
     def jacobian(x: Array, p: Array) -> Array:
         dt, n = np.dtype(p.dtype), x.shape[x_axis]
         out = jax.pure_callback(
             functools.partial(jac_host, dtype=dt, n=n),
-            _wire_shape((n, p.shape[0]), dt),
-            _to_wire(x),
-            _to_wire(p),
+            wire_shape((n, p.shape[0]), dt),
+            to_wire(x),
+            to_wire(p),
             vmap_method="sequential",
         )
-        return jax.lax.bitcast_convert_type(out, jnp.float64) if dt == np.float64 else out
+        return from_host(out, dt)
 
     return value, jacobian
 

@@ -43,12 +43,13 @@ ALIGNMENT = 64
 def aligned(a: np.ndarray) -> np.ndarray:
     """``a`` if its data start on a 64-byte boundary and are C-contiguous, else such a copy.
 
-    Why: ``jax.jit`` on a CPU may read NumPy arguments in place, and XLA's vectorised
+    Why: ``jax.jit`` on a CPU may read NumPy arguments in place, and vectorised
     kernels can sum in an order that depends on where the data start (unaligned
     leading elements are peeled off).  NumPy only guarantees 16-byte alignment for
-    small arrays; aligning every argument removes the dependence (a guard added while
-    tracking down run-to-run differences of chunked fits, see
-    :func:`curvax.core.jacobi.callback_safe_svd` for the cause that was confirmed).
+    small arrays; aligning every argument makes results independent of where the
+    caller's arrays happen to lie.  (A guard added while tracking down run-to-run
+    differences of chunked fits, whose cause turned out to be float64 values rounded
+    to float32 on their way into a host callback: see :mod:`curvax.core.wire`.)
     """
     if a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
         return a

@@ -34,7 +34,6 @@ import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
-from curvax.core.jacobi import callback_safe_svd
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
@@ -53,6 +52,7 @@ from curvax.core.validation import (
     default_method,
     prepare_bounds,
 )
+from curvax.core.wire import from_host, from_wire, to_wire, wire_shape
 from curvax.curve_fit import initial_feasible, probe_model
 from curvax.scale.dask_backend import DaskReducer, DaskSource
 from curvax.scale.host_reduce import HostReducer
@@ -102,7 +102,8 @@ _TOKENS = itertools.count(1)
 
 
 def _dispatch(token: np.ndarray, q: np.ndarray) -> tuple:
-    return _REGISTRY[int(token)].callback(q)
+    reducer = _REGISTRY[int(token)]
+    return reducer.callback(from_wire(q, reducer.dtype))
 
 
 @lru_cache(maxsize=32)
@@ -111,26 +112,21 @@ def _solver_program(method: str, n_residuals: int, n_free: int, jac_scale: bool,
     dtype = np.dtype(dt)
 
     def run(token, x0, lb, ub, x_scale, ftol, xtol, gtol, max_nfev):
-        wide = dtype == np.float64  # float64 travels as uint32 pairs (see HostReducer)
-        tail = (2,) if wide else ()
+        # float64 crosses the callback as raw bits both ways (curvax.core.wire)
         shapes = (
-            jax.ShapeDtypeStruct((1, *tail), jnp.uint32 if wide else dtype),
-            jax.ShapeDtypeStruct((n_free + 1, n_free + 1, *tail), jnp.uint32 if wide else dtype),
+            wire_shape((1,), dtype),
+            wire_shape((n_free + 1, n_free + 1), dtype),
             jax.ShapeDtypeStruct((), jnp.int32),
         )
 
         def reduce_fn(q: jax.Array) -> Reduction:
-            c, f, b = jax.pure_callback(_dispatch, shapes, token, q)
-            if wide:
-                c = jax.lax.bitcast_convert_type(c, jnp.float64)
-                f = jax.lax.bitcast_convert_type(f, jnp.float64)
-            return Reduction(c[0], f, b)
+            c, f, b = jax.pure_callback(_dispatch, shapes, token, to_wire(q))
+            return Reduction(from_host(c, dtype)[0], from_host(f, dtype), b)
 
         xs = None if jac_scale else x_scale
-        svd = callback_safe_svd(n_free)
         if method == "lm":
-            return lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, n_residuals, svd=svd)
-        return trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, n_residuals, svd=svd)
+            return lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, n_residuals)
+        return trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, n_residuals)
 
     return jax.jit(run)
 

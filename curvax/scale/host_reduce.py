@@ -32,8 +32,9 @@ import numpy as np
 from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
-from curvax.core.solve import aligned, to_device
+from curvax.core.solve import to_device
 from curvax.core.validation import check_magnitude
+from curvax.core.wire import host_out
 from curvax.scale.sources import (
     Chunk,
     ChunkFailure,
@@ -332,14 +333,7 @@ class HostReducer:
                 self.error = err
             raise
         dt = self.dtype
-        c = aligned(np.asarray([cost], dtype=dt))  # XLA may read them in place
-        fac = aligned(np.asarray(factor, dtype=dt))
-        if dt == np.float64:
-            # JAX checks a callback's outputs against dtypes canonicalised in the
-            # calling thread, where float64 may be switched off: ship the bits as
-            # uint32 pairs (canonical in every mode) and bit-cast back in the program.
-            c = c.view(np.uint32).reshape(1, 2)
-            fac = fac.view(np.uint32).reshape(*fac.shape, 2)
+        c, fac = host_out([cost], dt), host_out(factor, dt)  # bits: see curvax.core.wire
         return c, fac, np.asarray(n_bad, dtype=np.int32)
 
     # -- accounting ------------------------------------------------------------------
