@@ -45,6 +45,7 @@ from curvax.core.result import FitResult
 from curvax.core.solve import solve
 from curvax.core.validation import (
     check_feasible,
+    check_free_parameters,
     check_max_nfev,
     check_method,
     check_solver_options,
@@ -140,6 +141,9 @@ def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
     )
 
 
+SIGMA_MIN = 1.0 / float(np.finfo(np.float64).max)  # smallest sigma whose 1/sigma is finite
+
+
 def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
     if sigma is None:
@@ -155,6 +159,11 @@ def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | 
             raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError("sigma: every uncertainty must be positive and finite")
+        if np.any(s < SIGMA_MIN):
+            raise ValueError(
+                f"sigma: uncertainties below {SIGMA_MIN:.1e} (subnormal numbers) have no "
+                "finite float64 weight 1/sigma; rescale ydata and sigma"
+            )
         return 1.0 / s, None
     if s.ndim == 2:
         if s.shape != (n, n):
@@ -217,9 +226,17 @@ def probe_model(
             shape = traced
         else:
             try:
-                shape = np.shape(g(x, p0))
+                out = g(x, p0)
             except Exception as err:
                 raise ValueError(f"f: the model raised {type(err).__name__} at p0: {err}") from err
+            kind = np.asarray(out).dtype.kind if out is not None else "O"
+            if kind not in "biuf":
+                what = "complex" if kind == "c" else type(out).__name__
+                raise ValueError(
+                    f"f: the model must return real numbers (an array of float values), "
+                    f"got {what} at p0"
+                )
+            shape = np.shape(out)
     if key is not None:
         with _PROBE_LOCK:
             _PROBE_CACHE[key] = (traceable, shape)
@@ -241,11 +258,12 @@ def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -
     a success) and one that overflows cannot be minimised; both happen in float64 once
     residuals pass ~10^±154.  Such data must be rescaled by the user.
     """
-    if L is not None:
-        ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
-    else:
-        ref = float(np.max(np.abs(y if w is None else w * y)))
-    if ref == 0.0 or not np.isfinite(ref):
+    with np.errstate(over="ignore"):  # an overflow here is itself out of range
+        if L is not None:
+            ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
+        else:
+            ref = float(np.max(np.abs(y if w is None else w * y)))
+    if ref == 0.0 or np.isnan(ref):
         return
     if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):
         raise ValueError(
@@ -562,6 +580,7 @@ def fit_curve(
             v = float(fixed_named[name])
             p0a[i] = lb[i] = ub[i] = v
     check_feasible(p0a, lb, ub)
+    check_free_parameters(lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     method = default_method(method, bounded, loss)
     check_method(

@@ -18,6 +18,7 @@ from curvax.core.result import FitResult
 from curvax.core.solve import solve
 from curvax.core.validation import (
     check_f_scale,
+    check_free_parameters,
     check_loss,
     check_max_nfev,
     check_method,
@@ -127,6 +128,7 @@ def least_squares(
     x0a = check_x0(x0, None, name="x0")
     n = x0a.size
     lb, ub = prepare_bounds(bounds, n)
+    check_free_parameters(lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     check_method(method, bounded)
     check_loss(loss)

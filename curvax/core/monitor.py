@@ -132,6 +132,19 @@ class Monitor:
                 done(result)
 
 
+def _wire(a: jax.Array) -> jax.Array:
+    """float64 as its raw bits (uint32 pairs): XLA may run the callback on a thread where
+    64-bit mode is off and would otherwise hand it float32 values (inf beyond 3e38)."""
+    return jax.lax.bitcast_convert_type(a, jnp.uint32) if a.dtype == jnp.float64 else a
+
+
+def _unwire(a: Any) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.uint32:
+        return np.ascontiguousarray(a).view(np.float64)[..., 0]
+    return a
+
+
 def _dispatch(
     token: Any,
     nit: Any,
@@ -147,6 +160,7 @@ def _dispatch(
         mon = _REGISTRY.get(int(token))
     if mon is None:
         return np.int32(CONTINUE)
+    cost, x, gnorm, snorm, delta = (_unwire(a) for a in (cost, x, gnorm, snorm, delta))
     state = IterationState(
         iteration=int(nit),
         nfev=int(nfev),
@@ -170,11 +184,11 @@ def make_hook(token: jax.Array) -> Callable[..., jax.Array]:
             token,
             nit,
             nfev,
-            cost,
-            x,
-            gnorm,
-            snorm,
-            delta,
+            _wire(cost),
+            _wire(x),
+            _wire(gnorm),
+            _wire(snorm),
+            _wire(delta),
             accepted,
             ordered=True,
         )

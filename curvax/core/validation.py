@@ -92,6 +92,15 @@ def prepare_bounds(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return lb, ub
 
 
+def check_free_parameters(lb: np.ndarray, ub: np.ndarray) -> None:
+    """Refuse a fit in which every parameter is fixed (``lower == upper`` everywhere)."""
+    if lb.size and np.all(lb == ub):
+        raise ValueError(
+            "bounds/fixed: every parameter is fixed (lower == upper for all of them), so "
+            "there is nothing to fit; free at least one parameter or evaluate the model"
+        )
+
+
 def check_x0(x0: Any, n: int | None, name: str = "p0") -> np.ndarray:
     """A finite 1-D float64 parameter vector (of length ``n`` when given)."""
     try:

@@ -31,6 +31,7 @@ import numpy as np
 
 from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
+from curvax.curve_fit import SIGMA_MIN, check_magnitude
 from curvax.scale.sources import (
     Chunk,
     ChunkFailure,
@@ -109,6 +110,7 @@ class PassStats:
     n_used: int = 0
     n_omitted: int = 0
     chunk_points: list[int] = field(default_factory=list)
+    max_abs: float = 0.0  # largest |y/sigma| of the used rows (see check_magnitude)
 
 
 @dataclass
@@ -197,8 +199,17 @@ class HostReducer:
             ok = ~bad
             if np.any(s[ok] <= 0):
                 raise ValueError(f"sigma: chunk {index} has non-positive uncertainties")
+            if np.any(s[ok] < SIGMA_MIN):
+                raise ValueError(
+                    f"sigma: chunk {index} has uncertainties below {SIGMA_MIN:.1e} (subnormal) "
+                    "whose weight 1/sigma overflows; rescale y and sigma"
+                )
         stats.n_omitted += n_bad
         stats.n_used += ch.n - n_bad
+        if n_bad < ch.n:
+            with np.errstate(over="ignore"):  # inf is out of range: check_magnitude says so
+                wy = np.abs(y[~bad] if s is None else y[~bad] / s[~bad])
+            stats.max_abs = max(stats.max_abs, float(np.max(wy)))
         stats.chunk_points.append(ch.n)
         pieces = []
         cs = self.chunk_size
@@ -305,6 +316,7 @@ class HostReducer:
                 raise ValueError("source: the data source delivered no points")
             if stats.n_used == 0:
                 raise ValueError("data: no points left after omitting NaN/Inf rows")
+            check_magnitude(np.array([stats.max_abs]), None, None)
             self.reference = stats
             return
         ref = self.reference
