@@ -154,7 +154,10 @@ def _fit(args: argparse.Namespace) -> int:
         os.makedirs(args.out, exist_ok=True)
         res.to_json(os.path.join(args.out, "result.json"), indent=1)
         try:
-            res.plot(os.path.join(args.out, "fit.png"), title=f"{args.model}: {args.data}")
+            fig = res.plot(os.path.join(args.out, "fit.png"), title=f"{args.model}: {args.data}")
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)  # written to disk: do not keep it open (or shown in notebooks)
         except ImportError as err:
             print(f"note: no plot written ({err})", file=sys.stderr)
         print(f"\nwrote {args.out}/result.json and {args.out}/fit.png")

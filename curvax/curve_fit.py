@@ -56,7 +56,9 @@ from curvax.core.solve import precision, solve, to_device
 from curvax.core.sparsity import check_mode as check_sparse_mode
 from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.validation import (
+    SIGMA_MIN,
     check_feasible,
+    check_free_parameters,
     check_jac_sparsity,
     check_magnitude,
     check_max_nfev,
@@ -155,6 +157,8 @@ def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
     )
 
 
+
+
 def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
     if sigma is None:
@@ -170,6 +174,11 @@ def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | 
             raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError("sigma: every uncertainty must be positive and finite")
+        if np.any(s < SIGMA_MIN):
+            raise ValueError(
+                f"sigma: uncertainties below {SIGMA_MIN:.1e} (subnormal numbers) have no "
+                "finite float64 weight 1/sigma; rescale ydata and sigma"
+            )
         return 1.0 / s, None
     if s.ndim == 2:
         if s.shape != (n, n):
@@ -232,9 +241,17 @@ def probe_model(
             shape = traced
         else:
             try:
-                shape = np.shape(g(x, p0))
+                out = g(x, p0)
             except Exception as err:
                 raise ValueError(f"f: the model raised {type(err).__name__} at p0: {err}") from err
+            kind = np.asarray(out).dtype.kind if out is not None else "O"
+            if kind not in "biuf":
+                what = "complex" if kind == "c" else type(out).__name__
+                raise ValueError(
+                    f"f: the model must return real numbers (an array of float values), "
+                    f"got {what} at p0"
+                )
+            shape = np.shape(out)
     if key is not None:
         with _PROBE_LOCK:
             _PROBE_CACHE[key] = (traceable, shape)
@@ -583,6 +600,7 @@ def fit_curve(
             v = float(fixed_named[name])
             p0a[i] = lb[i] = ub[i] = v
     check_feasible(p0a, lb, ub)
+    check_free_parameters(lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     method = default_method(method, bounded, loss)
     check_method(

@@ -29,6 +29,14 @@ def test_fit_bundled_csv_writes_report_json_and_png(tmp_path, capsys) -> None:
         "amplitude", "tau", "offset"]
 
 
+def test_fit_closes_the_figure_it_writes(tmp_path) -> None:
+    """Regression: ``--out`` left its figure open in pyplot (shown again in notebooks)."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    before = set(plt.get_fignums())
+    assert main(["fit", DECAY, "--model", "exp_decay", "--out", str(tmp_path)]) == EXIT_OK
+    assert set(plt.get_fignums()) == before
+
+
 def test_fit_with_fixed_parameter_and_user_model_file(tmp_path, capsys) -> None:
     mod = tmp_path / "mymodels.py"
     mod.write_text("import jax.numpy as jnp\n"

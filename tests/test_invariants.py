@@ -7,27 +7,16 @@ Every generated problem has the same shape, so each property compiles once.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import curvax
-
-LONG = os.environ.get("CURVAX_FUZZ", "") == "long"
-settings.register_profile(
-    "curvax-ci", max_examples=25, derandomize=True, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "curvax-long", max_examples=400, derandomize=False, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-PROFILE = "curvax-long" if LONG else "curvax-ci"
+from tests._fuzz import PROFILE  # the shared CI / CURVAX_FUZZ=long profiles
 
 N = 64
 XG = np.linspace(0.0, 4.0, N)

@@ -52,6 +52,8 @@ from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.solve import precision, strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
+    MAGNITUDE_LIMIT,
+    SIGMA_MIN,
     check_max_nfev,
     check_method,
     check_solver_options,
@@ -224,6 +226,21 @@ def _bounds(bounds: Any, B: int, P: int) -> tuple[np.ndarray, np.ndarray]:
             "curve_fit_batch does not fix parameters — write a model without it"
         )
     return lb, ub
+
+
+def _out_of_range(wy: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, str]:
+    """Fits whose weighted data ``|y/σ|`` are too large or too small for float64 squares.
+
+    Their cost would overflow, or underflow to 0 and read as "converged at p0" (see
+    :func:`curvax.core.validation.check_magnitude`); such fits fail alone with this reason.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mag = np.max(np.where(m, np.abs(wy), 0.0), axis=1)
+    bad = (mag > MAGNITUDE_LIMIT) | ((mag > 0) & (mag < 1.0 / MAGNITUDE_LIMIT))
+    return bad, (
+        f"the weighted data |y/sigma| lie outside [{1 / MAGNITUDE_LIMIT:.0e}, "
+        f"{MAGNITUDE_LIMIT:.0e}], where float64 can hold their squares; rescale y and sigma"
+    )
 
 
 def _sigma(sigma: Any, B: int, N: int) -> np.ndarray | None:
@@ -454,10 +471,13 @@ def curve_fit_batch(
     s = _sigma(sigma, B, N)
     w = np.ones((B, N))
     if s is not None:
-        s_ok = np.isfinite(s) & (s > 0)
+        s_ok = np.isfinite(s) & (s >= SIGMA_MIN)  # 1/sigma must be finite too
         if not np.all(s_ok | ~m):
             b = int(np.argwhere(~s_ok & m)[0][0])
-            raise ValueError(f"sigma: every uncertainty must be positive and finite (fit {b})")
+            raise ValueError(
+                f"sigma: every uncertainty must be positive and finite, and at least "
+                f"{SIGMA_MIN:.1e} so that 1/sigma is finite (fit {b})"
+            )
         w = np.where(m, 1.0 / np.where(s_ok, s, 1.0), 1.0)
     n_real = m.sum(axis=1)
 
@@ -512,6 +532,7 @@ def curve_fit_batch(
         (~np.all(np.isfinite(p0a), axis=1), "p0 is not finite"),
         (np.any((p0a < lb) | (p0a > ub), axis=1), "p0 lies outside the bounds"),
         (n_real < P, "fewer real data points than parameters"),
+        _out_of_range(w * y, m),
     ):
         for b in np.nonzero(cond & ~invalid)[0].tolist():
             reasons[b] = why

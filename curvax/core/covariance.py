@@ -60,18 +60,28 @@ def covariance_from_factors(
     cost = np.asarray(cost, dtype=np.float64).reshape(b)
     finite = np.all(np.isfinite(R), axis=(1, 2))
     Rs = np.where(finite[:, None, None], R, 0.0)
-    cn = np.sqrt(np.sum(Rs * Rs, axis=1))  # (B, n) column norms
-    d = np.where(cn > 0, 1.0 / np.where(cn > 0, cn, 1.0), 0.0)
+    # (B, n) column norms, scaled by the largest entry so that columns beyond 1e154
+    # (huge x, tiny sigma) do not overflow when squared
+    big = np.max(np.abs(Rs), axis=1)
+    big_safe = np.where(big > 0, big, 1.0)
+    cn = big * np.sqrt(np.sum((Rs / big_safe[:, None, :]) ** 2, axis=1))
+    with np.errstate(over="ignore"):  # 1/cn overflows for a subnormal column: d = 0
+        inv = 1.0 / np.where(cn > 0, cn, 1.0)
+    d = np.where((cn > 0) & np.isfinite(inv), inv, 0.0)
     _, s, Vt = np.linalg.svd(Rs * d[:, None, :], full_matrices=False)
     threshold = np.finfo(np.float64).eps * np.maximum(m, n) * s[:, 0]
     ok = finite & np.all(cn > 0, axis=1) & (s[:, 0] > 0) & np.all(s > threshold[:, None], axis=1)
     s_safe = np.where(ok[:, None], s, 1.0)
     pcov = np.einsum("bki,bk,bkj->bij", Vt, 1.0 / s_safe**2, Vt)
-    pcov = pcov * d[:, :, None] * d[:, None, :]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow: not estimable
+        pcov = pcov * d[:, :, None] * d[:, None, :]
+    ok = ok & np.all(np.isfinite(pcov), axis=(1, 2))
     pcov = 0.5 * (pcov + np.swapaxes(pcov, 1, 2))
     if not absolute_sigma:
         ok = ok & (m > n)
         dof = np.where(m > n, m - n, 1.0)
-        pcov = pcov * (2.0 * cost / dof)[:, None, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            pcov = pcov * (2.0 * cost / dof)[:, None, None]
+        ok = ok & np.all(np.isfinite(pcov), axis=(1, 2))
     pcov[~ok] = np.inf
     return pcov, ok

@@ -20,6 +20,7 @@ from curvax.core.sparsity import check_mode as check_sparse_mode
 from curvax.core.sparsity import greedy_colouring, residual_pattern
 from curvax.core.validation import (
     check_f_scale,
+    check_free_parameters,
     check_jac_sparsity,
     check_loss,
     check_max_nfev,
@@ -139,6 +140,7 @@ def least_squares(
     x0a = check_x0(x0, None, name="x0")
     n = x0a.size
     lb, ub = prepare_bounds(bounds, n)
+    check_free_parameters(lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     check_method(method, bounded)
     check_loss(loss)

@@ -121,6 +121,7 @@ def lm(
         fnorm = jnp.sqrt(fnorm2)
         sub = tr.subproblem_from_factor(red.R / D, red.qtf, svd)
         s_h, par = tr.solve_trust_region(sub, n_residuals, st.Delta, st.par)
+        par_step = par
         step = s_h / D
         pnorm = tr.norm(s_h)
         Delta = jnp.where(st.nit == 0, jnp.minimum(st.Delta, pnorm), st.Delta)
@@ -160,13 +161,18 @@ def lm(
         D_out = jnp.where(accept & (x_scale is None), jnp.maximum(D, colnorm), D)
         xnorm = tr.norm(D_out * x_out)
 
+        # A step cut short by the trust region (par > 0) that the model predicted well
+        # is no sign of convergence: the region grows and the fit goes on.  (MINPACK
+        # stops there when the start is many orders of magnitude off.)
+        region_bound = (par_step > 0) & (ratio >= 0.75)
         f_ok = (
             finite
             & (jnp.abs(actred) <= jnp.maximum(ftol, eps))
             & (prered <= jnp.maximum(ftol, eps))
             & (0.5 * ratio <= 1.0)
+            & ~region_bound
         )
-        x_ok = Delta <= jnp.maximum(xtol, eps) * xnorm
+        x_ok = (Delta <= jnp.maximum(xtol, eps) * xnorm) & ~region_bound
         status = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, tr.RUNNING)))
         g_ok = accept & (_gtol_measure(red_out, colnorm) <= jnp.maximum(gtol, eps))
         status = jnp.where((status == tr.RUNNING) & g_ok, 1, status)

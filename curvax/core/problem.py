@@ -265,7 +265,10 @@ def traced_output_shape(
             out = jax.eval_shape(lambda p: f_canon(x, p), p_abs)
     except Exception:
         return None
-    return tuple(getattr(out, "shape", ()))
+    dtype = getattr(out, "dtype", None)
+    if dtype is None or np.dtype(dtype).kind not in "biuf":
+        return None  # not a real array (None, complex, ...): the eager probe says why
+    return tuple(out.shape)
 
 
 def is_traceable(f_canon: Callable[[Any, Array], Array], x: Any, p0: np.ndarray) -> bool:

@@ -84,6 +84,48 @@ def to_device(tree: Any, dtype: np.dtype) -> Any:
     return jax.tree.map(conv, tree, is_leaf=lambda a: a is None)
 
 
+JACOBIAN_LIMIT = 2.0**480  # as curvax.core.validation.MAGNITUDE_LIMIT: squares stay finite
+
+
+def check_jacobian_range(R: np.ndarray, dtype: np.dtype, x0_name: str = "p0") -> None:
+    """Refuse a fit whose weighted Jacobian left the range where its squares are finite.
+
+    The solver's column norms, gradient test and Gram products square the entries of
+    ``J̃`` (as seen in its factor ``R``); beyond ~10^144 (float64) they overflow and
+    a fit can stop at its start claiming convergence.  This happens when parameters
+    and residuals have wildly different scales (e.g. ``b ~ 1e-152`` with ``x ~ 1e152``).
+    """
+    wide = dtype == np.float64
+    limit = JACOBIAN_LIMIT if wide else 2.0**60
+    if not R.size:
+        return
+    A = np.where(np.isnan(R), 0.0, np.abs(R))
+    big = float(np.max(A))
+    cols = np.max(A, axis=0)  # a column's scale (zero: insensitive, which is allowed)
+    tiny = cols[(cols > 0) & (cols < 1.0 / limit)] if wide else cols[:0]
+    if big > limit or tiny.size:
+        what = f"reaches ~{big:.1e}" if big > limit else f"has a column of size ~{tiny[0]:.1e}"
+        raise ValueError(
+            f"{x0_name}/xdata/sigma: the weighted Jacobian of the model {what}, outside "
+            f"[{1 / limit:.0e}, {limit:.0e}] where {np.dtype(dtype).name} can hold its "
+            "squares; rescale xdata, sigma or the parameters (fit p·s instead of p) so "
+            "that the model's sensitivities to the parameters are of moderate size"
+        )
+
+
+def host_model_error(err: BaseException, name: str = "f") -> ValueError | None:
+    """The clear error for an exception raised by a host (NumPy) model during a fit.
+
+    A model JAX cannot trace runs on the host through a callback; what it raises
+    reaches the caller wrapped in an XLA runtime error whose last line is the original
+    exception.  Returns None for any other error.
+    """
+    if not isinstance(err, jax.errors.JaxRuntimeError) or "callback" not in str(err).lower():
+        return None
+    last = str(err).strip().splitlines()[-1].strip()
+    return ValueError(f"{name}: the model raised an exception while the fit evaluated it ({last})")
+
+
 def strictly_feasible(x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
     """Move ``x0`` at least ``1e-10·max(1,|bound|)`` inside each finite bound."""
     x = x0.copy()
@@ -157,9 +199,17 @@ def solve(
         )
         token = np.int32(monitor.token if monitor is not None else 0)
         with monitor if monitor is not None else contextlib.nullcontext():
-            out = run_kernel(kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), token=token, **dev)
-            sol = fetch_replicated(out.solver)
-            residuals = local_rows(out.residuals)
+            try:
+                out = run_kernel(
+                    kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), token=token, **dev
+                )
+                sol = fetch_replicated(out.solver)
+                residuals = local_rows(out.residuals)
+            except jax.errors.JaxRuntimeError as err:
+                clear = host_model_error(err, "fun" if x0_name == "x0" else "f")
+                if clear is None:
+                    raise
+                raise clear from err
             chisqr = None
             if not out.residuals.is_fully_addressable:  # multi-process: sum over all
                 chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))
@@ -182,6 +232,7 @@ def solve(
         m = residuals.shape[0]
     n_rows = residuals.shape[0]
     R = np.asarray(sol.reduction.R, dtype=np.float64)
+    check_jacobian_range(R, dtype, x0_name)
     cost = float(sol.reduction.cost)
     pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
     x_free = np.asarray(sol.x, dtype=np.float64)

@@ -158,7 +158,10 @@ def trf(
         status = tr.termination_status(
             actual, red.cost, tr.norm(step), tr.norm(x), ratio, ftol, xtol
         )
-        status = jnp.where(finite, status, tr.RUNNING)
+        # A step cut short by the trust region that the model predicted well is no sign
+        # of convergence: the region grows and the fit goes on (see lm.py).
+        region_bound = (step_h_norm > 0.95 * st.Delta) & (ratio > 0.75)
+        status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
         stopped = status != tr.RUNNING
         accept = finite & (actual > 0)
         # Radius and LM parameter: unchanged when the loop stops here (as in SciPy).

@@ -104,11 +104,16 @@ def solve_trust_region(
     suf = s * uf
     tiny = jnp.finfo(dtype).tiny
 
+    def over(a: Array, denom: Array) -> Array:
+        # a / denom, with 0 where denom == 0: there s_i = 0, so a = 0 too (α = 0 with a
+        # rank-deficient A); a plain division would give 0/0 = NaN and a NaN step.
+        return jnp.where(denom > 0, a / jnp.where(denom > 0, denom, 1.0), 0.0)
+
     def phi_and_derivative(alpha: Array) -> tuple[Array, Array]:
         denom = s**2 + alpha
-        p_norm = jnp.maximum(norm(suf / denom), tiny)
+        p_norm = jnp.maximum(norm(over(suf, denom)), tiny)
         phi = p_norm - Delta
-        phi_prime = -jnp.sum(suf**2 / denom**3) / p_norm
+        phi_prime = -jnp.sum(over(suf**2, denom**3)) / p_norm
         return phi, phi_prime
 
     if n_residuals >= n:
@@ -147,7 +152,7 @@ def solve_trust_region(
         cond, body, (0, alpha, alpha_lower, alpha_upper, jnp.asarray(False))
     )
     alpha = jnp.maximum(alpha, 0.0)
-    p = -V @ (suf / (s**2 + alpha))
+    p = -V @ over(suf, s**2 + alpha)
     p = p * (Delta / jnp.maximum(norm(p), tiny))
     return jnp.where(gn_ok, p_gn, p), jnp.where(gn_ok, 0.0, alpha)
 

@@ -92,6 +92,15 @@ def prepare_bounds(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return lb, ub
 
 
+def check_free_parameters(lb: np.ndarray, ub: np.ndarray) -> None:
+    """Refuse a fit in which every parameter is fixed (``lower == upper`` everywhere)."""
+    if lb.size and np.all(lb == ub):
+        raise ValueError(
+            "bounds/fixed: every parameter is fixed (lower == upper for all of them), so "
+            "there is nothing to fit; free at least one parameter or evaluate the model"
+        )
+
+
 def check_x0(x0: Any, n: int | None, name: str = "p0") -> np.ndarray:
     """A finite 1-D float64 parameter vector (of length ``n`` when given)."""
     try:
@@ -299,6 +308,7 @@ def default_method(method: str | None, bounded: bool, loss: Any) -> str:
     return "trf" if (bounded or not (isinstance(loss, str) and loss == "linear")) else "lm"
 
 
+SIGMA_MIN = 1.0 / float(np.finfo(np.float64).max)  # smallest sigma whose 1/sigma is finite
 MAGNITUDE_LIMIT = 2.0**480  # about 1e144: squares of residuals stay inside float64
 
 
@@ -309,11 +319,12 @@ def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -
     a success) and one that overflows cannot be minimised; both happen in float64 once
     residuals pass ~10^±154.  Such data must be rescaled by the user.
     """
-    if L is not None:
-        ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
-    else:
-        ref = float(np.max(np.abs(y if w is None else w * y)))
-    if ref == 0.0 or not np.isfinite(ref):
+    with np.errstate(over="ignore"):  # an overflow here is itself out of range
+        if L is not None:
+            ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
+        else:
+            ref = float(np.max(np.abs(y if w is None else w * y)))
+    if ref == 0.0 or np.isnan(ref):
         return
     if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):
         raise ValueError(

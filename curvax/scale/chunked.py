@@ -40,10 +40,11 @@ from curvax.core.problem import count_model_params, detect_param_style, signatur
 from curvax.core.reduction import Reduction
 from curvax.core.result import FitResult
 from curvax.core.sharding import resolve_mesh
-from curvax.core.solve import aligned, strictly_feasible
+from curvax.core.solve import aligned, host_model_error, strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
     check_feasible,
+    check_free_parameters,
     check_max_nfev,
     check_method,
     check_solver_options,
@@ -165,6 +166,9 @@ def run_solver(
                 return jax.device_get(out)
             except Exception:
                 if reducer.error is not None:
+                    clear = host_model_error(reducer.error)
+                    if clear is not None:
+                        raise clear from reducer.error
                     raise reducer.error from None
                 raise
     finally:
@@ -322,6 +326,7 @@ def fit_chunked(
         names = sn if sn is not None and len(sn) == n else None
     lb, ub = prepare_bounds(bounds, n)
     check_feasible(p0a, lb, ub)
+    check_free_parameters(lb, ub)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     method = default_method(method, bounded, loss)
     free_b = lb < ub

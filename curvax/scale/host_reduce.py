@@ -33,7 +33,7 @@ from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
 from curvax.core.solve import to_device
-from curvax.core.validation import check_magnitude
+from curvax.core.validation import SIGMA_MIN, check_magnitude
 from curvax.core.wire import host_out
 from curvax.scale.sources import (
     Chunk,
@@ -112,8 +112,8 @@ class PassStats:
 
     n_used: int = 0
     n_omitted: int = 0
-    max_weighted: float = 0.0  # max |y/σ| over the pass (float64 range check)
     chunk_points: list[int] = field(default_factory=list)
+    max_abs: float = 0.0  # largest |y/sigma| of the used rows (see check_magnitude)
 
 
 @dataclass
@@ -198,14 +198,21 @@ class HostReducer:
                 f"or sigma (first at row {first} of the chunk); pass nan_policy='omit' "
                 "to leave them out"
             )
-        ok = ~bad
-        if s is not None and np.any(s[ok] <= 0):
-            raise ValueError(f"sigma: chunk {index} has non-positive uncertainties")
-        if ok.any():  # largest weighted value: checked over the whole first pass
-            wy = np.abs(y[ok] if s is None else y[ok] / s[ok])
-            stats.max_weighted = max(stats.max_weighted, float(np.max(wy)))
+        if s is not None:
+            ok = ~bad
+            if np.any(s[ok] <= 0):
+                raise ValueError(f"sigma: chunk {index} has non-positive uncertainties")
+            if np.any(s[ok] < SIGMA_MIN):
+                raise ValueError(
+                    f"sigma: chunk {index} has uncertainties below {SIGMA_MIN:.1e} (subnormal) "
+                    "whose weight 1/sigma overflows; rescale y and sigma"
+                )
         stats.n_omitted += n_bad
         stats.n_used += ch.n - n_bad
+        if n_bad < ch.n:
+            with np.errstate(over="ignore"):  # inf is out of range: check_magnitude says so
+                wy = np.abs(y[~bad] if s is None else y[~bad] / s[~bad])
+            stats.max_abs = max(stats.max_abs, float(np.max(wy)))
         stats.chunk_points.append(ch.n)
         pieces = []
         cs = self.chunk_size
@@ -312,7 +319,7 @@ class HostReducer:
                 raise ValueError("source: the data source delivered no points")
             if stats.n_used == 0:
                 raise ValueError("data: no points left after omitting NaN/Inf rows")
-            check_magnitude(np.array([stats.max_weighted]), None, None)  # as in memory
+            check_magnitude(np.array([stats.max_abs]), None, None)
             self.reference = stats
             return
         ref = self.reference
