@@ -887,3 +887,19 @@ def test_chunked_small_values_in_one_chunk_are_fine():
     ref = curvax.fit_curve(line, x, y, p0=[1.0, 1.0])
     res = fit_chunked(line, x, y=y, p0=[1.0, 1.0], chunk_size=1000)
     np.testing.assert_allclose(res.x, ref.x, rtol=1e-8)
+
+
+def test_batch_numpy_model_and_wrong_shape_are_named():
+    """curve_fit_batch once surfaced JAX's TracerBoolConversionError for a NumPy model."""
+    x = np.linspace(0, 1, 20)
+    y = np.tile(2 * x + 1, (5, 1))
+
+    def numpy_model(x, a, b):
+        if a > 0:  # Python control flow on a parameter value
+            return a * np.asarray(x) + b
+        return b + 0 * x
+
+    with pytest.raises(TypeError, match="f: curve_fit_batch needs a model JAX can trace"):
+        curvax.curve_fit_batch(numpy_model, x, y, p0=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"f: the model returned shape \(3,\) but each curve"):
+        curvax.curve_fit_batch(lambda x, a, b: a * jnp.ones(3) + b, x, y, p0=[1.0, 1.0])

@@ -89,7 +89,11 @@ def test_badly_scaled_model_converges_without_rescaling(decay_data) -> None:
 
 
 def test_bounds_scaling_equals_the_normalised_problem(decay_data) -> None:
-    """x_scale='bounds' in SI units ≡ unit scale for u = (p − lb)/(ub − lb) ∈ [0, 1]."""
+    """x_scale='bounds' in SI units reaches the minimum of the problem in u = (p − lb)/w.
+
+    Not the identical iteration (the initial radius comes from ‖x0‖ and the xtol test is
+    made in each problem's own units), but the same answer at a comparable cost.
+    """
     t, y, _ = decay_data
     w = UB - LB
     res = curvax.fit_curve(decay, t, y, P0, bounds=(LB, UB), x_scale="bounds")
@@ -100,7 +104,7 @@ def test_bounds_scaling_equals_the_normalised_problem(decay_data) -> None:
     norm = curvax.fit_curve(decay_u, t, y, (P0 - LB) / w, bounds=(0.0, 1.0), x_scale=1.0)
     assert res.success and norm.success
     assert np.all(np.abs(res.x - (LB + w * norm.x)) <= 1e-5 * res.perr)
-    assert abs(res.nfev - norm.nfev) <= 2  # the same iteration, up to the stopping test
+    assert res.nfev <= 2 * norm.nfev + 5
 
 
 def _nist_bounds(prob) -> tuple[np.ndarray, np.ndarray]:

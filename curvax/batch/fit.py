@@ -47,6 +47,7 @@ from curvax.core.problem import (
     detect_param_style,
     pointwise_reducer,
     signature_param_names,
+    traced_output_shape,
 )
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.solve import precision, strictly_feasible
@@ -525,6 +526,16 @@ def curve_fit_batch(
     xs = check_x_scale(x_scale, P)
     nfev = check_max_nfev(max_nfev, default_max_nfev(P))
     jm = jac_mode(jac, P, N)
+    x_one = x[0] if x_per_fit else x
+    shape = traced_output_shape(adapt_model(f, style), x_one, p0a[0])
+    if shape is None:
+        raise TypeError(
+            "f: curve_fit_batch needs a model JAX can trace (written with jax.numpy, "
+            "without Python control flow on parameter values); fit a NumPy model one curve "
+            "at a time with curvax.curve_fit"
+        )
+    if shape not in ((N,), (), (1,)):
+        raise ValueError(f"f: the model returned shape {shape} but each curve has {N} points")
 
     # Fits that cannot start: marked now, run on a harmless start, reported as -1.
     invalid = np.zeros(B, dtype=bool)

@@ -157,13 +157,14 @@ def check_x_scale(
     parameters).
 
     ``'bounds'`` normalises by the box: ``s_j = ub_j − lb_j`` where both bounds are finite
-    (and ``lb_j < ub_j``).  The trust-region step is then the one of the normalised
-    parameters ``u_j = (p_j − lb_j)/(ub_j − lb_j) ∈ [0, 1]`` with unit scale — the
-    trust region ``‖D⁻¹(p − p_k)‖ ≤ Δ`` with ``D = diag(s)`` is the same set in either
-    variable, and so are the Coleman–Li bound scaling and the ``ftol`` test (only the
-    ``xtol`` test, ``‖Δp‖ ≤ xtol·‖p‖``, is measured on the unscaled parameters) — so a
-    problem whose parameters span many orders of magnitude is solved as one whose
-    parameters are all of order one.  The scale stays fixed during the fit (``'jac'``
+    (and ``lb_j < ub_j``).  The trust region ``‖D⁻¹(p − p_k)‖ ≤ Δ`` with ``D = diag(s)``
+    is then the same set as a unit-scale region in the normalised parameters
+    ``u_j = (p_j − lb_j)/(ub_j − lb_j) ∈ [0, 1]``, so a problem whose parameters span
+    many orders of magnitude is stepped as one whose parameters are all of order one.
+    It is not the identical iteration: the initial radius (from ``‖x0‖``, as in SciPy)
+    and the ``xtol`` test (``‖Δp‖ ≤ xtol·‖p‖``) are not invariant to the shift by
+    ``lb``, nor is the Coleman–Li bound scaling (distances to the bounds enter under a
+    square root).  The scale stays fixed during the fit (``'jac'``
     updates it).
 
     A parameter without two finite bounds has no width: it is marked ``s_j = 0`` in the
