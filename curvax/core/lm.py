@@ -164,7 +164,12 @@ def lm(
         # A step cut short by the trust region (par > 0) that the model predicted well
         # is no sign of convergence: the region grows and the fit goes on.  (MINPACK
         # stops there when the start is many orders of magnitude off.)
-        region_bound = (par_step > 0) & (ratio >= 0.75)
+        # Nor is one whose cost change float64 cannot see while a full Gauss–Newton
+        # step would still remove most of the cost (tr.gauss_newton_share).
+        region_bound = (par_step > 0) & (
+            (ratio >= 0.75)
+            | (tr.gauss_newton_share(sub, red.cost, n_residuals) > tr.FAR_FROM_MINIMUM)
+        )
         f_ok = (
             finite
             & (jnp.abs(actred) <= jnp.maximum(ftol, eps))

@@ -160,7 +160,12 @@ def trf(
         )
         # A step cut short by the trust region that the model predicted well is no sign
         # of convergence: the region grows and the fit goes on (see lm.py).
-        region_bound = (step_h_norm > 0.95 * st.Delta) & (ratio > 0.75)
+        # Nor is one whose cost change float64 cannot see while a full Gauss–Newton
+        # step would still remove most of the cost (tr.gauss_newton_share).
+        region_bound = (step_h_norm > 0.95 * st.Delta) & (
+            (ratio > 0.75)
+            | (tr.gauss_newton_share(sub, red.cost, n_residuals) > tr.FAR_FROM_MINIMUM)
+        )
         status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
         stopped = status != tr.RUNNING
         accept = finite & (actual > 0)

@@ -81,6 +81,30 @@ def subproblem_from_factor(A: Array, b: Array, svd: SvdFn | None = None) -> Subp
     return Subproblem(U.T @ b, s, Vt.T)
 
 
+#: A point from which a full Gauss–Newton step is predicted to remove more than this
+#: share of the cost is not converged, whatever the cost-based tests say.
+FAR_FROM_MINIMUM = 0.5
+
+
+def gauss_newton_share(sub: Subproblem, cost: Array, n_residuals: int) -> Array:
+    """Share of the cost a full Gauss–Newton step is predicted to remove.
+
+    With ``A = UΣVᵀ`` and ``uf = Uᵀb`` (:func:`subproblem_from_factor`, ``b = Qᵀr``), the
+    linear model's reduction of ``C = ½‖r‖²`` by the minimum-norm step is
+    ``½ Σ uf_i²`` over the singular values kept (``σ_i > eps·m·σ_max``), so the share
+    is ``Σ uf_i² / (2C)`` ∈ [0, 1].  It is 0 at a stationary point (``Aᵀb = 0``) and
+    near 1 far from one.  The solvers use it to refuse a convergence claim made by the
+    ``ftol``/``xtol`` tests when the step was only small because the trust region was
+    (e.g. a start many orders of magnitude off, where float64 cannot see the cost
+    change of each short step).
+    """
+    uf, s, _ = sub
+    eps = jnp.finfo(s.dtype).eps
+    keep = s > eps * max(n_residuals, 1) * s[0]
+    gain = jnp.sum(jnp.where(keep, uf * uf, 0.0))
+    return jnp.where(cost > 0, gain / jnp.where(cost > 0, 2.0 * cost, 1.0), 0.0)
+
+
 def solve_trust_region(
     sub: Subproblem,
     n_residuals: int,
