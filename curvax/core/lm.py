@@ -164,12 +164,7 @@ def lm(
         # A step cut short by the trust region (par > 0) that the model predicted well
         # is no sign of convergence: the region grows and the fit goes on.  (MINPACK
         # stops there when the start is many orders of magnitude off.)
-        # Nor is one whose cost change float64 cannot see while a full Gauss–Newton
-        # step would still remove most of the cost (tr.gauss_newton_share).
-        region_bound = (par_step > 0) & (
-            (ratio >= 0.75)
-            | (tr.gauss_newton_share(sub, red.cost, n_residuals) > tr.FAR_FROM_MINIMUM)
-        )
+        region_bound = (par_step > 0) & (ratio >= 0.75)
         f_ok = (
             finite
             & (jnp.abs(actred) <= jnp.maximum(ftol, eps))
@@ -202,6 +197,7 @@ def lm(
         jnp.where(converged, polish_steps, 0),
         svd,
     )
+    status = tr.refuse_far_convergence(st.status, x, red, None, n_residuals, svd)
     return SolverOutput(
         x=x,
         reduction=red,
@@ -211,5 +207,5 @@ def lm(
         nfev=st.nfev + n_pol,
         njev=st.nfev + n_pol,
         nit=st.nit,
-        status=st.status,
+        status=status,
     )

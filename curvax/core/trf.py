@@ -160,12 +160,7 @@ def trf(
         )
         # A step cut short by the trust region that the model predicted well is no sign
         # of convergence: the region grows and the fit goes on (see lm.py).
-        # Nor is one whose cost change float64 cannot see while a full Gauss–Newton
-        # step would still remove most of the cost (tr.gauss_newton_share).
-        region_bound = (step_h_norm > 0.95 * st.Delta) & (
-            (ratio > 0.75)
-            | (tr.gauss_newton_share(sub, red.cost, n_residuals) > tr.FAR_FROM_MINIMUM)
-        )
+        region_bound = (step_h_norm > 0.95 * st.Delta) & (ratio > 0.75)
         status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
         stopped = status != tr.RUNNING
         accept = finite & (actual > 0)
@@ -206,6 +201,9 @@ def trf(
         svd,
     )
     g_norm = scaled_gnorm(x, red.grad)
+    status = tr.refuse_far_convergence(
+        st.status, x, red, tr.near_bounds(x, lb, ub), n_residuals, svd
+    )
     return SolverOutput(
         x=x,
         reduction=red,
@@ -215,5 +213,5 @@ def trf(
         nfev=st.nfev + n_pol,
         njev=st.nfev + n_pol,
         nit=st.nit,
-        status=st.status,
+        status=status,
     )

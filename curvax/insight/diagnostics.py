@@ -585,6 +585,8 @@ def diagnose_result(
             -2: "a callback stopped the fit; rerun without it (or with a looser "
             "criterion) if the final answer is needed",
             -3: "the time limit stopped the fit; raise timeout or start closer",
+            -4: "the fit stopped far from a minimum (the cost no longer changed in "
+            "float64): start closer, or rescale data and parameters",
         }.get(
             int(result.status),
             "check the model, the data and p0; try method='trf' or another starting point",
