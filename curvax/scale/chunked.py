@@ -40,7 +40,7 @@ from curvax.core.problem import count_model_params, detect_param_style, signatur
 from curvax.core.reduction import Reduction
 from curvax.core.result import FitResult
 from curvax.core.sharding import resolve_mesh
-from curvax.core.solve import aligned, host_model_error, strictly_feasible
+from curvax.core.solve import host_model_error, strictly_feasible, to_device
 from curvax.core.trf import trf
 from curvax.core.validation import (
     check_feasible,
@@ -159,8 +159,8 @@ def run_solver(
     xs = np.ones(n) if x_scale is None else x_scale
     try:
         with jax.enable_x64(dt == np.float64), jax.default_device(jax.devices("cpu")[0]):
-            args = [aligned(np.asarray(a, dtype=dt)) for a in (x0, lb, ub, xs)]
-            tols = [aligned(np.asarray(t, dtype=dt)) for t in (ftol, xtol, gtol)]
+            args = to_device([np.asarray(a, dtype=np.float64) for a in (x0, lb, ub, xs)], dt)
+            tols = to_device([float(t) for t in (ftol, xtol, gtol)], dt)
             try:
                 out = prog(np.int32(token), *args, *tols, np.asarray(max_nfev, dtype=np.int32))
                 return jax.device_get(out)
