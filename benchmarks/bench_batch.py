@@ -12,6 +12,11 @@ Both use the same tolerances (``--tol``, default 1e-8 = SciPy's defaults).  The
 accuracy columns give the median relative difference of curvax's parameters from
 SciPy's.  A JSON record with the machine description goes to ``benchmarks/results/``.
 
+``--devices K`` (CPU) splits the host into K XLA devices before JAX starts
+(``--xla_force_host_platform_device_count``) and times curvax twice in the same run:
+on one device (the default) and with ``devices='all'``, which runs each chunk's share
+on every device at once — the way to use more than one core for batches on a CPU.
+
 ``--stream N`` additionally streams N fits (e.g. 10**7) of the 2-D problem through
 ``curve_fit_batch_stream`` in batches generated on the fly and reports the peak
 resident memory, which stays bounded by one batch whatever N.
@@ -19,6 +24,7 @@ resident memory, which stays bounded by one batch whatever N.
 Examples::
 
     python benchmarks/bench_batch.py --quick
+    python benchmarks/bench_batch.py --n 200000 --devices 2
     python benchmarks/bench_batch.py --n 100000 --dtype float32 --method lm
     python benchmarks/bench_batch.py --stream 10000000 --stream-batch 65536
 """
@@ -119,7 +125,14 @@ def scipy_loop(name: str, y: np.ndarray, p0: np.ndarray, tol: float) -> tuple[fl
     return time.perf_counter() - t, out
 
 
-def curvax_run(name: str, y: np.ndarray, p0: np.ndarray, args: argparse.Namespace, repeats: int):
+def curvax_run(
+    name: str,
+    y: np.ndarray,
+    p0: np.ndarray,
+    args: argparse.Namespace,
+    repeats: int,
+    devices: str | None = None,
+):
     from curvax.batch import curve_fit_batch
     from curvax.models import constant, gaussian, gaussian_2d
 
@@ -131,6 +144,7 @@ def curvax_run(name: str, y: np.ndarray, p0: np.ndarray, args: argparse.Namespac
         xtol=args.tol,
         gtol=args.tol,
         chunk_size=args.chunk,
+        devices=devices,
     )
     t = time.perf_counter()
     curve_fit_batch(
@@ -233,8 +247,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="n=4000, scipy-n=500, 2 repeats")
     ap.add_argument("--stream", type=int, default=0, help="also stream this many 2-D fits")
     ap.add_argument("--stream-batch", type=int, default=65536)
+    ap.add_argument("--devices", type=int, default=1, help="CPU: split into K XLA devices")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.devices > 1:
+        if "jax" in sys.modules:
+            raise SystemExit("--devices must be applied before JAX is imported")
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     if args.quick:
         args.n, args.scipy_n, args.repeats = 4000, 500, 2
     try:
@@ -247,6 +267,13 @@ def main() -> None:
     for name in args.problems.split(","):
         _, y, p0 = make_problem(name, args.n)
         warm, t_cx, res = curvax_run(name, y, p0, args, args.repeats)
+        t_all = None
+        if args.devices > 1:
+            _, t_all, res_all = curvax_run(name, y, p0, args, args.repeats, devices="all")
+            ok = res.success & res_all.success
+            dev_diff = float(
+                np.max(np.abs(res_all.popt[ok] - res.popt[ok]) / np.abs(res.popt[ok]), initial=0.0)
+            )
         k = min(args.scipy_n, args.n)
         t_sp, popt_sp = scipy_loop(name, y[:k], p0[:k], args.tol)
         both = res.success[:k] & np.all(np.isfinite(popt_sp), axis=1)
@@ -263,6 +290,9 @@ def main() -> None:
             "scipy_seconds": t_sp,
             "scipy_fits_per_s": k / t_sp,
             "speedup": (args.n / t_cx) / (k / t_sp),
+            "curvax_all_devices_fits_per_s": None if t_all is None else args.n / t_all,
+            "speedup_all_devices": None if t_all is None else (args.n / t_all) / (k / t_sp),
+            "all_devices_max_rel_diff_popt": None if t_all is None else dev_diff,
             "median_rel_diff_vs_scipy": float(np.median(rel)) if rel.size else None,
             "max_rel_diff_vs_scipy": float(np.max(rel)) if rel.size else None,
         }
@@ -278,6 +308,12 @@ def main() -> None:
             f"{r['speedup']:>6.1f}x {r['curvax_converged']:>6.1%} {r['curvax_mean_nfev']:>5.1f} "
             f"{r['median_rel_diff_vs_scipy']:>15.2e}"
         )
+        if r["curvax_all_devices_fits_per_s"] is not None:
+            print(
+                f"{'':<9} {r['curvax_all_devices_fits_per_s']:>14,.0f} {'':>13} "
+                f"{r['speedup_all_devices']:>6.1f}x  on {args.devices} devices "
+                f"(popt vs 1 device: max rel. diff {r['all_devices_max_rel_diff_popt']:.1e})"
+            )
     record = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(),

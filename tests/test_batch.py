@@ -258,3 +258,76 @@ def test_bad_input_names_argument() -> None:
         curve_fit_batch(gaussian_2d, XY, y, p0, bounds=(0, np.inf), method="lm", chunk_size=CH)
     with pytest.raises(ValueError, match="sigma"):
         curve_fit_batch(gaussian_2d, XY, y, p0, sigma=np.zeros(25), chunk_size=CH)
+
+
+# --- the normal-equations Levenberg–Marquardt (linalg='cholesky', the lm default) --------
+
+
+def test_solver_families_agree_with_single_fits() -> None:
+    """'cholesky' (default for lm) and 'jacobi' both equal the single-fit solver's minima."""
+    _, y, p0 = spots(48, 20)
+    singles = [curvax.fit_curve(gaussian_2d, XY, y[b], p0[b]) for b in range(48)]
+    for linalg in ("cholesky", "jacobi"):
+        res = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=CH, linalg=linalg)
+        assert res.success.all(), linalg
+        assert_matches_loop(res, singles)
+    with pytest.raises(ValueError, match="linalg"):
+        curve_fit_batch(gaussian_2d, XY, y, p0, bounds=(0, np.inf), linalg="cholesky")
+
+
+def test_cholesky_path_with_sigma_and_fixed_x_scale() -> None:
+    _, y, p0 = peaks(24, 21)
+    sig = np.random.default_rng(22).uniform(0.1, 0.4, y.shape)
+    xs = [5.0, 1.0, 1.0, 1.0]
+    res = curve_fit_batch(GAUSS1, X1, y, p0, sigma=sig, x_scale=xs, chunk_size=CH)
+    singles = [
+        curvax.fit_curve(GAUSS1, X1, y[b], p0[b], sigma=sig[b], x_scale=xs) for b in range(24)
+    ]
+    assert_matches_loop(res, singles)
+    # absolute_sigma: the covariance is not rescaled by the reduced chi-square
+    ab = curve_fit_batch(GAUSS1, X1, y, p0, sigma=sig, absolute_sigma=True, chunk_size=CH)
+    chi2 = 2 * res.cost / (64 - 4)
+    np.testing.assert_allclose(res.pcov, ab.pcov * chi2[:, None, None], rtol=1e-7)
+
+
+def quad(x, a, b, c):
+    return a + b * x + c * x**2
+
+
+def test_ill_conditioned_covariance_equals_single_fits() -> None:
+    """x in [1000, 1001]: JᵀJ is useless (κ² ≫ 1/ε); the batch must still match curve_fit."""
+    rng = np.random.default_rng(23)
+    x = np.linspace(1000.0, 1001.0, 30)
+    truth = np.array([1.0, -2e-3, 1e-6])
+    y = quad(x, *truth)[None, :] + 1e-3 * rng.normal(size=(8, 30))
+    p0 = np.array([0.5, -1e-3, 2e-6])
+    res = curve_fit_batch(quad, x, y, p0, chunk_size=8)
+    for b in range(8):
+        s = curvax.fit_curve(quad, x, y[b], p0)
+        np.testing.assert_allclose(res.cost[b], s.cost, rtol=1e-6)
+        np.testing.assert_allclose(res.perr[b], s.perr, rtol=1e-4)
+
+
+def scaled_pair(x, a, b):
+    return (a * b) * x  # only the product a*b is determined
+
+
+def test_rank_deficient_model_gives_inf_covariance_like_single_fits() -> None:
+    rng = np.random.default_rng(24)
+    x = np.linspace(0, 1, 20)
+    y = 3.0 * x[None, :] + 0.01 * rng.normal(size=(6, 20))
+    res = curve_fit_batch(scaled_pair, x, y, [1.0, 2.0], chunk_size=8)
+    single = curvax.fit_curve(scaled_pair, x, y[0], [1.0, 2.0])
+    assert np.all(np.isinf(single.pcov))
+    assert np.all(np.isinf(res.pcov))
+    np.testing.assert_allclose(res.popt[:, 0] * res.popt[:, 1], 3.0, rtol=0.02)
+
+
+def test_many_calls_pipelined_equal_one_call() -> None:
+    """A tiny memory budget forces one sub-chunk per call: five calls, two in flight."""
+    _, y, p0 = spots(70, 25)
+    whole = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16)
+    split = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16, memory_budget=4096)
+    np.testing.assert_array_equal(split.popt, whole.popt)
+    np.testing.assert_array_equal(split.pcov, whole.pcov)
+    np.testing.assert_array_equal(split.nfev, whole.nfev)

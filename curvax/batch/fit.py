@@ -17,9 +17,17 @@ converged (or failed) fit's state is frozen bit for bit.  A fit whose data or st
 are not finite stops at once with status -1; NaN can only reach its own slice.
 
 The batch is cut into chunks (sized to a memory budget) that run one after the
-other, so memory stays O(chunk × N × P) whatever ``B``.  The
-trust-region subproblem's SVD uses the vectorised Jacobi SVD of
-:mod:`curvax.core.jacobi` (much faster than batched LAPACK calls for tiny matrices).
+other, so memory stays O(chunk × N × P) whatever ``B``.
+
+Two solver families (the ``linalg`` option):
+
+* ``'cholesky'`` (the default for ``method='lm'``): Levenberg–Marquardt on the damped
+  normal equations with an unrolled Cholesky solve (:mod:`curvax.core.lm_normal`), the
+  Gpufit approach — a few dozen vector operations per iteration across the batch.
+* ``'jacobi'`` (the default for ``method='trf'``) and ``'lapack'``: the single-fit
+  solvers themselves, with the trust-region subproblem's SVD done by the vectorised
+  Jacobi SVD of :mod:`curvax.core.small_linalg` or by LAPACK.  Their iterates are those
+  of :func:`curvax.curve_fit` bit for bit in exact arithmetic.
 """
 
 from __future__ import annotations
@@ -36,10 +44,10 @@ from jax.sharding import PartitionSpec
 
 from curvax.batch.guess import guess_loop, vectorised_guesser
 from curvax.batch.result import STATUS_INVALID, BatchResult
-from curvax.core.covariance import covariance_from_factors
-from curvax.core.jacobi import jacobi_svd
+from curvax.core.covariance import covariance_from_factors, covariance_from_triangular
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
+from curvax.core.lm_normal import batched_covariance_factor, lm_normal
 from curvax.core.loss import get_loss
 from curvax.core.problem import (
     adapt_model,
@@ -48,8 +56,10 @@ from curvax.core.problem import (
     pointwise_reducer,
     signature_param_names,
     traced_output_shape,
+    value_and_jacobian,
 )
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
+from curvax.core.small_linalg import jacobi_svd
 from curvax.core.solve import precision, strictly_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
@@ -67,9 +77,11 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 #: Largest default chunk on CPU (measured: small chunks stay in cache) and elsewhere.
 CPU_CHUNK = 256
 ACCEL_CHUNK = 65536
+#: Most fits handed to one compiled call (as several sub-chunks on a CPU).
+CALL_FITS = 16384
 
 NAN_POLICIES = (None, "raise", "omit")
-LINALG = ("jacobi", "lapack")
+LINALG = ("auto", "cholesky", "jacobi", "lapack")
 
 
 # --- compiled program ------------------------------------------------------------------
@@ -84,17 +96,30 @@ def _build_program(
     jac_scale: bool,
     x_per_fit: bool,
     linalg: str,
+    absolute_sigma: bool,
     mesh: Any = None,
 ) -> Callable[..., Any]:
+    """The compiled program for arrays of shape (S, C, ...): S sub-chunks of C fits.
+
+    The C fits of a sub-chunk run as one ``vmap``-ed solver (they iterate together until
+    the last of them stops); the S sub-chunks run one after the other inside the
+    program (``lax.map``), so a call does many small, cache-sized sub-chunks for one
+    dispatch.  Each fit's covariance is computed in the program as well
+    (:func:`curvax.core.covariance.covariance_from_triangular`, which flags the rare
+    fits whose rank test it cannot decide without an SVD).
+    """
     g = adapt_model(f, style)
     jm = adapt_model(jac, style) if callable(jac) else jac
     rho_fn = None if (isinstance(loss, str) and loss == "linear") else get_loss(loss)
-    svd = jacobi_svd if linalg == "jacobi" else None
+    svd = jacobi_svd if linalg in ("jacobi", "cholesky") else None
 
     def one(x, y, w, mask, p0, lb, ub, xs, f_scale, ftol, xtol, gtol, max_nfev):  # type: ignore[no-untyped-def]
         n = y.shape[0]
-        reduce_fn = pointwise_reducer(g, jm, x, y, w, mask, rho_fn, f_scale, n)
         xs_ = None if jac_scale else xs
+        if linalg == "cholesky":
+            vj = _masked_value_and_jac(g, jm, x, y, w, mask)
+            return tuple(lm_normal(vj, p0, xs_, ftol, xtol, gtol, max_nfev))
+        reduce_fn = pointwise_reducer(g, jm, x, y, w, mask, rho_fn, f_scale, n)
         if method == "lm":
             out = lm(reduce_fn, p0, xs_, ftol, xtol, gtol, max_nfev, n, svd=svd)
         else:
@@ -113,16 +138,72 @@ def _build_program(
 
     in_axes = (0 if x_per_fit else None, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None)
     batched = jax.vmap(one, in_axes=in_axes)
+    cov = jax.vmap(lambda R, m, c: covariance_from_triangular(R, m, c, absolute_sigma))
+
+    def final_jacobians(x, y, w, mask, p):  # type: ignore[no-untyped-def]
+        """Jacobians (F, N, P) of F fits at their final parameters ``p``."""
+
+        def jac_one(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
+            return _masked_value_and_jac(g, jm, xi, yi, wi, mi)(pi)[1]
+
+        return jax.vmap(jac_one, in_axes=(0 if x_per_fit else None, 0, 0, 0, 0))(x, y, w, mask, p)
+
+    def program(x, y, w, mask, p0, lb, ub, *shared):  # type: ignore[no-untyped-def]
+        def step(per: tuple) -> tuple:
+            xi = per[0] if x_per_fit else x
+            return batched(xi, *per[1:], *shared)
+
+        per = (x if x_per_fit else None, y, w, mask, p0, lb, ub)
+        xo, R, cost, cost0, nfev, nit, status, opt = jax.lax.map(step, per)
+        # Factors and covariances of all S×C fits at once: wide vector operations.
+        S, C, P = xo.shape
+
+        def flat(a):  # type: ignore[no-untyped-def]
+            return a.reshape(S * C, *a.shape[2:])
+
+        if linalg == "cholesky":  # R holds A = JᵀJ
+            R = batched_covariance_factor(
+                flat(R),
+                lambda: final_jacobians(
+                    flat(x) if x_per_fit else x, flat(y), flat(w), flat(mask), flat(xo)
+                ),
+            ).reshape(S, C, P, P)
+        pcov, decided = cov(
+            R.reshape(S * C, P, P), jnp.sum(mask, axis=2).reshape(S * C), cost.reshape(S * C)
+        )
+        pcov, decided = pcov.reshape(S, C, P, P), decided.reshape(S, C)
+        return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt
+
     if mesh is None:
-        return jax.jit(batched)
-    # Each device runs the vmapped solver on its own slice of the batch, independently
-    # (no communication: its while loop ends when its own fits have converged).
+        return jax.jit(program)
+    # Each device runs its slice of every sub-chunk, independently (no communication:
+    # its while loop ends when its own fits have converged).
     ax = mesh.axis_names[0]
-    specs = tuple(PartitionSpec() if a is None else PartitionSpec(ax) for a in in_axes)
+    per_fit = PartitionSpec(None, ax)
+    specs = tuple(PartitionSpec() if a is None else per_fit for a in in_axes)
     sharded = jax.shard_map(
-        batched, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(ax), check_vma=False
+        program, mesh=mesh, in_specs=specs, out_specs=per_fit, check_vma=False
     )
     return jax.jit(sharded)
+
+
+def _masked_value_and_jac(
+    model: Callable[..., Any], jac: Any, x: Any, y: Any, w: Any, mask: Any
+) -> Callable[[Any], tuple[Any, Any]]:
+    """``p ↦ (r, J)`` of one fit: weighted residuals and Jacobian, masked rows zero."""
+
+    def value_and_jac(p: Any) -> tuple[Any, Any]:
+        if callable(jac):
+            r = jnp.where(mask, (model(x, p) - y) * w, 0.0)
+            J = jnp.where(mask[:, None], jac(x, p) * w[:, None], 0.0)
+            return r, J
+
+        def resid(q: Any) -> Any:
+            return jnp.where(mask, (model(x, q) - y) * w, 0.0)
+
+        return value_and_jacobian(resid, p, jac)
+
+    return value_and_jac
 
 
 _PROGRAMS: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
@@ -236,7 +317,7 @@ def _out_of_range(wy: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, str]:
     :func:`curvax.core.validation.check_magnitude`); such fits fail alone with this reason.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        mag = np.max(np.where(m, np.abs(wy), 0.0), axis=1)
+        mag = np.max(np.abs(wy), axis=1, where=m, initial=0.0)
     bad = (mag > MAGNITUDE_LIMIT) | ((mag > 0) & (mag < 1.0 / MAGNITUDE_LIMIT))
     return bad, (
         f"the weighted data |y/sigma| lie outside [{1 / MAGNITUDE_LIMIT:.0e}, "
@@ -296,6 +377,16 @@ def _auto_chunk(B: int, N: int, P: int, k: int, itemsize: int, budget: int) -> i
     return chunk
 
 
+def _sub_chunks_per_call(chunk: int, N: int, k: int, itemsize: int, budget: int) -> int:
+    """Sub-chunks per compiled call: up to :data:`CALL_FITS` fits, inputs within half the budget.
+
+    A power of two, so that the last, partial call compiles one of few shapes.
+    """
+    input_bytes = chunk * N * (k + 3) * itemsize
+    n = max(1, min(CALL_FITS // chunk, (budget // 2) // max(1, input_bytes)))
+    return 1 << (n.bit_length() - 1)
+
+
 # --- the front door ------------------------------------------------------------------
 
 
@@ -324,7 +415,7 @@ def curve_fit_batch(
     param_names: tuple[str, ...] | None = None,
     chunk_size: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    linalg: str = "jacobi",
+    linalg: str = "auto",
     devices: Any = None,
 ) -> BatchResult:
     """Fit the same model independently to each row of ``ydata``.
@@ -380,9 +471,15 @@ def curve_fit_batch(
         where small chunks stay in cache, 65536 on accelerators).
     memory_budget : int
         Bytes allowed for one chunk's intermediates (default 256 MiB).
-    linalg : {'jacobi', 'lapack'}
-        SVD used by the solver: the vectorised Jacobi SVD (default, fast for small P)
-        or LAPACK.
+    linalg : {'auto', 'cholesky', 'jacobi', 'lapack'}
+        The solver family.  ``'cholesky'``: Levenberg–Marquardt on the damped normal
+        equations with an unrolled Cholesky solve (:mod:`curvax.core.lm_normal`; the
+        Gpufit approach, ``method='lm'`` only) — several times faster for a few
+        parameters; it reaches the same minimum as ``curve_fit`` by a different path, so
+        ``nfev`` differs.  ``'jacobi'`` / ``'lapack'``: the solver of ``curve_fit``
+        itself, with the subproblem's SVD done by the vectorised Jacobi SVD or by LAPACK.
+        ``'auto'`` (default): ``'cholesky'`` for ``method='lm'``, ``'jacobi'`` for
+        ``'trf'``.
     devices : None, 'all', int, list of devices or Mesh
         Split each chunk of fits over several devices (:mod:`curvax.core.sharding`);
         each device runs its share independently, so results equal the one-device run.
@@ -464,13 +561,15 @@ def curve_fit_batch(
         m = m & ~bad_pts
         bad_pts = np.zeros_like(bad_pts)
     # Masked points are replaced by harmless numbers (they carry zero weight anyway).
-    y = np.where(m, y, 0.0)
+    all_real = bool(m.all())
+    if not all_real:
+        y = np.where(m, y, 0.0)
     if x_per_fit:
         x = np.where(np.reshape(m, (B,) + (1,) * (x.ndim - 2) + (N,)), x, 0.0)
     elif x_bad.any():
         x = np.where(x_bad, 0.0, x)
     s = _sigma(sigma, B, N)
-    w = np.ones((B, N))
+    w = None  # all ones: made on the device, call by call
     if s is not None:
         s_ok = np.isfinite(s) & (s >= SIGMA_MIN)  # 1/sigma must be finite too
         if not np.all(s_ok | ~m):
@@ -524,6 +623,13 @@ def curve_fit_batch(
     if method == "lm" and not (isinstance(loss, str) and loss == "linear"):
         raise ValueError("loss: method='lm' supports only the linear loss; use method='trf'")
     xs = check_x_scale(x_scale, P)
+    if linalg == "auto":
+        linalg = "cholesky" if method == "lm" else "jacobi"
+    elif linalg == "cholesky" and method != "lm":
+        raise ValueError(
+            f"linalg: 'cholesky' (the normal-equations Levenberg–Marquardt) needs "
+            f"method='lm', got method={method!r}; use linalg='jacobi' or 'lapack'"
+        )
     nfev = check_max_nfev(max_nfev, default_max_nfev(P))
     jm = jac_mode(jac, P, N)
     x_one = x[0] if x_per_fit else x
@@ -543,7 +649,7 @@ def curve_fit_batch(
         (~np.all(np.isfinite(p0a), axis=1), "p0 is not finite"),
         (np.any((p0a < lb) | (p0a > ub), axis=1), "p0 lies outside the bounds"),
         (n_real < P, "fewer real data points than parameters"),
-        _out_of_range(w * y, m),
+        _out_of_range(y if w is None else w * y, m),
     ):
         for b in np.nonzero(cond & ~invalid)[0].tolist():
             reasons[b] = why
@@ -554,41 +660,77 @@ def curve_fit_batch(
     if method == "trf":
         start = strictly_feasible(start, lb, ub)
 
-    # Run chunk by chunk.
+    # Run: sub-chunks of `chunk` fits, `calls_of` sub-chunks per compiled call.
     k = int(np.prod(x.shape[1:-1] if x_per_fit else x.shape[:-1], dtype=int))
     chunk = chunk_size or _auto_chunk(B, N, P, k, dt.itemsize, int(memory_budget))
     chunk = round_up(chunk, mesh_size(mesh))  # each device gets an equal slice
-    key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg, mesh)
+    per_call = _sub_chunks_per_call(chunk, N, k, dt.itemsize, int(memory_budget))
+    key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg, absolute_sigma, mesh)
     prog = _program(key)
     xs_arr = np.ones(P) if xs is None else xs
-    shared = (xs_arr, fs, ftol_, xtol_, gtol_)
+    with precision(dt):
+        shared = [
+            *(jnp.asarray(a, dtype=dt) for a in (xs_arr, fs, ftol_, xtol_, gtol_)),
+            jnp.asarray(nfev, jnp.int32),
+        ]
+        x_dev = None if x_per_fit else jnp.asarray(x, dtype=dt)
 
-    def run_chunk(lo: int) -> tuple[np.ndarray, ...]:
-        hi = min(lo + chunk, B)
-        idx = np.arange(lo, lo + chunk)
-        idx[idx >= hi] = lo  # pad a ragged last chunk with copies of its first fit
+    def run_call(lo: int, n_sub: int) -> Any:
+        """Dispatch fits ``lo, lo+1, ...`` as ``n_sub`` sub-chunks (padding: NaN data)."""
+        size = n_sub * chunk
+        hi = min(lo + size, B)
+        idx = np.minimum(np.arange(lo, lo + size), hi - 1)
+        yc = y[idx]
+        yc[hi - lo :] = np.nan  # padding: stops at once with status -1, costs one pass
+
+        def shaped(a: np.ndarray, dtype: Any = dt) -> jax.Array:
+            return jnp.asarray(a.reshape(n_sub, chunk, *a.shape[1:]), dtype=dtype)
+
         with precision(dt):
-            dev = [jnp.asarray(a, dtype=dt) for a in (x[idx] if x_per_fit else x, y[idx], w[idx])]
             args = [
-                *dev,
-                jnp.asarray(m[idx]),
-                *(jnp.asarray(a[idx], dtype=dt) for a in (start, lb, ub)),
-                *(jnp.asarray(a, dtype=dt) for a in shared),
-                jnp.asarray(nfev, jnp.int32),
+                shaped(x[idx]) if x_per_fit else x_dev,
+                shaped(yc),
+                jnp.ones((n_sub, chunk, N), dt) if w is None else shaped(w[idx]),
+                jnp.ones((n_sub, chunk, N), bool) if all_real else shaped(m[idx], bool),
+                *(shaped(a[idx]) for a in (start, lb, ub)),
+                *shared,
             ]
-            out = jax.device_get(prog(*args))
-        return tuple(np.asarray(o)[: hi - lo] for o in out)
+            return prog(*args)  # dispatched: runs while the next call is prepared
 
-    # Chunks run one after the other.  (Running them on several Python threads
-    # deadlocked XLA's CPU runtime in our tests, so there is no thread option.)
-    parts = [run_chunk(lo) for lo in range(0, B, chunk)]
-    xo, R, cost, cost0, nfev_o, nit, status, opt = (np.concatenate(c) for c in zip(*parts))
+    def fetch(out: Any, lo: int, n_sub: int) -> tuple[np.ndarray, ...]:
+        size = n_sub * chunk
+        hi = min(lo + size, B)
+        got = jax.device_get(out)
+        return tuple(np.asarray(o).reshape(size, *o.shape[2:])[: hi - lo] for o in got)
+
+    # Calls run one after the other, at most two in flight (one computing, one being
+    # prepared).  (Running them on several Python threads deadlocked XLA's CPU runtime
+    # in our tests, so there is no thread option.)
+    parts = []
+    pending: list[tuple[Any, int, int]] = []
+    lo = 0
+    while lo < B:
+        left = -(-(B - lo) // chunk)  # sub-chunks still to do
+        n_sub = per_call if left >= per_call else 1 << (left - 1).bit_length()
+        pending.append((run_call(lo, n_sub), lo, n_sub))
+        if len(pending) == 2:
+            parts.append(fetch(*pending.pop(0)))
+        lo += n_sub * chunk
+    parts.extend(fetch(*p) for p in pending)
+    xo, R, pcov, decided, cost, cost0, nfev_o, nit, status, opt = (
+        np.concatenate(c) for c in zip(*parts)
+    )
+    pcov = pcov.astype(np.float64)
+    undecided = np.nonzero(~decided)[0]
+    if undecided.size:  # rank test too close to call without the SVD
+        pcov[undecided], _ = covariance_from_factors(
+            R[undecided], n_real[undecided], cost[undecided], absolute_sigma
+        )
 
     status = status.astype(np.int32)
     status[invalid] = STATUS_INVALID
     for b in np.nonzero(status == STATUS_INVALID)[0].tolist():
         reasons.setdefault(b, "non-finite residuals or Jacobian at p0")
-    pcov, _ = covariance_from_factors(R, n_real, cost, absolute_sigma)
     popt = xo.astype(dt)
     failed = status == STATUS_INVALID
     popt[failed] = np.nan

@@ -19,11 +19,22 @@ the Jacobian has full column rank.  When a singular value of the column-scaled f
 is below ``eps · max(m, n) · σ_max`` (rank deficiency: some combination of parameters is not
 determined by the data), or when ``m ≤ n`` with ``absolute_sigma=False``, the
 covariance cannot be estimated: every entry is ``inf`` and the caller warns.
+
+Compiled batch programs use :func:`covariance_from_triangular`, which reaches the same
+decision and value without an SVD where the rank test is clear-cut, and says when it is
+not (the caller then applies :func:`covariance_from_factors` to those fits).
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from curvax.core.small_linalg import upper_triangular_inverse
+
+#: Margin on the bounds of the rank test of :func:`covariance_from_triangular`.
+RANK_TEST_MARGIN = 8.0
 
 
 def covariance_from_factor(
@@ -85,3 +96,48 @@ def covariance_from_factors(
         ok = ok & np.all(np.isfinite(pcov), axis=(1, 2))
     pcov[~ok] = np.inf
     return pcov, ok
+
+
+def covariance_from_triangular(
+    R: jax.Array, n_residuals: jax.Array, cost: jax.Array, absolute_sigma: bool
+) -> tuple[jax.Array, jax.Array]:
+    """The covariance of one fit from its upper-triangular ``R``, inside a JAX program.
+
+    Returns ``(pcov, decided)``.  With ``U = R D`` (unit columns, ``D`` the inverse column
+    norms) and ``T = U⁻¹`` by back substitution, ``pcov = s² D T Tᵀ D`` — the same matrix
+    as :func:`covariance_from_factors`' ``D V diag(σ⁻²) Vᵀ D``.  The rank test
+    ``σ_min > ε·max(m, n)·σ_max`` is decided from bounds instead of singular values:
+    unit columns give ``1 ≤ σ_max ≤ √n``, and ``‖T‖_F`` gives
+    ``1/‖T‖_F ≤ σ_min ≤ √n/‖T‖_F``.  Where these bounds (widened by
+    :data:`RANK_TEST_MARGIN`) leave the test undecided — a condition number within a
+    factor ~``8√n`` of ``1/(ε·max(m, n))`` — ``decided`` is False and the caller must use
+    :func:`covariance_from_factors` for that fit.  Vectorises under ``vmap`` into a few
+    dozen element-wise operations for a handful of parameters.
+    """
+    n = R.shape[-1]
+    dtype = R.dtype
+    finite = jnp.all(jnp.isfinite(R))
+    Rs = jnp.where(finite, R, 0.0)
+    big = jnp.max(jnp.abs(Rs), axis=0)
+    big_safe = jnp.where(big > 0, big, 1.0)
+    cn = big * jnp.sqrt(jnp.sum((Rs / big_safe[None, :]) ** 2, axis=0))
+    inv = 1.0 / jnp.where(cn > 0, cn, 1.0)
+    d = jnp.where((cn > 0) & jnp.isfinite(inv), inv, 0.0)
+    T = upper_triangular_inverse(Rs * d[None, :])
+    tf = jnp.sqrt(jnp.sum(T * T))
+    eps = jnp.finfo(dtype).eps
+    thr = eps * jnp.maximum(n_residuals, n).astype(dtype)
+    usable = finite & jnp.all(d > 0) & jnp.isfinite(tf) & (tf > 0)
+    tf_safe = jnp.where(usable, tf, 1.0)
+    sure_ok = usable & (1.0 / tf_safe > RANK_TEST_MARGIN * thr * jnp.sqrt(n))
+    sure_bad = ~usable | (jnp.sqrt(n) / tf_safe < thr / RANK_TEST_MARGIN)
+    pcov = (T @ T.T) * d[:, None] * d[None, :]
+    pcov = 0.5 * (pcov + pcov.T)
+    ok = sure_ok & jnp.all(jnp.isfinite(pcov))
+    m = n_residuals.astype(dtype)
+    if not absolute_sigma:
+        ok = ok & (m > n)
+        dof = jnp.where(m > n, m - n, 1.0)
+        pcov = pcov * (2.0 * cost / dof)
+        ok = ok & jnp.all(jnp.isfinite(pcov))
+    return jnp.where(ok, pcov, jnp.inf), sure_ok | sure_bad

@@ -82,7 +82,7 @@ def lm(
     After convergence, up to ``polish_steps`` Gauss–Newton refinement steps are tried
     (:func:`~curvax.core.trust_region.gauss_newton_polish`).
     ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
-    (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.core.jacobi`).
+    (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.core.small_linalg`).
     """
     dtype = x0.dtype
     eps = jnp.finfo(dtype).eps

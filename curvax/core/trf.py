@@ -89,7 +89,7 @@ def trf(
     ``hook`` (see :mod:`curvax.core.monitor`) is called after every trial step and may
     stop the loop (status -2 or -3).
     ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
-    (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.core.jacobi`).
+    (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.core.small_linalg`).
     """
     dtype = x0.dtype
     red0 = reduce_fn(x0)

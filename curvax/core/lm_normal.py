@@ -1,0 +1,256 @@
+"""Levenberg–Marquardt on the damped normal equations, for small problems in batches.
+
+Minimises ``C(p) = ½ ‖r(p)‖²`` (no bounds, linear loss) for one small problem: a
+handful of parameters and up to a few thousand residuals.  It is the solver behind
+:func:`curvax.curve_fit_batch` with ``method='lm'`` (``linalg='cholesky'``), where it
+runs ``vmap``-ed over thousands of fits at once; the approach is the one of Gpufit
+(Przybylski et al., Sci. Rep. 7, 15722, 2017).
+
+Each iteration, with ``A = JᵀJ`` and ``g = Jᵀr`` at the current point, solves
+
+    (A + λ D) δ = −g
+
+by an unrolled Cholesky factorisation (:func:`curvax.core.small_linalg.cholesky_solve`)
+— a few dozen vector operations across the batch instead of one LAPACK call per fit.
+``D`` is Marquardt's diagonal scaling: the largest ``A_jj`` seen so far (the squared
+Jacobian column norms, as MINPACK's ``diag``), or ``1/x_scale²`` when ``x_scale`` is
+given, which makes the iteration invariant to the units of the parameters.
+
+The residuals and Jacobian of a trial point come from one fused forward pass.  With
+``L(δ) = −gᵀδ − ½ δᵀAδ`` the predicted reduction and ``ρ = (C(p) − C(p+δ)) / L(δ)``,
+the step is accepted when the trial is finite and ``ρ ≥ 10⁻⁴``; the damping follows
+Nielsen's rule (Madsen, Nielsen & Tingleff, "Methods for non-linear least squares
+problems", 2004): on acceptance ``λ ← λ·max(⅓, 1 − (2ρ − 1)³)``, ``ν ← 2``; on rejection
+``λ ← λ·ν``, ``ν ← 2ν``.  ``λ`` starts at ``10⁻³`` (relative to ``D``).
+
+Termination (MINPACK's tests, with the status codes of ``least_squares``):
+
+* status 1 (``gtol``): ``max_j |g_j| / (‖J_j‖ ‖r‖) ≤ gtol`` (the cosine test);
+* status 2 (``ftol``): a finite trial with ``|C(p) − C(p+δ)| ≤ ftol·C(p)``,
+  ``L(δ) ≤ ftol·C(p)`` and ``ρ ≤ 2``;
+* status 3 (``xtol``): ``‖D^½ δ‖ ≤ xtol (xtol + ‖D^½ p‖)``;
+* status 4: both 2 and 3;
+* status 0: ``max_nfev`` evaluations were spent;
+* status -1: the residuals or Jacobian are not finite at the start.
+
+Compared with :mod:`curvax.core.lm` (Moré's trust-region LM on the QR factor, the
+single-fit solver) the iterates differ but the minimum is the same: the normal
+equations square the condition number of ``J`` in the *step*, not in the answer,
+because every step is checked against the true cost.
+
+The factor ``R`` (``RᵀR = JᵀJ``) for the covariance, :func:`batched_covariance_factor`:
+the Cholesky factor of ``A`` where it is accurate — its relative error is about
+``ε κ²`` with ``κ`` the condition number of the column-scaled Jacobian, so only when
+``κ ≤`` :data:`NORMAL_FACTOR_MAX_COND` (error ≲ 1e-10) — and otherwise modified
+Gram–Schmidt on the final Jacobian (:func:`curvax.core.small_linalg.gram_schmidt_r`),
+as accurate as a Householder QR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from curvax.core.small_linalg import (
+    cholesky_factor,
+    cholesky_solve,
+    gram_schmidt_r,
+    upper_triangular_inverse,
+)
+
+Array = jax.Array
+
+#: Initial damping, relative to the diagonal scaling ``D``.
+LAMBDA_START = 1e-3
+#: Range of the damping (beyond it steps are zero or undamped to working precision).
+LAMBDA_MIN, LAMBDA_MAX = 1e-20, 1e30
+#: Smallest ``ρ`` for which a step is accepted.
+ACCEPT_RATIO = 1e-4
+#: Loop status while iterating (never returned).
+_RUNNING = 99
+#: Largest bound on the scaled condition number for which ``chol(JᵀJ)ᵀ`` serves as ``R``.
+NORMAL_FACTOR_MAX_COND = 1e3
+
+
+class NormalLMOutput(NamedTuple):
+    """Result of :func:`lm_normal` for one problem (``A = JᵀJ`` at ``x``)."""
+
+    x: Array
+    A: Array
+    cost: Array
+    initial_cost: Array
+    nfev: Array
+    nit: Array
+    status: Array
+    optimality: Array
+
+
+class _State(NamedTuple):
+    p: Array
+    A: Array
+    g: Array
+    cost: Array
+    D: Array
+    lam: Array
+    nu: Array
+    nfev: Array
+    nit: Array
+    status: Array
+
+
+def _gtol_measure(A: Array, g: Array, cost: Array) -> Array:
+    """max_j |g_j| / (‖J_j‖ ‖r‖), 0 where a column or the residual vanishes."""
+    den = jnp.sqrt(jnp.diagonal(A) * (2.0 * cost))
+    return jnp.max(jnp.where(den > 0, jnp.abs(g) / jnp.where(den > 0, den, 1.0), 0.0))
+
+
+def lm_normal(
+    value_and_jac: Callable[[Array], tuple[Array, Array]],
+    p0: Array,
+    x_scale: Array | None,
+    ftol: Array,
+    xtol: Array,
+    gtol: Array,
+    max_nfev: Array,
+) -> NormalLMOutput:
+    """Minimise ``½‖r(p)‖²`` from ``p0`` (see the module docstring for the method).
+
+    Parameters
+    ----------
+    value_and_jac : callable
+        ``p ↦ (r (n,), J (n, P))``, residuals and Jacobian in one pass (rows of
+        masked points zero).
+    p0 : Array (P,)
+        Start.
+    x_scale : Array (P,) or None
+        Characteristic scales of the parameters; None for the Jacobian-based scaling.
+    ftol, xtol, gtol : scalar Arrays
+        Tolerances of the termination tests.
+    max_nfev : scalar Array
+        Budget of residual-and-Jacobian evaluations (the start included).
+    """
+    dtype = p0.dtype
+    r0, J0 = value_and_jac(p0)
+    cost0 = 0.5 * jnp.sum(r0 * r0)
+    A0 = J0.T @ J0
+    g0 = J0.T @ r0
+    finite0 = jnp.isfinite(cost0) & jnp.all(jnp.isfinite(A0)) & jnp.all(jnp.isfinite(g0))
+    if x_scale is None:
+        D0 = jnp.diagonal(A0)
+    else:
+        D0 = 1.0 / jnp.asarray(x_scale, dtype) ** 2
+    status0 = jnp.where(
+        ~finite0, -1, jnp.where(_gtol_measure(A0, g0, cost0) <= gtol, 1, _RUNNING)
+    )
+    state = _State(
+        p=p0,
+        A=A0,
+        g=g0,
+        cost=cost0,
+        D=D0,
+        lam=jnp.asarray(LAMBDA_START, dtype),
+        nu=jnp.asarray(2.0, dtype),
+        nfev=jnp.asarray(1, jnp.int32),
+        nit=jnp.asarray(0, jnp.int32),
+        status=status0.astype(jnp.int32),
+    )
+
+    def cond(s: _State) -> Array:
+        return (s.status == _RUNNING) & (s.nfev < max_nfev)
+
+    def body(s: _State) -> _State:
+        # Marquardt scaling, floored so that a zero column still gets some damping.
+        Dm = jnp.maximum(s.D, jnp.finfo(dtype).eps * jnp.max(s.D))
+        Dm = jnp.where(Dm > 0, Dm, 1.0)
+        M = s.A + jnp.diag(s.lam * Dm)
+        d = -cholesky_solve(M, s.g)
+        pt = s.p + d
+        rt, Jt = value_and_jac(pt)
+        ct = 0.5 * jnp.sum(rt * rt)
+        At = Jt.T @ Jt
+        gt = Jt.T @ rt
+        finite = (
+            jnp.isfinite(ct)
+            & jnp.all(jnp.isfinite(d))
+            & jnp.all(jnp.isfinite(At))
+            & jnp.all(jnp.isfinite(gt))
+        )
+        pred = -(s.g @ d) - 0.5 * (d @ (s.A @ d))
+        ared = s.cost - ct
+        pred_safe = jnp.where(pred > 0, pred, 1.0)
+        rho = jnp.where(pred > 0, ared / pred_safe, -1.0)
+        ok = finite & (ared > 0) & (rho >= ACCEPT_RATIO)
+
+        lam_ok = s.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+        lam = jnp.clip(jnp.where(ok, lam_ok, s.lam * s.nu), LAMBDA_MIN, LAMBDA_MAX)
+        nu = jnp.where(ok, 2.0, 2.0 * s.nu)
+
+        f_conv = (
+            finite
+            & (jnp.abs(ared) <= ftol * s.cost)
+            & (pred <= ftol * s.cost)
+            & (rho <= 2.0)
+        )
+        sd = jnp.sqrt(Dm)
+        x_conv = jnp.linalg.norm(sd * jnp.where(jnp.isfinite(d), d, 0.0)) <= xtol * (
+            xtol + jnp.linalg.norm(sd * s.p)
+        )
+
+        p = jnp.where(ok, pt, s.p)
+        A = jnp.where(ok, At, s.A)
+        g = jnp.where(ok, gt, s.g)
+        cost = jnp.where(ok, ct, s.cost)
+        D = jnp.maximum(s.D, jnp.diagonal(A)) if x_scale is None else s.D
+        g_conv = ok & (_gtol_measure(A, g, cost) <= gtol)
+        status = jnp.where(
+            f_conv & x_conv,
+            4,
+            jnp.where(f_conv, 2, jnp.where(x_conv, 3, jnp.where(g_conv, 1, _RUNNING))),
+        )
+        return _State(
+            p, A, g, cost, D, lam, nu, s.nfev + 1, s.nit + ok, status.astype(jnp.int32)
+        )
+
+    s = jax.lax.while_loop(cond, body, state)
+    status = jnp.where(s.status == _RUNNING, 0, s.status)
+    return NormalLMOutput(
+        x=s.p,
+        A=s.A,
+        cost=s.cost,
+        initial_cost=cost0,
+        nfev=s.nfev,
+        nit=s.nit,
+        status=status,
+        optimality=jnp.max(jnp.abs(s.g)),
+    )
+
+
+def _scaled_condition_bound(R: Array) -> Array:
+    """Upper bound ``√p ‖(R D)⁻¹‖_F`` on the condition number of ``R D`` (unit columns)."""
+    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
+    U = R / jnp.where(cn > 0, cn, 1.0)[None, :]
+    T = upper_triangular_inverse(U)
+    return jnp.sqrt(R.shape[0]) * jnp.sqrt(jnp.sum(T * T))
+
+
+def batched_covariance_factor(A: Array, jacobians: Callable[[], Array]) -> Array:
+    """``R`` (B, P, P) with ``RᵀR = JᵀJ`` for a batch of final ``A`` (B, P, P).
+
+    ``chol(A)ᵀ`` for the fits where it is accurate (scaled condition bound at most
+    :data:`NORMAL_FACTOR_MAX_COND`); for the others the Gram–Schmidt factor of their
+    final Jacobian, which ``jacobians()`` evaluates (B, n, P) — only when the batch has
+    such a fit (a real branch, outside ``vmap``).  Fits with non-finite ``A`` (failed
+    starts) never trigger that branch.
+    """
+    R = jnp.swapaxes(jax.vmap(cholesky_factor)(A), 1, 2)
+    bound = jax.vmap(_scaled_condition_bound)(R)
+    finite = jnp.all(jnp.isfinite(A), axis=(1, 2))
+    good = (bound <= NORMAL_FACTOR_MAX_COND) | ~finite
+
+    def precise() -> Array:
+        return jnp.where(good[:, None, None], R, jax.vmap(gram_schmidt_r)(jacobians()))
+
+    return jax.lax.cond(jnp.all(good), lambda: R, precise)
