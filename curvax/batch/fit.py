@@ -5,10 +5,9 @@ For fits ``b = 1..B`` of the same model ``f`` each minimises its own cost
     C_b(p_b) = ½ Σ_i m_bi ρ(r_bi²),    r_bi = (f(x_bi, p_b) − y_bi) / σ_bi,
 
 with ``m_bi ∈ {0, 1}`` the mask of real points (padding, omitted NaN).  The fits share
-nothing but the program: the single-fit solver (:func:`curvax.core.trf.trf` or
-:func:`curvax.core.lm.lm`) driven by the single-fit reduction
-(:func:`curvax.core.problem.pointwise_reducer`) is ``jax.vmap``-ed over the batch axis
-and compiled once per (model, options, chunk shape, dtype).
+nothing but the program: a one-fit solver (see the two families below) is
+``jax.vmap``-ed over the batch axis and compiled once per (model, options, chunk shape,
+dtype).
 
 Why one fit cannot disturb another: under ``vmap`` every operation acts on each fit's
 own slice, and the batched ``while_loop`` keeps iterating while *any* fit runs but
@@ -16,8 +15,9 @@ selects, fit by fit, the new state only where that fit's own loop condition hold
 converged (or failed) fit's state is frozen bit for bit.  A fit whose data or start
 are not finite stops at once with status -1; NaN can only reach its own slice.
 
-The batch is cut into chunks (sized to a memory budget) that run one after the
-other, so memory stays O(chunk × N × P) whatever ``B``.
+The batch is cut into sub-chunks (sized to a memory budget) that run one after the
+other, several per compiled call, so memory stays O(call × N + chunk × N × P)
+whatever ``B``.
 
 Two solver families (the ``linalg`` option):
 
@@ -26,8 +26,8 @@ Two solver families (the ``linalg`` option):
   Gpufit approach — a few dozen vector operations per iteration across the batch.
 * ``'jacobi'`` (the default for ``method='trf'``) and ``'lapack'``: the single-fit
   solvers themselves, with the trust-region subproblem's SVD done by the vectorised
-  Jacobi SVD of :mod:`curvax.core.small_linalg` or by LAPACK.  Their iterates are those
-  of :func:`curvax.curve_fit` bit for bit in exact arithmetic.
+  Jacobi SVD of :mod:`curvax.core.small_linalg` or by LAPACK: the iterates of
+  :func:`curvax.curve_fit`, up to rounding.
 """
 
 from __future__ import annotations
@@ -420,9 +420,11 @@ def curve_fit_batch(
 ) -> BatchResult:
     """Fit the same model independently to each row of ``ydata``.
 
-    Each fit ``b`` minimises ``½ Σ_i m_bi ρ(((f(x_b, p_b))_i − y_bi)² / σ_bi²)`` exactly
-    as :func:`curvax.curve_fit` would on that fit's data alone (same solvers, same
-    defaults, same covariance); all fits run as one compiled ``vmap``-ed program.
+    Each fit ``b`` minimises ``½ Σ_i m_bi ρ(((f(x_b, p_b))_i − y_bi)² / σ_bi²)`` as
+    :func:`curvax.curve_fit` would on that fit's data alone (same defaults, same minimum,
+    same covariance; with ``method='lm'`` by the batch solver of ``linalg='cholesky'``,
+    whose path to the minimum differs); all fits run as one compiled ``vmap``-ed
+    program.
 
     Parameters
     ----------
