@@ -87,13 +87,17 @@ def to_device(tree: Any, dtype: np.dtype) -> Any:
 JACOBIAN_LIMIT = 2.0**480  # as curvax.core.validation.MAGNITUDE_LIMIT: squares stay finite
 
 
-def check_jacobian_range(R: np.ndarray, dtype: np.dtype, x0_name: str = "p0") -> None:
+def check_jacobian_range(
+    R: np.ndarray, dtype: np.dtype, x0_name: str = "p0", loss: Any = "linear"
+) -> None:
     """Refuse a fit whose weighted Jacobian left the range where its squares are finite.
 
     The solver's column norms, gradient test and Gram products square the entries of
     ``J̃`` (as seen in its factor ``R``); beyond ~10^144 (float64) they overflow and
     a fit can stop at its start claiming convergence.  This happens when parameters
-    and residuals have wildly different scales (e.g. ``b ~ 1e-152`` with ``x ~ 1e152``).
+    and residuals have wildly different scales (e.g. ``b ~ 1e-152`` with ``x ~ 1e152``),
+    or, with a robust loss, when every residual lies so far beyond ``f_scale`` that the
+    loss is flat there (its rescaling ``√ρ'`` of ``J̃`` underflows).
     """
     wide = dtype == np.float64
     limit = JACOBIAN_LIMIT if wide else 2.0**60
@@ -105,6 +109,13 @@ def check_jacobian_range(R: np.ndarray, dtype: np.dtype, x0_name: str = "p0") ->
     tiny = cols[(cols > 0) & (cols < 1.0 / limit)] if wide else cols[:0]
     if big > limit or tiny.size:
         what = f"reaches ~{big:.1e}" if big > limit else f"has a column of size ~{tiny[0]:.1e}"
+        if not (isinstance(loss, str) and loss == "linear") and big <= limit:
+            raise ValueError(
+                f"{x0_name}/f_scale: with the robust loss {loss!r} the loss-weighted Jacobian "
+                f"{what}: every residual at the end point lies so far beyond f_scale that "
+                "the loss is flat there and cannot guide the fit; start closer to the data "
+                "or increase f_scale"
+            )
         raise ValueError(
             f"{x0_name}/xdata/sigma: the weighted Jacobian of the model {what}, outside "
             f"[{1 / limit:.0e}, {limit:.0e}] where {np.dtype(dtype).name} can hold its "
@@ -232,7 +243,7 @@ def solve(
         m = residuals.shape[0]
     n_rows = residuals.shape[0]
     R = np.asarray(sol.reduction.R, dtype=np.float64)
-    check_jacobian_range(R, dtype, x0_name)
+    check_jacobian_range(R, dtype, x0_name, kernel.loss)
     cost = float(sol.reduction.cost)
     pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
     x_free = np.asarray(sol.x, dtype=np.float64)
