@@ -111,7 +111,7 @@ def _build_program(
     g = adapt_model(f, style)
     jm = adapt_model(jac, style) if callable(jac) else jac
     rho_fn = None if (isinstance(loss, str) and loss == "linear") else get_loss(loss)
-    svd = jacobi_svd if linalg in ("jacobi", "cholesky") else None
+    svd = jacobi_svd if linalg == "jacobi" else None
 
     def one(x, y, w, mask, p0, lb, ub, xs, f_scale, ftol, xtol, gtol, max_nfev):  # type: ignore[no-untyped-def]
         n = y.shape[0]
@@ -161,16 +161,14 @@ def _build_program(
         def flat(a):  # type: ignore[no-untyped-def]
             return a.reshape(S * C, *a.shape[2:])
 
-        if linalg == "cholesky":  # R holds A = JᵀJ
+        if linalg == "cholesky":  # the solver returned A = JᵀJ in place of R
             R = batched_covariance_factor(
                 flat(R),
                 lambda: final_jacobians(
                     flat(x) if x_per_fit else x, flat(y), flat(w), flat(mask), flat(xo)
                 ),
             ).reshape(S, C, P, P)
-        pcov, decided = cov(
-            R.reshape(S * C, P, P), jnp.sum(mask, axis=2).reshape(S * C), cost.reshape(S * C)
-        )
+        pcov, decided = cov(flat(R), flat(jnp.sum(mask, axis=2)), flat(cost))
         pcov, decided = pcov.reshape(S, C, P, P), decided.reshape(S, C)
         return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt
 

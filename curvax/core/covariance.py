@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curvax.core.small_linalg import upper_triangular_inverse
+from curvax.core.small_linalg import column_scaled_inverse
 
 #: Margin on the bounds of the rank test of :func:`covariance_from_triangular`.
 RANK_TEST_MARGIN = 8.0
@@ -117,13 +117,7 @@ def covariance_from_triangular(
     n = R.shape[-1]
     dtype = R.dtype
     finite = jnp.all(jnp.isfinite(R))
-    Rs = jnp.where(finite, R, 0.0)
-    big = jnp.max(jnp.abs(Rs), axis=0)
-    big_safe = jnp.where(big > 0, big, 1.0)
-    cn = big * jnp.sqrt(jnp.sum((Rs / big_safe[None, :]) ** 2, axis=0))
-    inv = 1.0 / jnp.where(cn > 0, cn, 1.0)
-    d = jnp.where((cn > 0) & jnp.isfinite(inv), inv, 0.0)
-    T = upper_triangular_inverse(Rs * d[None, :])
+    T, d = column_scaled_inverse(jnp.where(finite, R, 0.0))
     tf = jnp.sqrt(jnp.sum(T * T))
     eps = jnp.finfo(dtype).eps
     thr = eps * jnp.maximum(n_residuals, n).astype(dtype)

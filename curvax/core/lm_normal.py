@@ -57,8 +57,8 @@ import jax.numpy as jnp
 from curvax.core.small_linalg import (
     cholesky_factor,
     cholesky_solve,
+    column_scaled_inverse,
     gram_schmidt_r,
-    upper_triangular_inverse,
 )
 
 Array = jax.Array
@@ -230,9 +230,7 @@ def lm_normal(
 
 def _scaled_condition_bound(R: Array) -> Array:
     """Upper bound ``√p ‖(R D)⁻¹‖_F`` on the condition number of ``R D`` (unit columns)."""
-    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
-    U = R / jnp.where(cn > 0, cn, 1.0)[None, :]
-    T = upper_triangular_inverse(U)
+    T, _ = column_scaled_inverse(R)
     return jnp.sqrt(R.shape[0]) * jnp.sqrt(jnp.sum(T * T))
 
 

@@ -15,7 +15,9 @@ whole batch, which XLA fuses and runs with SIMD instructions.
   :mod:`curvax.core.lm_normal`).
 * :func:`gram_schmidt_r` — the triangular factor ``R`` of ``J = QR`` by modified
   Gram–Schmidt (the covariance of a fit needs only ``R``).
-* :func:`upper_triangular_inverse` — ``U⁻¹`` by back substitution (the covariance).
+* :func:`upper_triangular_inverse` — ``U⁻¹`` by back substitution, and
+  :func:`column_scaled_inverse` — the inverse of ``R`` with its columns scaled to unit
+  norm (the covariance and its rank test).
 
 They are meant for matrices with a handful of columns (the number of fit parameters);
 the unrolled program grows like ``columns²`` (``columns³`` for the Cholesky
@@ -215,3 +217,20 @@ def upper_triangular_inverse(U: Array) -> Array:
                 acc = acc + U[i, k] * T[k][j]
             T[i][j] = -acc / U[i, i]
     return jnp.stack([jnp.stack(row) for row in T])
+
+
+def column_scaled_inverse(R: Array) -> tuple[Array, Array]:
+    """``(T, d)`` with ``d`` the inverse column norms of ``R`` and ``T = (R diag(d))⁻¹``.
+
+    ``R`` is upper triangular (p×p).  The norms are computed scaled by each column's
+    largest entry, so columns beyond 1e154 do not overflow when squared; a zero column,
+    or one so small that its inverse norm overflows, gets ``d = 0`` (and ``T`` is then
+    not finite: the scaled factor is singular).  ``√p ‖T‖_F`` bounds the condition
+    number of the unit-column factor from above, ``‖T‖_F`` bounds ``1/σ_min``.
+    """
+    big = jnp.max(jnp.abs(R), axis=0)
+    big_safe = jnp.where(big > 0, big, 1.0)
+    cn = big * jnp.sqrt(jnp.sum((R / big_safe[None, :]) ** 2, axis=0))
+    inv = 1.0 / jnp.where(cn > 0, cn, 1.0)
+    d = jnp.where((cn > 0) & jnp.isfinite(inv), inv, 0.0)
+    return upper_triangular_inverse(R * d[None, :]), d
