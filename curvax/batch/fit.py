@@ -56,7 +56,7 @@ from curvax.core.problem import (
     pointwise_reducer,
     signature_param_names,
     traced_output_shape,
-    value_and_jacobian,
+    weighted_value_and_jacobian,
 )
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.small_linalg import jacobi_svd
@@ -191,15 +191,8 @@ def _masked_value_and_jac(
     """``p ↦ (r, J)`` of one fit: weighted residuals and Jacobian, masked rows zero."""
 
     def value_and_jac(p: Any) -> tuple[Any, Any]:
-        if callable(jac):
-            r = jnp.where(mask, (model(x, p) - y) * w, 0.0)
-            J = jnp.where(mask[:, None], jac(x, p) * w[:, None], 0.0)
-            return r, J
-
-        def resid(q: Any) -> Any:
-            return jnp.where(mask, (model(x, q) - y) * w, 0.0)
-
-        return value_and_jacobian(resid, p, jac)
+        r, J = weighted_value_and_jacobian(model, jac, x, y, w, p)
+        return jnp.where(mask, r, 0.0), jnp.where(mask[:, None], J, 0.0)
 
     return value_and_jac
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curvax.core.small_linalg import column_scaled_inverse
+from curvax.core.small_linalg import column_scaled_inverse, inverse_column_norms
 
 #: Margin on the bounds of the rank test of :func:`covariance_from_triangular`.
 RANK_TEST_MARGIN = 8.0
@@ -71,14 +71,9 @@ def covariance_from_factors(
     cost = np.asarray(cost, dtype=np.float64).reshape(b)
     finite = np.all(np.isfinite(R), axis=(1, 2))
     Rs = np.where(finite[:, None, None], R, 0.0)
-    # (B, n) column norms, scaled by the largest entry so that columns beyond 1e154
-    # (huge x, tiny sigma) do not overflow when squared
-    big = np.max(np.abs(Rs), axis=1)
-    big_safe = np.where(big > 0, big, 1.0)
-    cn = big * np.sqrt(np.sum((Rs / big_safe[:, None, :]) ** 2, axis=1))
-    with np.errstate(over="ignore"):  # 1/cn overflows for a subnormal column: d = 0
-        inv = 1.0 / np.where(cn > 0, cn, 1.0)
-    d = np.where((cn > 0) & np.isfinite(inv), inv, 0.0)
+    # (B, n) column norms, overflow-safe; 1/cn overflows for a subnormal column: d = 0
+    with np.errstate(over="ignore"):
+        cn, d = inverse_column_norms(Rs, np)
     _, s, Vt = np.linalg.svd(Rs * d[:, None, :], full_matrices=False)
     threshold = np.finfo(np.float64).eps * np.maximum(m, n) * s[:, 0]
     ok = finite & np.all(cn > 0, axis=1) & (s[:, 0] > 0) & np.all(s > threshold[:, None], axis=1)

@@ -279,6 +279,37 @@ def is_traceable(f_canon: Callable[[Any, Array], Array], x: Any, p0: np.ndarray)
 # --- reductions ----------------------------------------------------------------------
 
 
+def weighted_value_and_jacobian(
+    model: Callable[[Any, Array], Array],
+    jac: Callable[[Any, Array], Array] | str,
+    x: Any,
+    y: Array,
+    w: Array | None,
+    p: Array,
+    colours: tuple[int, ...] | None = None,
+    pattern: Array | None = None,
+) -> tuple[Array, Array]:
+    """Weighted residuals ``w (f(x, p) − y)`` and their Jacobian, for independent points.
+
+    ``jac`` is a callable returning the model's (n, p) Jacobian, or a JAX mode name for
+    :func:`value_and_jacobian` (with the optional column groups ``colours`` and (n, p)
+    ``pattern`` of a sparse Jacobian).  ``w`` (= 1/σ) may be None.
+    """
+    if callable(jac):
+        r = model(x, p) - y
+        J = jac(x, p)
+        if w is not None:
+            r = r * w
+            J = J * w[:, None]
+        return r, J
+
+    def resid(q: Array) -> Array:
+        r = model(x, q) - y
+        return r if w is None else r * w
+
+    return value_and_jacobian(resid, p, jac, colours, pattern)
+
+
 def pointwise_reducer(
     model: Callable[[Any, Array], Array],
     jac: Callable[[Any, Array], Array] | str,
@@ -315,19 +346,7 @@ def pointwise_reducer(
         mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)
         pb = None if colours is None else jax.lax.dynamic_slice_in_dim(sparsity, start, size)
 
-        if callable(jac):
-            r = model(xb, p) - yb
-            J = jac(xb, p)
-            if wb is not None:
-                r = r * wb
-                J = J * wb[:, None]
-        else:
-
-            def resid(q: Array) -> Array:
-                r = model(xb, q) - yb
-                return r if wb is None else r * wb
-
-            r, J = value_and_jacobian(resid, p, jac, colours, pb)
+        r, J = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb)
         return block_rows(r, J, mb, rho_fn, f_scale)
 
     def reduce_fn(p: Array) -> Reduction:

@@ -28,6 +28,8 @@ about 2 µs per matrix against about 4-12 µs for the batched LAPACK call.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -228,9 +230,21 @@ def column_scaled_inverse(R: Array) -> tuple[Array, Array]:
     not finite: the scaled factor is singular).  ``√p ‖T‖_F`` bounds the condition
     number of the unit-column factor from above, ``‖T‖_F`` bounds ``1/σ_min``.
     """
-    big = jnp.max(jnp.abs(R), axis=0)
-    big_safe = jnp.where(big > 0, big, 1.0)
-    cn = big * jnp.sqrt(jnp.sum((R / big_safe[None, :]) ** 2, axis=0))
-    inv = 1.0 / jnp.where(cn > 0, cn, 1.0)
-    d = jnp.where((cn > 0) & jnp.isfinite(inv), inv, 0.0)
+    _, d = inverse_column_norms(R)
     return upper_triangular_inverse(R * d[None, :]), d
+
+
+def inverse_column_norms(R: Any, xp: Any = jnp) -> tuple[Any, Any]:
+    """``(cn, d)``: the column norms of ``R`` (…, k, p) and their inverses.
+
+    The norms are computed scaled by each column's largest entry, so that columns beyond
+    1e154 do not overflow when squared; ``d = 0`` for a zero column and for one whose
+    inverse norm overflows (a subnormal column).  ``xp`` is the array namespace, NumPy or
+    ``jax.numpy``: the NumPy covariance uses the same function (inside
+    ``np.errstate(over='ignore')``).
+    """
+    big = xp.max(xp.abs(R), axis=-2)
+    big_safe = xp.where(big > 0, big, 1.0)
+    cn = big * xp.sqrt(xp.sum((R / big_safe[..., None, :]) ** 2, axis=-2))
+    inv = 1.0 / xp.where(cn > 0, cn, 1.0)
+    return cn, xp.where((cn > 0) & xp.isfinite(inv), inv, 0.0)

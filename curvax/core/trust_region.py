@@ -97,6 +97,20 @@ FAR_FROM_MINIMUM = 0.5
 FAR_STEP_RTOL = 1e-3
 
 
+def kept_singular_values(s: Array, n_residuals: int) -> Array:
+    """The singular values taken as nonzero: ``σ_i > eps·max(m, 1)·σ_max`` (s descending)."""
+    eps = jnp.finfo(s.dtype).eps
+    return s > eps * max(n_residuals, 1) * s[0]
+
+
+def minimum_norm_step(sub: Subproblem, n_residuals: int) -> Array:
+    """The full Gauss–Newton step ``−A⁺b`` of a subproblem: the minimum-norm least-squares
+    solution, singular values not kept by :func:`kept_singular_values` ignored."""
+    uf, s, V = sub
+    keep = kept_singular_values(s, n_residuals)
+    return -(V @ jnp.where(keep, uf / jnp.where(keep, s, 1.0), 0.0))
+
+
 def gauss_newton_share(sub: Subproblem, cost: Array, n_residuals: int) -> Array:
     """Share of the cost a full Gauss–Newton step is predicted to remove.
 
@@ -107,16 +121,21 @@ def gauss_newton_share(sub: Subproblem, cost: Array, n_residuals: int) -> Array:
     from one.
     """
     uf, s, _ = sub
-    eps = jnp.finfo(s.dtype).eps
-    keep = s > eps * max(n_residuals, 1) * s[0]
-    gain = jnp.sum(jnp.where(keep, uf * uf, 0.0))
+    gain = jnp.sum(jnp.where(kept_singular_values(s, n_residuals), uf * uf, 0.0))
     return jnp.where(cost > 0, gain / jnp.where(cost > 0, 2.0 * cost, 1.0), 0.0)
+
+
+def near_bound_sides(x: Array, lb: Array, ub: Array) -> tuple[Array, Array]:
+    """``(lo, hi)``: parameters within ``BOUND_SNAP_RTOL·max(1, |bound|)`` of a finite
+    lower / upper bound."""
+    lo = jnp.isfinite(lb) & (x - lb <= BOUND_SNAP_RTOL * jnp.maximum(1.0, jnp.abs(lb)))
+    hi = jnp.isfinite(ub) & (ub - x <= BOUND_SNAP_RTOL * jnp.maximum(1.0, jnp.abs(ub)))
+    return lo, hi
 
 
 def near_bounds(x: Array, lb: Array, ub: Array) -> Array:
     """True for parameters within ``BOUND_SNAP_RTOL·max(1, |bound|)`` of a finite bound."""
-    lo = jnp.isfinite(lb) & (x - lb <= BOUND_SNAP_RTOL * jnp.maximum(1.0, jnp.abs(lb)))
-    hi = jnp.isfinite(ub) & (ub - x <= BOUND_SNAP_RTOL * jnp.maximum(1.0, jnp.abs(ub)))
+    lo, hi = near_bound_sides(x, lb, ub)
     return lo | hi
 
 
@@ -147,10 +166,7 @@ def refuse_far_convergence(
     safe = jnp.where(cn > 0, cn, 1.0)
     sub = subproblem_from_factor(R / safe, red.qtf, svd)
     share = gauss_newton_share(sub, red.cost, n_residuals)
-    uf, sv, V = sub
-    eps = jnp.finfo(sv.dtype).eps
-    keep = sv > eps * max(n_residuals, 1) * sv[0]
-    step = -(V @ jnp.where(keep, uf / jnp.where(keep, sv, 1.0), 0.0)) / safe
+    step = minimum_norm_step(sub, n_residuals) / safe
     big = jnp.max(jnp.abs(step)) > FAR_STEP_RTOL * jnp.maximum(jnp.max(jnp.abs(x)), 1e-300)
     converged = (status >= 1) & (status <= 4)
     far = converged & (share > FAR_FROM_MINIMUM) & big
@@ -554,8 +570,7 @@ def gauss_newton_polish(
 
     def active_set(x: Array, g: Array) -> Array:
         # a bound the descent direction presses against, within BOUND_SNAP_RTOL
-        lo = jnp.isfinite(lb) & (x - lb <= BOUND_SNAP_RTOL * jnp.maximum(1.0, jnp.abs(lb)))
-        hi = jnp.isfinite(ub) & (ub - x <= BOUND_SNAP_RTOL * jnp.maximum(1.0, jnp.abs(ub)))
+        lo, hi = near_bound_sides(x, lb, ub)
         return (lo & (g > 0)) | (hi & (g < 0))
 
     def gnorm(r: Any, active: Array) -> Array:
@@ -565,9 +580,7 @@ def gauss_newton_polish(
     def gn_point(x: Array, red: Any) -> tuple[Array, Array, Array]:
         active = active_set(x, red.grad)
         R_free = jnp.where(active[None, :], 0.0, red.R)  # active columns drop out
-        U, s, Vt = (thin_svd if svd is None else svd)(R_free)
-        keep = s > eps * max(n_residuals, 1) * s[0]
-        step = -Vt.T @ jnp.where(keep, (U.T @ red.qtf) / jnp.where(keep, s, 1.0), 0.0)
+        step = minimum_norm_step(subproblem_from_factor(R_free, red.qtf, svd), n_residuals)
         step = jnp.where(active, 0.0, step)
         x_new = jnp.where(active & (red.grad > 0), lb, jnp.where(active, ub, x + step))
         # a change below rounding of x changes nothing: stop without evaluating it
