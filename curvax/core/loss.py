@@ -140,13 +140,16 @@ def loss_terms(rho_fn: Callable[[Array], Array], r: Array, f_scale: Array) -> Ar
     return jnp.stack([rho[0] * f_scale**2, rho[1], rho[2] / f_scale**2])
 
 
-def scale_residuals_and_jacobian(r: Array, jac: Array, rho: Array) -> tuple[Array, Array]:
+def scale_residuals_and_jacobian(
+    r: Array, jac: Array, rho: Array, transposed: bool = False
+) -> tuple[Array, Array]:
     """Rescale residuals ``r`` (m,) and Jacobian ``jac`` (m, p) for a robust loss.
 
     ``rho`` is the output of :func:`loss_terms`.  Returns ``(r̃, J̃)`` as described in
-    the module docstring.
+    the module docstring.  With ``transposed=True`` the Jacobian is given (and
+    returned) as its transpose, (p, m).
     """
     eps = jnp.finfo(r.dtype).eps
     js = rho[1] + 2.0 * rho[2] * r**2
     js = jnp.sqrt(jnp.maximum(js, eps))
-    return rho[1] * r / js, jac * js[:, None]
+    return rho[1] * r / js, jac * (js[None, :] if transposed else js[:, None])

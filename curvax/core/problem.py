@@ -26,8 +26,10 @@ blocks of ``block_size`` points inside one compiled ``lax.scan``, so the N×p Ja
 never exists in memory.  With several blocks, the Gram matrix of ``[J̃ | r̃]`` is
 accumulated first (one small matrix product per block) and its Cholesky factor used
 when the column-scaled condition number of ``J̃`` is below 10⁴ (relative error of the
-factor ≲ 10⁻⁸); otherwise the reduction is redone with block QR, which keeps full
-accuracy at any conditioning.  :func:`dense_reducer` does the same for a residual function
+factor ≲ 10⁻⁸); otherwise — or when it is not finite — the reduction is redone with
+block QR, which keeps full accuracy at any conditioning and counts non-finite entries.
+Each block's Jacobian is taken transposed, (p, k), the layout in which forward mode
+produces it, so that the block's Gram matrix is one cache-resident product.  :func:`dense_reducer` does the same for a residual function
 of the whole parameter vector (``least_squares``, or a 2-D ``sigma`` that couples
 points), in a single block.
 """
@@ -46,7 +48,9 @@ import numpy as np
 from curvax.core.reduction import (
     GRAM_MAX_CONDITION,
     Reduction,
+    block_gram,
     block_rows,
+    factor_from_gram,
     merge,
     reduce_block,
     reduce_scan,
@@ -161,33 +165,41 @@ def value_and_jacobian(
     mode: str,
     colours: tuple[int, ...] | None = None,
     pattern: Array | None = None,
+    transposed: bool = False,
 ) -> tuple[Array, Array]:
     """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``.
 
     With ``colours`` (column groups) and the (n, p) boolean ``pattern`` the Jacobian is
-    evaluated with one pass per group (:mod:`curvax.core.sparsity`).
+    evaluated with one pass per group (:mod:`curvax.core.sparsity`).  With
+    ``transposed=True`` the Jacobian is returned as its (p, n) transpose, the layout in
+    which forward mode and finite differences produce it.
     """
+
+    def out(r: Array, J: Array) -> tuple[Array, Array]:
+        return r, (J.T if transposed else J)
+
     if colours is not None:
-        return compressed_value_and_jacobian(resid, p, mode, colours, pattern, fd_steps)
+        return out(*compressed_value_and_jacobian(resid, p, mode, colours, pattern, fd_steps))
     n_p = p.shape[0]
     eye = jnp.eye(n_p, dtype=p.dtype)
     if mode == "fwd":
         r, push = jax.linearize(resid, p)
-        return r, jax.vmap(push, out_axes=1)(eye)
+        return r, jax.vmap(push, out_axes=0 if transposed else 1)(eye)
     if mode == "rev":
         r, pull = jax.vjp(resid, p)
         n = r.shape[0]
         (J,) = jax.vmap(pull)(jnp.eye(n, dtype=r.dtype))
-        return r, J
+        return out(r, J)
     if mode in ("2-point", "3-point"):
         r = resid(p)
         h = fd_steps(p, mode)
-        if mode == "2-point":
-            fp = jax.vmap(lambda e: resid(p + e))(eye * h)
-            return r, ((fp - r) / h[:, None]).T
         fp = jax.vmap(lambda e: resid(p + e))(eye * h)
-        fm = jax.vmap(lambda e: resid(p - e))(eye * h)
-        return r, ((fp - fm) / (2.0 * h[:, None])).T
+        if mode == "2-point":
+            Jt = (fp - r) / h[:, None]
+        else:
+            fm = jax.vmap(lambda e: resid(p - e))(eye * h)
+            Jt = (fp - fm) / (2.0 * h[:, None])
+        return r, (Jt if transposed else Jt.T)
     raise ValueError(f"jac: unknown Jacobian mode {mode!r}")
 
 
@@ -288,12 +300,14 @@ def weighted_value_and_jacobian(
     p: Array,
     colours: tuple[int, ...] | None = None,
     pattern: Array | None = None,
+    transposed: bool = False,
 ) -> tuple[Array, Array]:
     """Weighted residuals ``w (f(x, p) − y)`` and their Jacobian, for independent points.
 
     ``jac`` is a callable returning the model's (n, p) Jacobian, or a JAX mode name for
     :func:`value_and_jacobian` (with the optional column groups ``colours`` and (n, p)
-    ``pattern`` of a sparse Jacobian).  ``w`` (= 1/σ) may be None.
+    ``pattern`` of a sparse Jacobian).  ``w`` (= 1/σ) may be None.  With
+    ``transposed=True`` the Jacobian is returned as its (p, n) transpose.
     """
     if callable(jac):
         r = model(x, p) - y
@@ -301,13 +315,13 @@ def weighted_value_and_jacobian(
         if w is not None:
             r = r * w
             J = J * w[:, None]
-        return r, J
+        return r, (J.T if transposed else J)
 
     def resid(q: Array) -> Array:
         r = model(x, q) - y
         return r if w is None else r * w
 
-    return value_and_jacobian(resid, p, jac, colours, pattern)
+    return value_and_jacobian(resid, p, jac, colours, pattern, transposed)
 
 
 def pointwise_reducer(
@@ -339,15 +353,23 @@ def pointwise_reducer(
     n_full = n // bs
     tail = n - n_full * bs
 
-    def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
+    def sliced(start: Array | int, size: int) -> tuple:
         xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=x_axis)
         yb = jax.lax.dynamic_slice_in_dim(y, start, size)
         wb = None if w is None else jax.lax.dynamic_slice_in_dim(w, start, size)
         mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)
         pb = None if colours is None else jax.lax.dynamic_slice_in_dim(sparsity, start, size)
+        return xb, yb, wb, mb, pb
 
+    def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
+        xb, yb, wb, mb, pb = sliced(start, size)
         r, J = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb)
         return block_rows(r, J, mb, rho_fn, f_scale)
+
+    def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
+        xb, yb, wb, mb, pb = sliced(i * bs, bs)
+        r, Jt = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb, True)
+        return block_gram(r, Jt, mb, rho_fn, f_scale)
 
     def reduce_fn(p: Array) -> Reduction:
         n_p = p.shape[0]
@@ -362,14 +384,18 @@ def pointwise_reducer(
         if n_full == 1:
             red = reduce_scan(scan_fn, p, blocks, n_p)
         else:
-            # Fast path: accumulate the Gram matrix; redo with QR if ill-conditioned.
-            fast = reduce_scan_gram(scan_fn, p, blocks, n_p)
-            good = jnp.all(jnp.isfinite(fast.factor)) & (
-                scaled_condition(fast.R) < GRAM_MAX_CONDITION
+            # Fast path: accumulate the Gram matrix; redo with QR (which also counts
+            # non-finite entries) if it is not finite or ill-conditioned.
+            cost, G = reduce_scan_gram(gram_fn, p, blocks, n_p)
+            factor = factor_from_gram(G)
+            good = (
+                jnp.isfinite(cost)
+                & jnp.all(jnp.isfinite(factor))
+                & (scaled_condition(factor[:-1, :-1]) < GRAM_MAX_CONDITION)
             )
             red = jax.lax.cond(
-                good | (fast.n_nonfinite > 0),
-                lambda: fast,
+                good,
+                lambda: Reduction(cost, factor, jnp.zeros((), jnp.int32)),
                 lambda: reduce_scan(scan_fn, p, blocks, n_p),
             )
         if tail:

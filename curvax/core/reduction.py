@@ -162,29 +162,63 @@ def scaled_condition(R: Array) -> Array:
 GRAM_MAX_CONDITION = 1e4
 
 
+def block_gram(
+    r: Array,
+    jac_t: Array,
+    mask: Array | None,
+    rho_fn: Callable[[Array], Array] | None,
+    f_scale: Array,
+) -> tuple[Array, Array]:
+    """Cost and Gram matrix ``G = AᵀA`` of the rows ``A = [J̃ | r̃]`` of one block.
+
+    As :func:`block_rows`, but the Jacobian comes transposed, ``jac_t`` (p, k): the
+    (p+1)×k matrix ``Aᵀ`` is then contiguous along the points and ``AᵀA`` is one small
+    matrix product that stays in cache.  Non-finite entries are not counted here: they
+    make ``G`` non-finite, and the caller then redoes the reduction with
+    :func:`reduce_scan`, which counts them.
+    """
+    if mask is not None:
+        r = jnp.where(mask, r, 0.0)
+        jac_t = jnp.where(mask[None, :], jac_t, 0.0)
+    if rho_fn is None:
+        cost = None
+    else:
+        rho = loss_terms(rho_fn, r, f_scale)
+        cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
+        r, jac_t = scale_residuals_and_jacobian(r, jac_t, rho, transposed=True)
+    a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
+    G = jax.lax.dot_general(
+        a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
+    )
+    return (0.5 * G[-1, -1] if cost is None else cost), G
+
+
 def reduce_scan_gram(
-    block_fn: Callable[[Array, object], tuple[Array, Array, Array]],
+    gram_fn: Callable[[Array, object], tuple[Array, Array]],
     params: Array,
     blocks: object,
     n_params: int,
-) -> Reduction:
-    """Like :func:`reduce_scan`, but accumulating the Gram matrix ``AᵀA`` of the rows.
+) -> tuple[Array, Array]:
+    """Cost and Gram matrix ``AᵀA`` of all rows, accumulated block by block (``lax.scan``).
 
-    Cheaper per block than a QR (one small matrix product), but the Cholesky factor of
-    a Gram matrix loses accuracy as ``ε·κ²`` with κ the column-scaled condition number
-    of ``J̃``; callers must check :func:`scaled_condition` of the result against
-    :data:`GRAM_MAX_CONDITION` (error ≲ 1e-8 below it) and fall back to QR above it.
+    ``gram_fn(params, block) -> (cost, G)`` gives one block's contribution
+    (:func:`block_gram`).  Cheaper per block than a QR (one small matrix product), but
+    the Cholesky factor of a Gram matrix (:func:`factor_from_gram`) loses accuracy as
+    ``ε·κ²`` with κ the column-scaled condition number of ``J̃``; callers must check
+    :func:`scaled_condition` of the factor against :data:`GRAM_MAX_CONDITION` (error
+    ≲ 1e-8 below it) and that it is finite, and fall back to :func:`reduce_scan` (QR,
+    which also counts non-finite entries) otherwise.
     """
 
     def step(carry: tuple, block: object) -> tuple[tuple, None]:
-        cost, G, bad = carry
-        c, rows, b = block_fn(params, block)
-        return (cost + c, G + rows.T @ rows, bad + b), None
+        cost, G = carry
+        c, g = gram_fn(params, block)
+        return (cost + c, G + g), None
 
     k = n_params + 1
-    init = (jnp.zeros((), params.dtype), jnp.zeros((k, k), params.dtype), jnp.zeros((), jnp.int32))
-    (cost, G, bad), _ = jax.lax.scan(step, init, blocks)
-    return Reduction(cost, factor_from_gram(G), bad)
+    init = (jnp.zeros((), params.dtype), jnp.zeros((k, k), params.dtype))
+    (cost, G), _ = jax.lax.scan(step, init, blocks)
+    return cost, G
 
 
 def reduce_scan(
