@@ -52,7 +52,7 @@ from curvax.core.sharding import (
     resolve_mesh,
     round_up,
 )
-from curvax.core.solve import precision, solve, to_device
+from curvax.core.solve import aligned_empty, precision, solve, to_device
 from curvax.core.sparsity import check_mode as check_sparse_mode
 from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.validation import (
@@ -279,13 +279,23 @@ def bucket_size(n: int) -> int:
 
 
 def pad_points(a: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Pad ``a`` along ``axis`` to ``size`` by repeating its last point."""
+    """Pad ``a`` along ``axis`` to ``size`` by repeating its last point.
+
+    The padded copy is written straight into a 64-byte aligned buffer
+    (:func:`~curvax.core.solve.aligned_empty`), which the compiled fit then reads in
+    place: one copy of the data, not two.
+    """
     n = a.shape[axis]
     if size == n:
         return a
-    widths = [(0, 0)] * a.ndim
-    widths[axis] = (0, size - n)
-    return np.pad(a, widths, mode="edge")
+    shape = list(a.shape)
+    shape[axis] = size
+    out = aligned_empty(tuple(shape), a.dtype)
+    src = np.moveaxis(a, axis, -1)
+    dst = np.moveaxis(out, axis, -1)
+    dst[..., :n] = src
+    dst[..., n:] = src[..., n - 1 : n]
+    return out
 
 
 def _fit_mixed_precision(
@@ -705,7 +715,9 @@ def fit_curve(
         data["y"] = pad_points(y, size, 0)
         if w is not None:
             data["w"] = pad_points(w, size, 0)
-        data["mask"] = np.arange(size) < n_pts
+        mask = np.zeros(size, dtype=bool)  # no N-sized index temporary
+        mask[:n_pts] = True
+        data["mask"] = mask
         if sparsity is not None:
             data["sparsity"] = pad_points(sparsity, size, 0)
     if fixed.any():

@@ -29,9 +29,9 @@ when the column-scaled condition number of ``J̃`` is below 10⁴ (relative erro
 factor ≲ 10⁻⁸); otherwise — or when it is not finite — the reduction is redone with
 block QR, which keeps full accuracy at any conditioning and counts non-finite entries.
 Each block's Jacobian is taken transposed, (p, k), the layout in which forward mode
-produces it, so that the block's Gram matrix is one cache-resident product.  :func:`dense_reducer` does the same for a residual function
-of the whole parameter vector (``least_squares``, or a 2-D ``sigma`` that couples
-points), in a single block.
+produces it, so that the block's Gram matrix is one cache-resident product.
+:func:`dense_reducer` does the same for a residual function of the whole parameter
+vector (``least_squares``, or a 2-D ``sigma`` that couples points), in a single block.
 """
 
 from __future__ import annotations

@@ -53,11 +53,18 @@ def aligned(a: np.ndarray) -> np.ndarray:
     """
     if a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
         return a
-    raw = np.empty(a.nbytes + ALIGNMENT, dtype=np.uint8)
-    off = (-raw.ctypes.data) % ALIGNMENT
-    out = raw[off : off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = aligned_empty(a.shape, a.dtype)
     out[...] = a
     return out
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data start on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    off = (-raw.ctypes.data) % ALIGNMENT
+    return raw[off : off + nbytes].view(dtype).reshape(shape)
 
 
 def to_device(tree: Any, dtype: np.dtype) -> Any:

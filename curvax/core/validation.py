@@ -313,6 +313,13 @@ SIGMA_MIN = 1.0 / float(np.finfo(np.float64).max)  # smallest sigma whose 1/sigm
 MAGNITUDE_LIMIT = 2.0**480  # about 1e144: squares of residuals stay inside float64
 
 
+def largest_magnitude(a: np.ndarray) -> float:
+    """``max |a|`` without an array-sized temporary (NaN if ``a`` holds a NaN)."""
+    if a.size == 0:
+        return 0.0
+    return max(abs(float(a.max())), abs(float(a.min())))
+
+
 def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -> None:
     """Refuse data whose weighted magnitude would under- or overflow the cost ½Σr².
 
@@ -321,10 +328,10 @@ def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -
     residuals pass ~10^±154.  Such data must be rescaled by the user.
     """
     with np.errstate(over="ignore"):  # an overflow here is itself out of range
+        v = y if (w is None or L is not None) else w * y
+        ref = largest_magnitude(v)
         if L is not None:
-            ref = float(np.max(np.abs(y))) / float(np.max(np.abs(np.diag(L))))
-        else:
-            ref = float(np.max(np.abs(y if w is None else w * y)))
+            ref /= float(np.max(np.abs(np.diag(L))))
     if ref == 0.0 or np.isnan(ref):
         return
     if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):
