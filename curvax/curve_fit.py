@@ -16,6 +16,8 @@ Gauss–Newton one of :mod:`curvax.core.covariance`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import threading
 import warnings
 from collections import OrderedDict
@@ -223,7 +225,7 @@ def probe_model(
     if isinstance(x, np.ndarray):
         x_shape = x.shape if x_shape is None else tuple(x_shape)
         try:
-            key = (model, style, x_shape, p0.size, dt.name)
+            key = (model, style, x_shape, p0.size, dt)
             hash(key)
         except TypeError:
             key = None
@@ -281,21 +283,41 @@ def bucket_size(n: int) -> int:
 def pad_points(a: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Pad ``a`` along ``axis`` to ``size`` by repeating its last point.
 
-    The padded copy is written straight into a 64-byte aligned buffer
-    (:func:`~curvax.core.solve.aligned_empty`), which the compiled fit then reads in
-    place: one copy of the data, not two.
+    The padded copy is C-contiguous and 64-byte aligned, as the compiled fit takes its
+    arguments (:func:`curvax.core.solve.aligned`), so it is not copied again.
     """
     n = a.shape[axis]
     if size == n:
         return a
+    axis = axis % a.ndim
     shape = list(a.shape)
     shape[axis] = size
     out = aligned_empty(tuple(shape), a.dtype)
-    src = np.moveaxis(a, axis, -1)
-    dst = np.moveaxis(out, axis, -1)
-    dst[..., :n] = src
-    dst[..., n:] = src[..., n - 1 : n]
+    lead = (slice(None),) * axis
+    out[(*lead, slice(0, n))] = a
+    out[(*lead, slice(n, size))] = a[(*lead, slice(n - 1, n))]
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _point_mask(n: int, size: int) -> np.ndarray:
+    mask = aligned_empty((size,), np.dtype(bool))
+    mask[:n] = True
+    mask[n:] = False
+    mask.flags.writeable = False
+    return mask
+
+
+def point_mask(n: int, size: int) -> np.ndarray:
+    """``size`` flags, True for the first ``n`` (the real points), aligned as
+    :func:`pad_points`; read-only.
+
+    Masks of up to 2¹⁶ points are kept (the last 16: at most 1 MB), since fits of
+    the same size bucket repeat them.
+    """
+    if size <= 1 << 16:
+        return _point_mask(n, size)
+    return _point_mask.__wrapped__(n, size)
 
 
 def _fit_mixed_precision(
@@ -391,6 +413,14 @@ def _by_name(
     return [(k, mapping[k]) for k in names if k in mapping]
 
 
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> tuple[str, str, str]:
+    """Versions of curvax, JAX and NumPy (fixed for the life of the process)."""
+    import curvax
+
+    return curvax.__version__, jax.__version__, np.__version__
+
+
 def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[str, Any]:
     """Reproducibility record: versions, device, dtype, options, data size and fingerprint.
 
@@ -398,22 +428,19 @@ def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[st
     spaced values of x and y (cheap at any size; it identifies a data set, it does not
     prove two large data sets identical).
     """
-    import hashlib
-
-    import curvax
-
     h = hashlib.blake2b(digest_size=16)
     for arr in (x, y):
         if isinstance(arr, np.ndarray):
             h.update(str(arr.shape).encode())
             flat = arr.reshape(-1)
             step = max(1, flat.size // 4096)
-            h.update(np.ascontiguousarray(flat[::step], dtype=np.float64).tobytes())
+            h.update(np.ascontiguousarray(flat[::step], dtype=np.float64))
     dev = jax.devices()[0]
+    curvax_version, jax_version, numpy_version = _library_versions()
     return {
-        "curvax_version": curvax.__version__,
-        "jax_version": jax.__version__,
-        "numpy_version": np.__version__,
+        "curvax_version": curvax_version,
+        "jax_version": jax_version,
+        "numpy_version": numpy_version,
         "device": f"{dev.platform}:{dev.device_kind}",
         "dtype": dt.name,
         "n_points": int(y.size),
@@ -515,9 +542,9 @@ def fit_curve(
     numeric_x = x_axis is not None
 
     if check_finite:
-        if not np.all(np.isfinite(y)):
+        if not np.isfinite(y).all():
             raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(y)})")
-        if numeric_x and not np.all(np.isfinite(x)):
+        if numeric_x and not np.isfinite(x).all():
             raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
     n_omitted = 0
     n_given, kept = n_pts, None  # rows of a jac_sparsity pattern that stay in the fit
@@ -561,7 +588,8 @@ def fit_curve(
     n_sig = count_model_params(f)
     if param_names is not None:
         names = tuple(param_names)
-    named = names if names is not None else signature_param_names(f)
+    sig_names = signature_param_names(f) if names is None else None
+    named = names if names is not None else sig_names
     if isinstance(p0, Mapping):
         p0 = [v for _, v in _by_name(p0, named, "p0", require_all=True)]
     if isinstance(bounds, Mapping):
@@ -597,7 +625,6 @@ def fit_curve(
     if style == "args" and n_sig is not None and n_sig != n:
         raise ValueError(f"p0: has {n} values but the model f takes {n_sig} parameters")
     if names is None and style == "args":
-        sig_names = signature_param_names(f)
         names = sig_names if sig_names is not None and len(sig_names) == n else None
     if n_global < n:
         raise ValueError(
@@ -611,15 +638,13 @@ def fit_curve(
             p0a[i] = lb[i] = ub[i] = v
     check_feasible(p0a, lb, ub)
     check_free_parameters(lb, ub)
-    bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
+    bounded = bool(np.isfinite(lb).any() or np.isfinite(ub).any())
     method = default_method(method, bounded, loss)
-    check_method(
+    check_method(  # bounds on a free parameter (lb == ub only holds one fixed)
         method,
-        bool(
-            np.any(lb < ub)
-            and bounded
-            and np.any(np.isfinite(lb[lb < ub]) | np.isfinite(ub[lb < ub]))
-        ),
+        bounded
+        and bool((lb < ub).any())
+        and bool((np.isfinite(lb[lb < ub]) | np.isfinite(ub[lb < ub])).any()),
     )
     xs = check_x_scale(x_scale, n, lb, ub)
     nfev = check_max_nfev(max_nfev, default_max_nfev(n))
@@ -667,6 +692,7 @@ def fit_curve(
         jmode = "host"
 
     fixed = lb == ub
+    any_fixed = bool(fixed.any())
     sparsity, colours = None, None
     if jac_sparsity is not None:
         if L is not None:
@@ -695,7 +721,7 @@ def fit_curve(
         method=method,
         jac_scale=xs is None,
         block_size=int(block_size),
-        fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
+        fixed=tuple(fixed.tolist()) if any_fixed else None,
         monitored=monitor is not None,
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,
         jac_style=detect_param_style(jac, n, "auto") if callable(jac) else None,
@@ -715,17 +741,15 @@ def fit_curve(
         data["y"] = pad_points(y, size, 0)
         if w is not None:
             data["w"] = pad_points(w, size, 0)
-        mask = np.zeros(size, dtype=bool)  # no N-sized index temporary
-        mask[:n_pts] = True
-        data["mask"] = mask
+        data["mask"] = point_mask(n_pts, size)
         if sparsity is not None:
             data["sparsity"] = pad_points(sparsity, size, 0)
-    if fixed.any():
+    if any_fixed:
         data["p_full"] = p0a
     if mesh is not None:
         with precision(dt):
             data = place(to_device(data, dt), mesh, kernel.x_axis)
-    free = ~fixed
+    free = ~fixed if any_fixed else slice(None)  # nothing fixed: views, not copies
     solve_args = dict(
         x_scale=None if xs is None else xs[free],
         f_scale=fs,
@@ -735,10 +759,37 @@ def fit_curve(
         absolute_sigma=absolute_sigma,
         param_names=param_names or names,
         loss_name=loss if isinstance(loss, str) else "custom",
-        fixed_values=p0a if fixed.any() else None,
+        fixed_values=p0a if any_fixed else None,
         n_points=n_global,
         n_local_points=n_pts if multi else None,
     )
+
+    def describe() -> dict[str, Any]:
+        """The entries of ``result.extra`` that do not depend on the outcome of the fit."""
+        return {
+            "n_omitted": n_omitted,
+            "fixed_mask": fixed.tolist(),
+            "metadata": fit_metadata(
+                x_arg,
+                y,
+                dt,
+                method=method,
+                loss=loss if isinstance(loss, str) else "custom",
+                ftol=ftol_,
+                xtol=xtol_,
+                gtol=gtol_,
+                x_scale=x_scale if isinstance(x_scale, str) else xs.tolist(),
+                f_scale=fs,
+                max_nfev=nfev,
+                absolute_sigma=absolute_sigma,
+                jac=str(jmode),
+                sigma="none" if sigma is None else ("covariance" if L is not None else "1-D"),
+                bounds=[lb.tolist(), ub.tolist()],
+                n_omitted=n_omitted,
+                devices=mesh_size(mesh),
+            ),
+        }
+
     mp = resolve_mixed_precision(mixed_precision)
     if mp.enable and dt == np.float64:
         res = _fit_mixed_precision(
@@ -753,6 +804,7 @@ def fit_curve(
             timeout,
             solve_args,
         )
+        res.extra.update(describe())
     else:
         res = solve(
             kernel,
@@ -763,31 +815,11 @@ def fit_curve(
             max_nfev=nfev,
             dtype=dt,
             monitor=monitor,
+            # computed while the compiled fit runs
+            while_running=lambda: {"precision_upgraded": False, **describe()},
             **solve_args,
         )
-        res.extra["precision_upgraded"] = False
     res._context = (f, style, (xdata, y, sigma))  # for predict/plot; not serialised
-    res.extra["n_omitted"] = n_omitted
-    res.extra["fixed_mask"] = fixed.tolist()
-    res.extra["metadata"] = fit_metadata(
-        x_arg,
-        y,
-        dt,
-        method=method,
-        loss=loss if isinstance(loss, str) else "custom",
-        ftol=ftol_,
-        xtol=xtol_,
-        gtol=gtol_,
-        x_scale=x_scale if isinstance(x_scale, str) else xs.tolist(),
-        f_scale=fs,
-        max_nfev=nfev,
-        absolute_sigma=absolute_sigma,
-        jac=str(jmode),
-        sigma="none" if sigma is None else ("covariance" if L is not None else "1-D"),
-        bounds=[lb.tolist(), ub.tolist()],
-        n_omitted=n_omitted,
-        devices=mesh_size(mesh),
-    )
     if colours is not None:
         res.extra["jac_groups"] = n_groups(colours)
     return res
@@ -927,7 +959,7 @@ def scipy_return(res: FitResult, full_output: bool, stacklevel: int = 2) -> tupl
     """
     if not res.success:
         raise RuntimeError("Optimal parameters not found: " + res.message)
-    if not np.all(np.isfinite(res.pcov)):
+    if not np.isfinite(res.pcov).all():
         warnings.warn(
             "Covariance of the parameters could not be estimated",
             OptimizeWarning,

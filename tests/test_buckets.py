@@ -8,7 +8,8 @@ import pytest
 
 import curvax
 from curvax.core.engine import COMPILE_CACHE
-from curvax.curve_fit import bucket_size
+from curvax.core.solve import ALIGNMENT
+from curvax.curve_fit import bucket_size, pad_points, point_mask
 
 
 def bdecay(x, a, b, c):
@@ -23,6 +24,22 @@ def test_bucket_sizes() -> None:
     assert n <= bucket_size(n) <= 1.25 * n
     sizes = {bucket_size(int(n)) for n in np.linspace(1000, 100_000, 500)}
     assert len(sizes) <= 8
+
+
+def test_pad_points_repeats_the_last_point_in_aligned_memory() -> None:
+    rng = np.random.default_rng(1)
+    for shape, axis in [((37,), 0), ((37,), -1), ((2, 37), -1), ((37, 2), 0), ((3, 37), 1)]:
+        a = rng.normal(size=shape)
+        n = a.shape[axis]
+        padded = pad_points(a, 64, axis)
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, 64 - n)
+        np.testing.assert_array_equal(padded, np.pad(a, widths, mode="edge"), strict=True)
+        assert padded.flags.c_contiguous
+        assert padded.__array_interface__["data"][0] % ALIGNMENT == 0
+    mask = point_mask(37, 64)
+    np.testing.assert_array_equal(mask, np.arange(64) < 37, strict=True)
+    assert not mask.flags.writeable and mask.__array_interface__["data"][0] % ALIGNMENT == 0
 
 
 def test_padding_changes_nothing() -> None:
@@ -52,7 +69,7 @@ def test_hundred_random_lengths_compile_at_most_eight_times() -> None:
         y = 3 * np.exp(-1.3 * x) + 0.5 + 0.01 * rng.normal(size=n)
         results.append(curvax.fit_curve(own_decay, x, y, p0=[1.0, 1.0, 0.0], method="trf"))
     assert all(r.success for r in results)
-    run = [fn for k, (fn, _) in COMPILE_CACHE._entries.items()
+    run = [prog.run for k, prog in COMPILE_CACHE._entries.items()
            if k.fn is own_decay and k.method == "trf"]
     assert len(run) == 1
     n_compiled = run[0]._cache_size()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -80,9 +80,75 @@ class Kernel:
     jac_colours: tuple[int, ...] | None = None  # column groups of a sparse Jacobian
 
 
+class Packing(NamedTuple):
+    """Where the leaves of a pytree lie in the vectors of :func:`pack`."""
+
+    treedef: Any
+    slots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # (vector, start, stop, shape)
+
+
+def pack(tree: Any) -> tuple[tuple[Array, ...], Packing]:
+    """The leaves of ``tree`` raveled and concatenated, one vector per dtype (in a trace).
+
+    A solver's output is a dozen small arrays; bringing them to the host one by one
+    costs more than the whole fit of a small data set, while two vectors cost little.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    groups: dict[Any, list[Array]] = {}
+    sizes: dict[Any, int] = {}
+    slots = []
+    for leaf in leaves:
+        dtype = leaf.dtype
+        if dtype not in groups:
+            groups[dtype], sizes[dtype] = [], 0
+        start = sizes[dtype]
+        sizes[dtype] += leaf.size
+        groups[dtype].append(jnp.ravel(leaf))
+        slots.append((list(groups).index(dtype), start, sizes[dtype], tuple(leaf.shape)))
+    vectors = tuple(jnp.concatenate(parts) for parts in groups.values())
+    return vectors, Packing(treedef, tuple(slots))
+
+
+def unpack(vectors: Sequence[np.ndarray], packing: Packing) -> Any:
+    """The pytree packed by :func:`pack`, from host copies of its vectors (as views)."""
+    return packing.treedef.unflatten(
+        [vectors[v][start:stop].reshape(shape) for v, start, stop, shape in packing.slots]
+    )
+
+
+def _packed_key(vectors: Sequence[Any]) -> tuple[tuple[Any, int], ...]:
+    """Dtypes and lengths of packed vectors: the key of their :class:`Packing`."""
+    return tuple((v.dtype, v.shape[0]) for v in vectors)
+
+
 class RunOutput(NamedTuple):
-    solver: SolverOutput
+    """A dispatched fit program (:func:`run_kernel`): device arrays, not awaited.
+
+    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput`, one vector per dtype
+    (:func:`pack`); :meth:`solver` waits for them and unpacks host copies.
+    """
+
+    packed: tuple[Array, ...]
     residuals: Array
+    packing: Packing
+
+    def solver(self, fetch: Callable[[Array], np.ndarray] = np.asarray) -> SolverOutput:
+        """The solver's output as NumPy values; ``fetch`` copies one replicated vector."""
+        return unpack([fetch(v) for v in self.packed], self.packing)
+
+
+class Program(NamedTuple):
+    """The compiled functions of a kernel (:func:`_compile`).
+
+    ``run`` returns ``(packed solver output, residuals)``; the :class:`Packing` of the
+    solver output is recorded in ``packings`` when ``run`` is traced, under
+    :func:`_packed_key` of the vectors it produces (they differ in length for every
+    number of parameters, the only thing that shapes a kernel's solver output).
+    """
+
+    run: Callable[..., tuple[tuple[Array, ...], Array]]
+    jacobian: Callable[..., Array]
+    packings: dict[tuple[tuple[Any, int], ...], Packing]
 
 
 def _free_index(k: Kernel) -> np.ndarray | None:
@@ -219,8 +285,9 @@ def kernel_functions(k: Kernel) -> tuple[Callable, Callable, Callable]:
     return _build(k)
 
 
-def _compile(k: Kernel) -> tuple[Callable, Callable]:
+def _compile(k: Kernel) -> Program:
     resid, jacobian, reducer = _build(k)
+    packings: dict[tuple[tuple[Any, int], ...], Packing] = {}
     rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
 
     def run(
@@ -235,7 +302,7 @@ def _compile(k: Kernel) -> tuple[Callable, Callable]:
         gtol: Array,
         max_nfev: Array,
         token: Array,
-    ) -> RunOutput:
+    ) -> tuple[tuple[Array, ...], Array]:
         reduce_fn = reducer(data, f_scale)
         m = jax.eval_shape(lambda q: resid(data, q), x0).shape[0]
         xs = None if k.jac_scale else x_scale
@@ -244,7 +311,10 @@ def _compile(k: Kernel) -> tuple[Callable, Callable]:
             out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         else:
             out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
-        return RunOutput(out, resid(data, out.x))
+        packed, packing = pack(out)
+        if packings.setdefault(_packed_key(packed), packing) != packing:
+            raise RuntimeError("curvax: two solver output layouts pack to the same lengths")
+        return packed, resid(data, out.x)
 
     def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:
         """Loss-rescaled Jacobian at ``q`` (m, n_free), materialised on request only."""
@@ -255,7 +325,7 @@ def _compile(k: Kernel) -> tuple[Callable, Callable]:
             return J
         return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]
 
-    return jax.jit(run), jax.jit(final_jacobian)
+    return Program(jax.jit(run), jax.jit(final_jacobian), packings)
 
 
 def _cache_size() -> int:
@@ -281,19 +351,20 @@ class CompileCache:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._entries: OrderedDict[Kernel, tuple[Callable, Callable]] = OrderedDict()
+        self._entries: OrderedDict[Kernel, Program] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, k: Kernel) -> tuple[Callable, Callable]:
+    def get(self, k: Kernel) -> Program:
         try:
             hash(k)
         except TypeError:
             return _compile(k)
         with self._lock:
-            hit = self._entries.pop(k, None)
-            if hit is None:
-                hit = _compile(k)
-            self._entries[k] = hit
+            hit = self._entries.get(k)
+            if hit is not None:
+                self._entries.move_to_end(k)
+                return hit
+            hit = self._entries[k] = _compile(k)
             while len(self._entries) > self.max_size:
                 self._entries.popitem(last=False)
             return hit
@@ -309,9 +380,14 @@ COMPILE_CACHE = CompileCache(_cache_size())
 
 
 def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
-    """Run the compiled program of ``k`` on ``data`` (see :func:`_compile`)."""
-    run, _ = COMPILE_CACHE.get(k)
-    return run(data, **run_args)
+    """Start the compiled program of ``k`` on ``data`` (see :func:`_compile`).
+
+    JAX dispatches it asynchronously: the host may work on while it runs, until it
+    fetches the outputs (:meth:`RunOutput.solver`, ``np.asarray(out.residuals)``).
+    """
+    program = COMPILE_CACHE.get(k)
+    packed, residuals = program.run(data, **run_args)
+    return RunOutput(packed, residuals, program.packings[_packed_key(packed)])
 
 
 def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
@@ -324,7 +400,7 @@ def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
     (e.g. sharded) are used as they are.
     """
     dt = np.dtype(dtype)
-    run, _ = COMPILE_CACHE.get(k)
+    run = COMPILE_CACHE.get(k).run
     with jax.enable_x64(dt == np.float64):
         conv = jax.tree.map(
             lambda a: a.astype(dt) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a,
@@ -370,5 +446,4 @@ def program_memory(k: Kernel, data: dict, n_free: int, dtype: Any) -> dict[str, 
 
 def jacobian_at(k: Kernel, data: Any, p: Array, f_scale: Array) -> Array:
     """The loss-rescaled Jacobian at ``p`` (materialised: m × n)."""
-    _, jac = COMPILE_CACHE.get(k)
-    return jac(data, p, f_scale)
+    return COMPILE_CACHE.get(k).jacobian(data, p, f_scale)

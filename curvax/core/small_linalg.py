@@ -243,8 +243,8 @@ def inverse_column_norms(R: Any, xp: Any = jnp) -> tuple[Any, Any]:
     ``jax.numpy``: the NumPy covariance uses the same function (inside
     ``np.errstate(over='ignore')``).
     """
-    big = xp.max(xp.abs(R), axis=-2)
+    big = xp.abs(R).max(axis=-2)  # (methods: cheaper than xp.max/xp.sum in NumPy)
     big_safe = xp.where(big > 0, big, 1.0)
-    cn = big * xp.sqrt(xp.sum((R / big_safe[..., None, :]) ** 2, axis=-2))
+    cn = big * xp.sqrt(((R / big_safe[..., None, :]) ** 2).sum(axis=-2))
     inv = 1.0 / xp.where(cn > 0, cn, 1.0)
     return cn, xp.where((cn > 0) & xp.isfinite(inv), inv, 0.0)

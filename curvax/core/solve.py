@@ -8,7 +8,8 @@ become a :class:`~curvax.core.result.FitResult`; ``least_squares``, ``curve_fit`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -22,19 +23,14 @@ from curvax.core.result import FitResult
 from curvax.core.sharding import fetch_replicated, local_rows
 
 
-@contextlib.contextmanager
-def precision(dtype: np.dtype) -> Iterator[None]:
+def precision(dtype: np.dtype) -> contextlib.AbstractContextManager:
     """Scope in which JAX computes in ``dtype``.
 
     float64 is switched on with ``jax.enable_x64(True)`` for the duration of the fit
     only (a thread-local, scoped setting): the precision of the user's other JAX code
-    does not change.
+    does not change.  For float32 the scope changes nothing.
     """
-    if dtype == np.float64:
-        with jax.enable_x64(True):
-            yield
-    else:
-        yield
+    return jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
 
 
 ALIGNMENT = 64
@@ -51,20 +47,57 @@ def aligned(a: np.ndarray) -> np.ndarray:
     differences of chunked fits, whose cause turned out to be float64 values rounded
     to float32 on their way into a host callback: see :mod:`curvax.core.wire`.)
     """
-    if a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
+    if a.flags.c_contiguous and _address(a) % ALIGNMENT == 0:
         return a
     out = aligned_empty(a.shape, a.dtype)
     out[...] = a
     return out
 
 
+def _address(a: np.ndarray) -> int:
+    """Address of the first element of ``a`` (cheaper to read than ``a.ctypes.data``)."""
+    return a.__array_interface__["data"][0]
+
+
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array whose data start on a 64-byte boundary."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
-    off = (-raw.ctypes.data) % ALIGNMENT
+    off = (-_address(raw)) % ALIGNMENT
     return raw[off : off + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_vectors(vectors: Sequence[np.ndarray], dtype: np.dtype) -> list[np.ndarray]:
+    """Equal-length 1-D ``vectors`` cast to ``dtype``, each starting on a 64-byte boundary.
+
+    The values are those of ``[aligned(v.astype(dtype)) for v in vectors]``; the
+    vectors share one allocation (rows of a padded 2-D array), which makes this much
+    cheaper than one aligned copy each for the handful of parameter-sized vectors
+    (start, bounds, scales) of every fit.
+    """
+    n = vectors[0].shape[0]
+    per_row = ALIGNMENT // dtype.itemsize
+    stride = max(per_row, -(-n // per_row) * per_row)  # a whole number of 64-byte lines
+    buf = aligned_empty((len(vectors), stride), dtype)
+    rows = []
+    for i, v in enumerate(vectors):
+        buf[i, :n] = v
+        rows.append(buf[i, :n])
+    return rows
+
+
+def _convert(a: Any, dtype: np.dtype) -> Any:
+    """One leaf of :func:`to_device`."""
+    if isinstance(a, np.ndarray):
+        if a.dtype != dtype and a.dtype.kind == "f":
+            a = a.astype(dtype)
+        return aligned(a)
+    if isinstance(a, (float, np.floating)):
+        return dtype.type(a)  # one value: where it lies cannot matter
+    if isinstance(a, jax.Array) and np.issubdtype(a.dtype, np.floating):
+        return a if a.dtype == dtype else a.astype(dtype)
+    return a
 
 
 def to_device(tree: Any, dtype: np.dtype) -> Any:
@@ -73,22 +106,19 @@ def to_device(tree: Any, dtype: np.dtype) -> Any:
     NumPy arrays stay NumPy arrays (``jax.jit`` moves them to the device in its fast C++
     dispatch path, which is much cheaper than one ``jnp.asarray`` per leaf), made
     64-byte aligned (:func:`aligned`) so that results do not depend on where they lie.
+    Floating scalars become NumPy scalars of ``dtype``.  Dicts, lists and tuples are
+    walked directly (the common case, and cheap); any other pytree goes through
+    ``jax.tree.map``.
     """
-
-    def conv(a: Any) -> Any:
-        if a is None:
-            return None
-        if isinstance(a, np.ndarray):
-            if np.issubdtype(a.dtype, np.floating) and a.dtype != dtype:
-                a = a.astype(dtype)
-            return aligned(a)
-        if isinstance(a, (float, np.floating)):
-            return aligned(np.asarray(a, dtype=dtype))
-        if isinstance(a, jax.Array) and np.issubdtype(a.dtype, np.floating):
-            return a if a.dtype == dtype else a.astype(dtype)
-        return a
-
-    return jax.tree.map(conv, tree, is_leaf=lambda a: a is None)
+    dtype = np.dtype(dtype)
+    kind = type(tree)
+    if kind is dict:
+        return {k: to_device(v, dtype) for k, v in tree.items()}
+    if kind is list or kind is tuple:
+        return kind(to_device(v, dtype) for v in tree)
+    if tree is None or isinstance(tree, (np.ndarray, np.generic, int, float, jax.Array)):
+        return _convert(tree, dtype)
+    return jax.tree.map(lambda a: _convert(a, dtype), tree)
 
 
 JACOBIAN_LIMIT = 2.0**480  # as curvax.core.validation.MAGNITUDE_LIMIT: squares stay finite
@@ -109,6 +139,10 @@ def check_jacobian_range(
     wide = dtype == np.float64
     limit = JACOBIAN_LIMIT if wide else 2.0**60
     if not R.size:
+        return
+    # Fast path (every fit): all column scales in {0} ∪ [1/limit, limit] (NaN fails it)
+    smallest = 1.0 / limit if wide else 0.0
+    if all(c == 0.0 or smallest <= c <= limit for c in np.abs(R).max(axis=0).tolist()):
         return
     A = np.where(np.isnan(R), 0.0, np.abs(R))
     big = float(np.max(A))
@@ -178,6 +212,7 @@ def solve(
     n_points: int | None = None,
     x0_name: str = "p0",
     n_local_points: int | None = None,
+    while_running: Callable[[], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Fit and return a :class:`FitResult` with covariance.
 
@@ -191,6 +226,12 @@ def solve(
     of all processes and ``n_local_points`` this process's, whose residuals are the
     ones returned in ``fun``.
 
+    ``while_running``, when given, is called once the compiled program has been
+    dispatched and before its results are awaited, so that host work which does not
+    depend on the result (e.g. the metadata of :func:`curvax.curve_fit.fit_metadata`)
+    overlaps the fit instead of following it; the entries of the dict it returns are
+    added to ``result.extra``.
+
     Raises
     ------
     ValueError
@@ -201,28 +242,30 @@ def solve(
         x0 = strictly_feasible(x0, lb, ub)
     xs = np.ones(n_free) if x_scale is None else x_scale
     with precision(dtype):
-        dev = to_device(
-            dict(
-                data=data,
-                x0=x0,
-                lb=lb,
-                ub=ub,
-                x_scale=xs,
-                f_scale=np.float64(f_scale),
-                ftol=np.float64(ftol),
-                xtol=np.float64(xtol),
-                gtol=np.float64(gtol),
-            ),
-            dtype,
-        )
+        x0_d, lb_d, ub_d, xs_d = aligned_vectors((x0, lb, ub, xs), dtype)
+        real = dtype.type
         token = np.int32(monitor.token if monitor is not None else 0)
         with monitor if monitor is not None else contextlib.nullcontext():
             try:
                 out = run_kernel(
-                    kernel, max_nfev=jnp.asarray(max_nfev, jnp.int32), token=token, **dev
+                    kernel,
+                    to_device(data, dtype),
+                    x0=x0_d,
+                    lb=lb_d,
+                    ub=ub_d,
+                    x_scale=xs_d,
+                    f_scale=real(f_scale),
+                    ftol=real(ftol),
+                    xtol=real(xtol),
+                    gtol=real(gtol),
+                    max_nfev=np.int32(max_nfev),
+                    token=token,
                 )
-                sol = fetch_replicated(out.solver)
-                residuals = local_rows(out.residuals)
+                extra = {} if while_running is None else while_running()
+                if kernel.mesh is None:  # on this process's device
+                    sol, residuals = out.solver(), np.asarray(out.residuals)
+                else:
+                    sol, residuals = out.solver(fetch_replicated), local_rows(out.residuals)
             except jax.errors.JaxRuntimeError as err:
                 clear = host_model_error(err, "fun" if x0_name == "x0" else "f")
                 if clear is None:
@@ -318,4 +361,5 @@ def solve(
         result.extra["chisqr"] = chisqr
     if monitor is not None:
         monitor.complete(result)
+    result.extra.update(extra)
     return result

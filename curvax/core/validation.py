@@ -6,6 +6,7 @@ message that names the argument and says what is wrong with it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ import numpy as np
 from curvax.core.loss import LOSS_NAMES
 
 METHODS = ("trf", "lm")
+
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def resolve_dtype(dtype: Any) -> np.dtype:
@@ -55,6 +58,8 @@ def prepare_bounds(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if bounds is None:
         lb_raw, ub_raw = -np.inf, np.inf
+    elif type(bounds) is tuple and len(bounds) == 2:  # the common form, checked first
+        lb_raw, ub_raw = bounds
     elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
         lb_raw, ub_raw = bounds.lb, bounds.ub
     else:
@@ -71,20 +76,23 @@ def prepare_bounds(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
             arr = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise ValueError(f"bounds: {label} bounds are not numeric: {raw!r}") from err
-        if arr.ndim == 0:
-            arr = np.full(n, float(arr))
+        if arr.ndim == 0:  # one value for all: checked as a Python float
+            value = float(arr)
+            if math.isnan(value):
+                raise ValueError(f"bounds: {label} bounds contain NaN")
+            out.append(np.full(n, value))
+            continue
         if arr.ndim != 1 or arr.shape[0] != n:
             raise ValueError(
                 f"bounds: {label} bounds have shape {arr.shape}; expected a scalar or "
                 f"length {n} (one per parameter)"
             )
-        if np.any(np.isnan(arr)):
+        if np.isnan(arr).any():
             raise ValueError(f"bounds: {label} bounds contain NaN")
         out.append(arr)
     lb, ub = out
-    bad = np.nonzero(lb > ub)[0]
-    if bad.size:
-        i = int(bad[0])
+    if (lb > ub).any():
+        i = int(np.nonzero(lb > ub)[0][0])
         raise ValueError(
             f"bounds: lower bound must not exceed upper bound, but lower[{i}]={lb[i]:g} > "
             f"upper[{i}]={ub[i]:g}"
@@ -94,7 +102,7 @@ def prepare_bounds(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def check_free_parameters(lb: np.ndarray, ub: np.ndarray) -> None:
     """Refuse a fit in which every parameter is fixed (``lower == upper`` everywhere)."""
-    if lb.size and np.all(lb == ub):
+    if lb.size and (lb == ub).all():
         raise ValueError(
             "bounds/fixed: every parameter is fixed (lower == upper for all of them), so "
             "there is nothing to fit; free at least one parameter or evaluate the model"
@@ -113,15 +121,15 @@ def check_x0(x0: Any, n: int | None, name: str = "p0") -> np.ndarray:
         raise ValueError(f"{name}: must contain at least one parameter")
     if n is not None and arr.size != n:
         raise ValueError(f"{name}: has {arr.size} values but the model takes {n} parameters")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or Inf: {arr}")
     return arr
 
 
 def check_feasible(x0: np.ndarray, lb: np.ndarray, ub: np.ndarray, name: str = "p0") -> None:
-    out = np.nonzero((x0 < lb) | (x0 > ub))[0]
-    if out.size:
-        i = int(out[0])
+    outside = (x0 < lb) | (x0 > ub)
+    if outside.any():
+        i = int(np.nonzero(outside)[0][0])
         raise ValueError(
             f"{name}: {name}[{i}]={x0[i]:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]"
         )
@@ -136,13 +144,13 @@ def check_tolerances(ftol: Any, xtol: Any, gtol: Any) -> tuple[float, float, flo
             v = float(v)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{name}: expected a non-negative number, got {v!r}") from err
-        if not np.isfinite(v) or v < 0:
+        if not math.isfinite(v) or v < 0:
             raise ValueError(f"{name}: expected a non-negative finite number, got {v!r}")
         vals.append(v)
-    if max(vals) < np.finfo(np.float64).eps:
+    if max(vals) < _EPS:
         raise ValueError(
             "ftol, xtol, gtol: at least one tolerance must be above machine epsilon "
-            f"({np.finfo(np.float64).eps:.3g}), otherwise the fit cannot stop"
+            f"({_EPS:.3g}), otherwise the fit cannot stop"
         )
     return vals[0], vals[1], vals[2]
 
@@ -287,7 +295,7 @@ def check_f_scale(f_scale: Any) -> float:
         v = float(f_scale)
     except (TypeError, ValueError) as err:
         raise ValueError(f"f_scale: expected a positive number, got {f_scale!r}") from err
-    if not np.isfinite(v) or v <= 0:
+    if not math.isfinite(v) or v <= 0:
         raise ValueError(f"f_scale: expected a positive finite number, got {f_scale!r}")
     return v
 
@@ -332,7 +340,7 @@ def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -
         ref = largest_magnitude(v)
         if L is not None:
             ref /= float(np.max(np.abs(np.diag(L))))
-    if ref == 0.0 or np.isnan(ref):
+    if ref == 0.0 or math.isnan(ref):
         return
     if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):
         raise ValueError(
