@@ -27,9 +27,6 @@ not (the caller then applies :func:`covariance_from_factors` to those fits).
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +36,6 @@ from curvax.core.small_linalg import column_scaled_inverse, inverse_column_norms
 #: Margin on the bounds of the rank test of :func:`covariance_from_triangular`.
 RANK_TEST_MARGIN = 8.0
 
-_EPS = float(np.finfo(np.float64).eps)
-
 
 def covariance_from_factor(
     R: np.ndarray,
@@ -48,72 +43,12 @@ def covariance_from_factor(
     cost: float,
     absolute_sigma: bool,
 ) -> tuple[np.ndarray, bool]:
-    """Return ``(pcov, ok)``; ``ok`` is False when pcov is all-inf (see module docstring).
-
-    The single-fit form of :func:`covariance_from_factors`: the same NumPy operations
-    on the same values (so the same bits: tests hold the two equal), with the rank and
-    finiteness tests decided on Python scalars and an early return once the answer is
-    "not estimable".  For a handful of parameters the batched form's many tiny array
-    operations cost several times the SVD itself; every fit pays this on its way out.
-    """
+    """Return ``(pcov, ok)``; ``ok`` is False when pcov is all-inf (see module docstring)."""
     R = np.asarray(R, dtype=np.float64)
-    n = R.shape[-1]
-    d = _inverse_column_norms(R)
-    if d is None:
-        return _not_estimable(n)
-    _, s, Vt = np.linalg.svd(R * d, full_matrices=False)
-    sv = s.tolist()
-    threshold = _EPS * max(float(n_residuals), float(n)) * sv[0]
-    if not (sv[0] > 0 and all(v > threshold for v in sv)):
-        return _not_estimable(n)
-    pcov = np.einsum("ki,k,kj->ij", Vt, 1.0 / s**2, Vt)
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow: not estimable
-        pcov = pcov * d[:, None] * d[None, :]
-    if not np.isfinite(pcov).all():
-        return _not_estimable(n)
-    pcov = 0.5 * (pcov + pcov.T)
-    if not absolute_sigma:
-        m = float(n_residuals)
-        if not m > n:
-            return _not_estimable(n)
-        with np.errstate(over="ignore", invalid="ignore"):
-            pcov = pcov * (2.0 * float(cost) / (m - n))
-        if not np.isfinite(pcov).all():
-            return _not_estimable(n)
-    return pcov, True
-
-
-def _inverse_column_norms(R: np.ndarray) -> np.ndarray | None:
-    """``d`` of :func:`~curvax.core.small_linalg.inverse_column_norms` for one factor, or
-    None when ``R`` is not finite or has a zero column (its covariance is not estimable).
-
-    The same IEEE operations in the same order (column maximum, scaled sum of squares
-    row by row, square root, inverse; 0 where the inverse overflows), on Python floats:
-    for a handful of parameters this loop costs a fraction of the dozen NumPy calls of
-    the array form.  Tests hold :func:`covariance_from_factor` equal, bit for bit, to
-    :func:`covariance_from_factors`, which uses the array form.
-    """
-    columns = R.T.tolist()
-    if not all(map(math.isfinite, itertools.chain.from_iterable(columns))):
-        return None
-    d = []
-    for column in columns:
-        big = max(map(abs, column))
-        if big == 0.0:
-            return None
-        total = 0.0
-        for v in column:
-            t = v / big
-            total += t * t
-        inv = 1.0 / (big * math.sqrt(total))  # Python floats overflow to inf, silently
-        d.append(inv if math.isfinite(inv) else 0.0)
-    return np.array(d)
-
-
-def _not_estimable(n: int) -> tuple[np.ndarray, bool]:
-    """The answer of :func:`covariance_from_factor` when the covariance cannot be
-    estimated."""
-    return np.full((n, n), np.inf), False
+    pcov, ok = covariance_from_factors(
+        R[None], np.array([n_residuals]), np.array([cost]), absolute_sigma
+    )
+    return pcov[0], bool(ok[0])
 
 
 def covariance_from_factors(
