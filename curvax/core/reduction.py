@@ -101,16 +101,35 @@ def block_rows(
     bad = ~jnp.isfinite(r) | ~jnp.all(jnp.isfinite(jac), axis=1)
     if mask is not None:
         bad = bad & mask
-        r = jnp.where(mask, r, 0.0)
-        jac = jnp.where(mask[:, None], jac, 0.0)
-    if rho_fn is None:
+    cost, r, jac = _masked_loss_rows(r, jac, mask, rho_fn, f_scale, transposed=False)
+    if cost is None:
         cost = 0.5 * jnp.sum(r * r)
-    else:
-        rho = loss_terms(rho_fn, r, f_scale)
-        cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
-        r, jac = scale_residuals_and_jacobian(r, jac, rho)
     rows = jnp.concatenate([jac, r[:, None]], axis=1)
     return cost, rows, jnp.sum(bad).astype(jnp.int32)
+
+
+def _masked_loss_rows(
+    r: Array,
+    jac: Array,
+    mask: Array | None,
+    rho_fn: Callable[[Array], Array] | None,
+    f_scale: Array,
+    transposed: bool,
+) -> tuple[Array | None, Array, Array]:
+    """Masked rows zeroed and, for a robust loss, the cost ``½ Σ ρ`` and rescaled ``(r̃, J̃)``.
+
+    ``jac`` is (k, p), or (p, k) with ``transposed``.  Returns ``(cost, r̃, J̃)``; the
+    cost is None for the linear loss (``½ Σ r²``, left to the caller).
+    """
+    if mask is not None:
+        r = jnp.where(mask, r, 0.0)
+        jac = jnp.where(mask[None, :] if transposed else mask[:, None], jac, 0.0)
+    if rho_fn is None:
+        return None, r, jac
+    rho = loss_terms(rho_fn, r, f_scale)
+    cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
+    r, jac = scale_residuals_and_jacobian(r, jac, rho, transposed=transposed)
+    return cost, r, jac
 
 
 def block_cost(
@@ -177,15 +196,7 @@ def block_gram(
     make ``G`` non-finite, and the caller then redoes the reduction with
     :func:`reduce_scan`, which counts them.
     """
-    if mask is not None:
-        r = jnp.where(mask, r, 0.0)
-        jac_t = jnp.where(mask[None, :], jac_t, 0.0)
-    if rho_fn is None:
-        cost = None
-    else:
-        rho = loss_terms(rho_fn, r, f_scale)
-        cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
-        r, jac_t = scale_residuals_and_jacobian(r, jac_t, rho, transposed=True)
+    cost, r, jac_t = _masked_loss_rows(r, jac_t, mask, rho_fn, f_scale, transposed=True)
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
     G = jax.lax.dot_general(
         a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
