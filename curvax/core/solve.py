@@ -140,15 +140,12 @@ def check_jacobian_range(
     limit = JACOBIAN_LIMIT if wide else 2.0**60
     if not R.size:
         return
-    # Fast path (every fit): all column scales in {0} ∪ [1/limit, limit] (NaN fails it)
+    # a column's scale, NaN entries ignored (zero: insensitive, which is allowed)
+    cols = [0.0 if math.isnan(c) else c for c in np.fmax.reduce(np.abs(R), axis=0).tolist()]
+    big = max(cols)
     smallest = 1.0 / limit if wide else 0.0
-    if all(c == 0.0 or smallest <= c <= limit for c in np.abs(R).max(axis=0).tolist()):
-        return
-    A = np.where(np.isnan(R), 0.0, np.abs(R))
-    big = float(np.max(A))
-    cols = np.max(A, axis=0)  # a column's scale (zero: insensitive, which is allowed)
-    tiny = cols[(cols > 0) & (cols < 1.0 / limit)] if wide else cols[:0]
-    if big > limit or tiny.size:
+    tiny = [c for c in cols if 0.0 < c < smallest]
+    if big > limit or tiny:
         what = f"reaches ~{big:.1e}" if big > limit else f"has a column of size ~{tiny[0]:.1e}"
         if not (isinstance(loss, str) and loss == "linear") and big <= limit:
             raise ValueError(
