@@ -12,10 +12,12 @@ Both use the same tolerances (``--tol``, default 1e-8 = SciPy's defaults).  The
 accuracy columns give the median relative difference of curvax's parameters from
 SciPy's.  A JSON record with the machine description goes to ``benchmarks/results/``.
 
-``--devices K`` (CPU) splits the host into K XLA devices before JAX starts
-(``--xla_force_host_platform_device_count``) and times curvax twice in the same run:
-on one device (the default) and with ``devices='all'``, which runs each chunk's share
-on every device at once — the way to use more than one core for batches on a CPU.
+On a CPU curvax uses every core by default: its compiled calls run side by side on
+``workers`` threads (one per core; ``--workers K`` sets the number, ``--workers 1`` times
+one core).  ``--devices K`` (CPU) instead splits the host into K XLA devices before JAX
+starts (``--xla_force_host_platform_device_count``) and times curvax twice in the same
+run: with the default and with ``devices='all'``, which runs each chunk's share on
+every device at once.
 
 ``--stream N`` additionally streams N fits (e.g. 10**7) of the 2-D problem through
 ``curve_fit_batch_stream`` in batches generated on the fly and reports the peak
@@ -24,6 +26,8 @@ resident memory, which stays bounded by one batch whatever N.
 Examples::
 
     python benchmarks/bench_batch.py --quick
+    python benchmarks/bench_batch.py --n 200000 --scipy-n 3000 --stream 10000000
+    python benchmarks/bench_batch.py --n 200000 --workers 1     # one core
     python benchmarks/bench_batch.py --n 200000 --devices 2
     python benchmarks/bench_batch.py --n 100000 --dtype float32 --method lm
     python benchmarks/bench_batch.py --stream 10000000 --stream-batch 65536
@@ -145,6 +149,7 @@ def curvax_run(
         gtol=args.tol,
         chunk_size=args.chunk,
         devices=devices,
+        workers=args.workers,
     )
     t = time.perf_counter()
     curve_fit_batch(
@@ -218,6 +223,7 @@ def stream(n_total: int, batch: int, args: argparse.Namespace) -> dict:
         xtol=args.tol,
         gtol=args.tol,
         chunk_size=args.chunk,
+        workers=args.workers,
     ):
         n += len(res)
         n_ok += int(res.success.sum())
@@ -248,6 +254,9 @@ def main() -> None:
     ap.add_argument("--stream", type=int, default=0, help="also stream this many 2-D fits")
     ap.add_argument("--stream-batch", type=int, default=65536)
     ap.add_argument("--devices", type=int, default=1, help="CPU: split into K XLA devices")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="threads for curvax (default: one per core)"
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.devices > 1:
@@ -262,6 +271,8 @@ def main() -> None:
     except ImportError:
         print("scipy is needed for the reference loop (pip install scipy)")
         sys.exit(2)
+
+    from curvax.batch.fit import default_workers
 
     rows = []
     for name in args.problems.split(","):
@@ -284,6 +295,7 @@ def main() -> None:
             "curvax_seconds": t_cx,
             "curvax_fits_per_s": args.n / t_cx,
             "curvax_first_call_seconds": warm,
+            "curvax_workers": args.workers or default_workers(),
             "curvax_converged": float(res.success.mean()),
             "curvax_mean_nfev": float(res.nfev.mean()),
             "scipy_n_fits": k,
@@ -298,8 +310,9 @@ def main() -> None:
         }
         rows.append(row)
 
+    print(f"\ncurvax on {rows[0]['curvax_workers']} thread(s), SciPy on one")
     print(
-        f"\n{'problem':<9} {'curvax fits/s':>14} {'SciPy fits/s':>13} {'ratio':>7} "
+        f"{'problem':<9} {'curvax fits/s':>14} {'SciPy fits/s':>13} {'ratio':>7} "
         f"{'conv.':>6} {'nfev':>5} {'med. rel. diff':>15}"
     )
     for r in rows:

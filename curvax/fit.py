@@ -1,12 +1,16 @@
-"""``CurveFit``: the class interface — configure once, fit many data sets."""
+"""``CurveFit``: the class interface — configure once, fit many data sets.
+
+One by one (:meth:`CurveFit.fit`) or as a batch (:meth:`CurveFit.fit_batch`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from curvax.batch import BatchResult, curve_fit_batch
 from curvax.core.least_squares import DEFAULT_TOL
 from curvax.core.result import FitResult
 from curvax.curve_fit import fit_curve
@@ -20,7 +24,9 @@ class CurveFit:
     ('auto', 'args', 'array') says which when the signature is ambiguous.
 
     Calling :meth:`fit` again with new ``x``/``y`` of the same shapes reuses the
-    compiled program (no new trace or compilation).
+    compiled program (no new trace or compilation).  :meth:`fit_batch` fits every row
+    of a (B, N) ``y`` independently with the same configuration
+    (:func:`curvax.curve_fit_batch`).
 
     Parameters
     ----------
@@ -112,6 +118,7 @@ jac, x_scale, nan_policy, dtype
             jac_sparsity=jac_sparsity,
         )
         self.result: FitResult | None = None
+        self.batch_result: BatchResult | None = None
 
     def fit(self, x: Any = None, y: Any = None, *, sigma: Any = None, p0: Any = None) -> FitResult:
         """Fit (new data when ``x``/``y`` are given) and return the :class:`FitResult`.
@@ -127,6 +134,57 @@ jac, x_scale, nan_policy, dtype
             **self.options,
         )
         self.result = res
+        if self.verbose >= 1:
+            print(res.summary())
+        return res
+
+    #: Options of a single fit that a batch cannot honour, with the reason.
+    _NOT_IN_BATCH: ClassVar[dict[str, str]] = {
+        "callbacks": "callbacks follow one fit's iterations",
+        "timeout": "a batch has no per-fit clock",
+        "fixed": "fix a parameter through equal lower and upper bounds per fit",
+        "jac_sparsity": "batch fits are small and dense",
+    }
+
+    def fit_batch(
+        self,
+        x: Any = None,
+        y: Any = None,
+        *,
+        sigma: Any = None,
+        p0: Any = None,
+        **batch_options: Any,
+    ) -> BatchResult:
+        """Fit each row of a (B, N) ``y`` independently; return the :class:`BatchResult`.
+
+        The model and options are this object's (tolerances, bounds, loss, method,
+        ``jac``, ``x_scale``, ``nan_policy``, ``dtype``, ``devices``...), passed to
+        :func:`curvax.curve_fit_batch`, which minimises each fit's own cost exactly as
+        :meth:`fit` would on that row alone.  ``x`` is shared (N,) / (k, N) or per fit;
+        ``p0`` (P,) or (B, P).  Extra keyword arguments go to ``curve_fit_batch``
+        (``mask``, ``chunk_size``, ``workers``, ``linalg``...).  The result is kept as
+        ``self.batch_result``.
+
+        Raises
+        ------
+        ValueError
+            If the object was configured with an option a batch cannot honour
+            (``callbacks``, ``timeout``, ``fixed``, ``jac_sparsity``); the message names it.
+        """
+        for name, why in self._NOT_IN_BATCH.items():
+            if self.options[name] is not None:
+                raise ValueError(f"{name}: not supported by fit_batch ({why})")
+        kw = {k: v for k, v in self.options.items() if k not in self._NOT_IN_BATCH}
+        kw.update(batch_options)
+        res = curve_fit_batch(
+            self.model,
+            self.x if x is None else x,
+            self.y if y is None else y,
+            self.p0 if p0 is None else p0,
+            self.sigma if sigma is None else sigma,
+            **kw,
+        )
+        self.batch_result = res
         if self.verbose >= 1:
             print(res.summary())
         return res

@@ -326,8 +326,73 @@ def test_rank_deficient_model_gives_inf_covariance_like_single_fits() -> None:
 def test_many_calls_pipelined_equal_one_call() -> None:
     """A tiny memory budget forces one sub-chunk per call: five calls, two in flight."""
     _, y, p0 = spots(70, 25)
-    whole = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16)
-    split = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16, memory_budget=4096)
+    whole = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16, workers=1)
+    split = curve_fit_batch(
+        gaussian_2d, XY, y, p0, chunk_size=16, memory_budget=4096, workers=1
+    )
     np.testing.assert_array_equal(split.popt, whole.popt)
     np.testing.assert_array_equal(split.pcov, whole.pcov)
     np.testing.assert_array_equal(split.nfev, whole.nfev)
+
+
+def test_threads_equal_one_thread_bit_for_bit() -> None:
+    """Calls on several threads (uneven shapes, poisoned fits) give the same bits as one."""
+    _, y, p0 = spots(300, 26)
+    y[11, 3] = np.nan
+    p0[40, 0] = np.inf
+    one = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16, workers=1)
+    assert list(np.nonzero(one.status == -1)[0]) == [11, 40]
+    for workers in (2, 3):
+        many = curve_fit_batch(gaussian_2d, XY, y, p0, chunk_size=16, workers=workers)
+        for name in ("popt", "pcov", "status", "nfev", "cost", "optimality"):
+            np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
+        assert many.message == one.message
+
+
+def test_workers_argument_checked() -> None:
+    _, y, p0 = spots(4, 27)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="workers"):
+            curve_fit_batch(gaussian_2d, XY, y, p0, workers=bad)
+
+
+def test_non_finite_shared_x_fails_every_fit() -> None:
+    """A NaN in the shared x (nan_policy=None) fails the fits, never runs them on a stand-in."""
+    _, y, p0 = spots(6, 28)
+    x = XY.copy()
+    x[0, 7] = np.nan
+    res = curve_fit_batch(gaussian_2d, x, y, p0, chunk_size=CH)
+    assert np.all(res.status == -1) and np.all(np.isnan(res.popt))
+    assert all("non-finite data" in m for m in res.message)
+    omit = curve_fit_batch(gaussian_2d, x, y, p0, chunk_size=CH, nan_policy="omit")
+    keep = np.arange(25) != 7
+    sub = curve_fit_batch(gaussian_2d, XY[:, keep], y[:, keep], p0, chunk_size=CH)
+    np.testing.assert_allclose(omit.popt, sub.popt, rtol=1e-10)
+
+
+# --- through CurveFit ----------------------------------------------------------------------
+
+
+def test_curvefit_fit_batch_equals_single_fits_and_curve_fit_batch() -> None:
+    _, y, p0 = spots(40, 29)
+    cf = curvax.CurveFit(gaussian_2d, XY, y, p0[0], method="lm", ftol=1e-10, xtol=1e-10)
+    res = cf.fit_batch(p0=p0)
+    assert cf.batch_result is res and res.popt.shape == (40, 5)
+    direct = curve_fit_batch(gaussian_2d, XY, y, p0, method="lm", ftol=1e-10, xtol=1e-10)
+    np.testing.assert_array_equal(res.popt, direct.popt)
+    for b in (0, 17, 39):  # the same configuration, one row at a time
+        one = curvax.CurveFit(gaussian_2d, XY, y[b], p0[b], method="lm", ftol=1e-10, xtol=1e-10)
+        np.testing.assert_allclose(res.popt[b], one.fit().popt, rtol=1e-6)
+    bounded = curvax.CurveFit(
+        gaussian_2d, XY, y, p0, bounds=([0, 0, 0, 0.5, 0], [200, 4, 4, 2, 20])
+    ).fit_batch(chunk_size=16)
+    assert bounded.method == "trf" and np.all(bounded.success)
+    np.testing.assert_allclose(bounded.popt, direct.popt, rtol=1e-6)
+
+
+def test_curvefit_fit_batch_refuses_single_fit_options() -> None:
+    _, y, p0 = spots(4, 30)
+    with pytest.raises(ValueError, match="timeout"):
+        curvax.CurveFit(gaussian_2d, XY, y, p0, timeout=5.0).fit_batch()
+    with pytest.raises(ValueError, match="callbacks"):
+        curvax.CurveFit(gaussian_2d, XY, y, p0, callbacks=lambda *a: None).fit_batch()

@@ -17,7 +17,10 @@ are not finite stops at once with status -1; NaN can only reach its own slice.
 
 The batch is cut into sub-chunks (sized to a memory budget) that run one after the
 other, several per compiled call, so memory stays O(call × N + chunk × N × P)
-whatever ``B``.
+per call in flight whatever ``B``.  On a CPU the calls run side by side on one thread
+per core (``workers``): XLA runs each call's loops on one core.  A sub-chunk computes
+the same bits whichever call or thread runs it, so results do not depend on how the
+batch is cut.
 
 Two solver families (the ``linalg`` option):
 
@@ -32,9 +35,11 @@ Two solver families (the ``linalg`` option):
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -151,26 +156,19 @@ def _build_program(
     def program(x, y, w, mask, p0, lb, ub, *shared):  # type: ignore[no-untyped-def]
         def step(per: tuple) -> tuple:
             xi = per[0] if x_per_fit else x
-            return batched(xi, *per[1:], *shared)
+            _, yi, wi, mi = per[:4]
+            xo, R, cost, cost0, nfev, nit, status, opt = batched(xi, *per[1:], *shared)
+            # Factors and covariances of the sub-chunk.  (Here, not over all S×C fits of
+            # the call at once: the same shapes for any S give the same bits however a
+            # batch is cut into calls.)
+            if linalg == "cholesky":  # the solver returned A = JᵀJ in place of R
+                R = batched_covariance_factor(R, lambda: final_jacobians(xi, yi, wi, mi, xo))
+            n_real = jnp.full(cost.shape, yi.shape[-1]) if mi is None else jnp.sum(mi, axis=1)
+            pcov, decided = cov(R, n_real, cost)
+            return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt
 
         per = (x if x_per_fit else None, y, w, mask, p0, lb, ub)
-        xo, R, cost, cost0, nfev, nit, status, opt = jax.lax.map(step, per)
-        # Factors and covariances of all S×C fits at once: wide vector operations.
-        S, C, P = xo.shape
-
-        def flat(a):  # type: ignore[no-untyped-def]
-            return a.reshape(S * C, *a.shape[2:])
-
-        if linalg == "cholesky":  # the solver returned A = JᵀJ in place of R
-            R = batched_covariance_factor(
-                flat(R),
-                lambda: final_jacobians(
-                    flat(x) if x_per_fit else x, flat(y), flat(w), flat(mask), flat(xo)
-                ),
-            ).reshape(S, C, P, P)
-        pcov, decided = cov(flat(R), flat(jnp.sum(mask, axis=2)), flat(cost))
-        pcov, decided = pcov.reshape(S, C, P, P), decided.reshape(S, C)
-        return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt
+        return jax.lax.map(step, per)
 
     if mesh is None:
         return jax.jit(program)
@@ -188,10 +186,17 @@ def _build_program(
 def _masked_value_and_jac(
     model: Callable[..., Any], jac: Any, x: Any, y: Any, w: Any, mask: Any
 ) -> Callable[[Any], tuple[Any, Any]]:
-    """``p ↦ (r, J)`` of one fit: weighted residuals and Jacobian, masked rows zero."""
+    """``p ↦ (r, J)`` of one fit: weighted residuals and Jacobian, masked rows zero.
+
+    ``w`` None means unit weights and ``mask`` None that every point is real: the
+    program then has no multiplication or selection for them (18 % of the time of a
+    64-point Gaussian fit, measured).
+    """
 
     def value_and_jac(p: Any) -> tuple[Any, Any]:
         r, J = weighted_value_and_jacobian(model, jac, x, y, w, p)
+        if mask is None:
+            return r, J
         return jnp.where(mask, r, 0.0), jnp.where(mask[:, None], J, 0.0)
 
     return value_and_jac
@@ -308,7 +313,10 @@ def _out_of_range(wy: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, str]:
     :func:`curvax.core.validation.check_magnitude`); such fits fail alone with this reason.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        mag = np.max(np.abs(wy), axis=1, where=m, initial=0.0)
+        if m.all():  # the common case, without an |y| temporary or a masked reduction
+            mag = np.maximum(np.max(wy, axis=1), -np.min(wy, axis=1))
+        else:
+            mag = np.max(np.abs(wy), axis=1, where=m, initial=0.0)
     bad = (mag > MAGNITUDE_LIMIT) | ((mag > 0) & (mag < 1.0 / MAGNITUDE_LIMIT))
     return bad, (
         f"the weighted data |y/sigma| lie outside [{1 / MAGNITUDE_LIMIT:.0e}, "
@@ -378,6 +386,54 @@ def _sub_chunks_per_call(chunk: int, N: int, k: int, itemsize: int, budget: int)
     return 1 << (n.bit_length() - 1)
 
 
+def _pow2_floor(n: int) -> int:
+    """The largest power of two not above ``n`` (≥ 1)."""
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
+def default_workers() -> int:
+    """Threads :func:`curve_fit_batch` uses on a CPU device: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity call outside Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_on_threads(
+    calls: list[tuple[int, int]],
+    run_call: Callable[[int, int], Any],
+    fetch: Callable[[Any, int, int], None],
+    workers: int,
+) -> None:
+    """Run ``fetch(run_call(lo, n), lo, n)`` for every call, on ``workers`` threads.
+
+    The first call of each shape traces and compiles the program; calls of the same
+    shape wait for it instead of compiling it again on another thread.  The first
+    exception of any call is raised here, after every thread has stopped.
+    """
+    compiled: dict[int, threading.Event] = {}
+    lock = threading.Lock()
+
+    def one(lo: int, n_sub: int) -> None:
+        with lock:
+            first = n_sub not in compiled
+            done = compiled.setdefault(n_sub, threading.Event())
+        if first:
+            try:
+                out = run_call(lo, n_sub)
+            finally:
+                done.set()
+        else:
+            done.wait()
+            out = run_call(lo, n_sub)
+        fetch(out, lo, n_sub)
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(calls))) as pool:
+        futures = [pool.submit(one, lo, n_sub) for lo, n_sub in calls]
+        for fut in futures:
+            fut.result()
+
+
 # --- the front door ------------------------------------------------------------------
 
 
@@ -408,6 +464,7 @@ def curve_fit_batch(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     linalg: str = "auto",
     devices: Any = None,
+    workers: int | None = None,
 ) -> BatchResult:
     """Fit the same model independently to each row of ``ydata``.
 
@@ -476,6 +533,12 @@ def curve_fit_batch(
     devices : None, 'all', int, list of devices or Mesh
         Split each chunk of fits over several devices (:mod:`curvax.core.sharding`);
         each device runs its share independently, so results equal the one-device run.
+    workers : int, optional
+        Compiled calls run at once, each on its own Python thread.  A CPU device runs
+        one call on one core (the fits' loops are sequential), so this is how a batch
+        uses every core of a CPU.  Default: on a CPU device (with ``devices`` None) the
+        number of cores this process may use (:func:`default_workers`), otherwise 1.
+        Results do not depend on it: every call computes the same bits on any thread.
 
     Returns
     -------
@@ -527,6 +590,10 @@ def curve_fit_batch(
         raise ValueError(f"linalg: expected one of {LINALG}, got {linalg!r}")
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     mesh = resolve_mesh(devices)
+    if workers is None:
+        workers = default_workers() if mesh is None and jax.default_backend() == "cpu" else 1
+    elif isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers: expected a positive integer, got {workers!r}")
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
@@ -562,7 +629,7 @@ def curve_fit_batch(
     elif x_bad.any():
         x = np.where(x_bad, 0.0, x)
     s = _sigma(sigma, B, N)
-    w = None  # all ones: made on the device, call by call
+    w = None  # all ones: the program then has no weights
     if s is not None:
         s_ok = np.isfinite(s) & (s >= SIGMA_MIN)  # 1/sigma must be finite too
         if not np.all(s_ok | ~m):
@@ -572,7 +639,7 @@ def curve_fit_batch(
                 f"{SIGMA_MIN:.1e} so that 1/sigma is finite (fit {b})"
             )
         w = np.where(m, 1.0 / np.where(s_ok, s, 1.0), 1.0)
-    n_real = m.sum(axis=1)
+    n_real = np.full(B, N) if all_real else m.sum(axis=1)
 
     # Number of parameters, starting points.
     names = getattr(f, "param_names", None)
@@ -643,12 +710,11 @@ def curve_fit_batch(
         (np.any((p0a < lb) | (p0a > ub), axis=1), "p0 lies outside the bounds"),
         (n_real < P, "fewer real data points than parameters"),
         _out_of_range(y if w is None else w * y, m),
+        (bad_pts.any(axis=1), "non-finite data"),
     ):
         for b in np.nonzero(cond & ~invalid)[0].tolist():
             reasons[b] = why
         invalid |= cond
-    for b in np.nonzero(bad_pts.any(axis=1) & ~invalid)[0].tolist():
-        reasons[b] = "non-finite data"
     start = np.where(invalid[:, None], _initial_feasible(lb, ub), p0a)
     if method == "trf":
         start = strictly_feasible(start, lb, ub)
@@ -658,6 +724,8 @@ def curve_fit_batch(
     chunk = chunk_size or _auto_chunk(B, N, P, k, dt.itemsize, int(memory_budget))
     chunk = round_up(chunk, mesh_size(mesh))  # each device gets an equal slice
     per_call = _sub_chunks_per_call(chunk, N, k, dt.itemsize, int(memory_budget))
+    if workers > 1:  # calls small enough that every thread stays busy to the end
+        per_call = _pow2_floor(min(per_call, max(1, -(-B // chunk) // (4 * workers))))
     key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg, absolute_sigma, mesh)
     prog = _program(key)
     xs_arr = np.ones(P) if xs is None else xs
@@ -683,48 +751,58 @@ def curve_fit_batch(
             args = [
                 shaped(x[idx]) if x_per_fit else x_dev,
                 shaped(yc),
-                jnp.ones((n_sub, chunk, N), dt) if w is None else shaped(w[idx]),
-                jnp.ones((n_sub, chunk, N), bool) if all_real else shaped(m[idx], bool),
+                None if w is None else shaped(w[idx]),
+                None if all_real else shaped(m[idx], bool),
                 *(shaped(a[idx]) for a in (start, lb, ub)),
                 *shared,
             ]
             return prog(*args)  # dispatched: runs while the next call is prepared
 
-    def fetch(out: Any, lo: int, n_sub: int) -> tuple[np.ndarray, ...]:
+    outputs: list[np.ndarray] = []  # (B, ...) each, made on the first fetch
+    outputs_lock = threading.Lock()
+
+    def fetch(out: Any, lo: int, n_sub: int) -> None:
+        """Copy a call's results into the rows ``lo ...`` of ``outputs`` (on its thread)."""
         size = n_sub * chunk
         hi = min(lo + size, B)
-        got = jax.device_get(out)
-        return tuple(np.asarray(o).reshape(size, *o.shape[2:])[: hi - lo] for o in got)
+        got = [np.asarray(o).reshape(size, *o.shape[2:]) for o in jax.device_get(out)]
+        with outputs_lock:
+            if not outputs:
+                outputs.extend(np.empty((B, *o.shape[1:]), o.dtype) for o in got)
+        for dest, o in zip(outputs, got):
+            dest[lo:hi] = o[: hi - lo]
 
-    # Calls run one after the other, at most two in flight (one computing, one being
-    # prepared).  (Running them on several Python threads deadlocked XLA's CPU runtime
-    # in our tests, so there is no thread option.)
-    parts = []
-    pending: list[tuple[Any, int, int]] = []
+    calls = []  # (first fit, sub-chunks) of each compiled call
     lo = 0
     while lo < B:
         left = -(-(B - lo) // chunk)  # sub-chunks still to do
         n_sub = per_call if left >= per_call else 1 << (left - 1).bit_length()
-        pending.append((run_call(lo, n_sub), lo, n_sub))
-        if len(pending) == 2:
-            parts.append(fetch(*pending.pop(0)))
+        calls.append((lo, n_sub))
         lo += n_sub * chunk
-    parts.extend(fetch(*p) for p in pending)
-    xo, R, pcov, decided, cost, cost0, nfev_o, nit, status, opt = (
-        np.concatenate(c) for c in zip(*parts)
-    )
-    pcov = pcov.astype(np.float64)
+    if workers > 1 and len(calls) > 1:
+        _run_on_threads(calls, run_call, fetch, workers)
+    else:
+        # One after the other, at most two in flight (one computing, one being prepared).
+        pending: list[tuple[Any, int, int]] = []
+        for lo, n_sub in calls:
+            pending.append((run_call(lo, n_sub), lo, n_sub))
+            if len(pending) == 2:
+                fetch(*pending.pop(0))
+        for p in pending:
+            fetch(*p)
+    xo, R, pcov, decided, cost, cost0, nfev_o, nit, status, opt = outputs
+    pcov = pcov.astype(np.float64, copy=False)
     undecided = np.nonzero(~decided)[0]
     if undecided.size:  # rank test too close to call without the SVD
         pcov[undecided], _ = covariance_from_factors(
             R[undecided], n_real[undecided], cost[undecided], absolute_sigma
         )
 
-    status = status.astype(np.int32)
+    status = status.astype(np.int32, copy=False)
     status[invalid] = STATUS_INVALID
     for b in np.nonzero(status == STATUS_INVALID)[0].tolist():
         reasons.setdefault(b, "non-finite residuals or Jacobian at p0")
-    popt = xo.astype(dt)
+    popt = xo.astype(dt, copy=False)
     failed = status == STATUS_INVALID
     popt[failed] = np.nan
     pcov[failed] = np.inf

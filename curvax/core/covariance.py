@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curvax.core.small_linalg import column_scaled_inverse, inverse_column_norms
+from curvax.core.small_linalg import column_scaled_inverse, inverse_column_norms, outer_gram
 
 #: Margin on the bounds of the rank test of :func:`covariance_from_triangular`.
 RANK_TEST_MARGIN = 8.0
@@ -120,7 +120,7 @@ def covariance_from_triangular(
     tf_safe = jnp.where(usable, tf, 1.0)
     sure_ok = usable & (1.0 / tf_safe > RANK_TEST_MARGIN * thr * jnp.sqrt(n))
     sure_bad = ~usable | (jnp.sqrt(n) / tf_safe < thr / RANK_TEST_MARGIN)
-    pcov = (T @ T.T) * d[:, None] * d[None, :]
+    pcov = outer_gram(T) * d[:, None] * d[None, :]
     pcov = 0.5 * (pcov + pcov.T)
     ok = sure_ok & jnp.all(jnp.isfinite(pcov))
     m = n_residuals.astype(dtype)

@@ -59,6 +59,7 @@ from curvax.core.small_linalg import (
     cholesky_solve,
     column_scaled_inverse,
     gram_schmidt_r,
+    matvec,
 )
 
 Array = jax.Array
@@ -178,7 +179,7 @@ def lm_normal(
             & jnp.all(jnp.isfinite(At))
             & jnp.all(jnp.isfinite(gt))
         )
-        pred = -(s.g @ d) - 0.5 * (d @ (s.A @ d))
+        pred = -jnp.sum(s.g * d) - 0.5 * jnp.sum(d * matvec(s.A, d))
         ared = s.cost - ct
         pred_safe = jnp.where(pred > 0, pred, 1.0)
         rho = jnp.where(pred > 0, ared / pred_safe, -1.0)

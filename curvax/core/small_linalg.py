@@ -18,6 +18,11 @@ whole batch, which XLA fuses and runs with SIMD instructions.
 * :func:`upper_triangular_inverse` — ``U⁻¹`` by back substitution, and
   :func:`column_scaled_inverse` — the inverse of ``R`` with its columns scaled to unit
   norm (the covariance and its rank test).
+* :func:`matvec`, :func:`outer_gram` — ``A x`` and ``T Tᵀ`` as sums of broadcast
+  products.  Under ``vmap`` ``A @ x`` becomes a batched ``dot`` that XLA's CPU backend
+  runs as one tiny matrix product per fit; measured on a 2-core CPU for 4×4 matrices
+  in batches of 65,536, ``T @ T.T`` took 164 ns per matrix and the element-wise form
+  56 ns.
 
 They are meant for matrices with a handful of columns (the number of fit parameters);
 the unrolled program grows like ``columns²`` (``columns³`` for the Cholesky
@@ -39,6 +44,26 @@ Array = jax.Array
 MAX_SWEEPS = 12
 #: Largest number of columns for which :func:`cholesky_solve` is unrolled.
 UNROLL_MAX = 12
+
+
+def matvec(A: Array, x: Array) -> Array:
+    """``A x`` for a small matrix, as ``Σ_j A_:j x_j`` (see the module docstring).
+
+    The sum is written out term by term (element-wise operations, no reduction), so the
+    result is the same bits whatever the batch size around it.
+    """
+    acc = A[:, 0] * x[0]
+    for j in range(1, A.shape[1]):
+        acc = acc + A[:, j] * x[j]
+    return acc
+
+
+def outer_gram(T: Array) -> Array:
+    """``T Tᵀ`` for a small matrix, as ``Σ_k T_:k T_:kᵀ``, term by term like :func:`matvec`."""
+    acc = T[:, None, 0] * T[None, :, 0]
+    for k in range(1, T.shape[1]):
+        acc = acc + T[:, None, k] * T[None, :, k]
+    return acc
 
 
 def _rotate(ai: Array, aj: Array, vi: Array, vj: Array, eps: Array) -> tuple:

@@ -598,13 +598,18 @@ def _batch_block(
     per_fit: dict[str, Any],
     options: dict[str, Any],
 ) -> Any:
-    """Fit one block of curves on the worker with the in-memory batch fit."""
+    """Fit one block of curves on the worker with the in-memory batch fit.
+
+    One thread per block (``workers=1``): Dask already runs blocks side by side.
+    """
     from curvax.batch.fit import curve_fit_batch
 
     f = shipped(model)
     kw = {k: v for k, v in options.items() if k != "bounds"}
     args = {k: v for k, v in per_fit.items() if k not in ("lb", "ub")}
-    return curve_fit_batch(f, x, y, bounds=(per_fit["lb"], per_fit["ub"]), **args, **kw)
+    return curve_fit_batch(
+        f, x, y, bounds=(per_fit["lb"], per_fit["ub"]), workers=1, **args, **kw
+    )
 
 
 def _rows(a: Any, B: int, lead: int) -> bool:
