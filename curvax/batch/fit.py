@@ -428,10 +428,13 @@ def _run_on_threads(
             out = run_call(lo, n_sub)
         fetch(out, lo, n_sub)
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(calls))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(calls)))
+    try:
         futures = [pool.submit(one, lo, n_sub) for lo, n_sub in calls]
         for fut in futures:
             fut.result()
+    finally:  # on an error (or Ctrl-C) the calls not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --- the front door ------------------------------------------------------------------
