@@ -253,6 +253,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="n=4000, scipy-n=500, 2 repeats")
     ap.add_argument("--stream", type=int, default=0, help="also stream this many 2-D fits")
     ap.add_argument("--stream-batch", type=int, default=65536)
+    ap.add_argument(
+        "--stream-only",
+        action="store_true",
+        help="only the --stream run, in this fresh process (its peak memory alone)",
+    )
     ap.add_argument("--devices", type=int, default=1, help="CPU: split into K XLA devices")
     ap.add_argument(
         "--workers", type=int, default=None, help="threads for curvax (default: one per core)"
@@ -275,7 +280,7 @@ def main() -> None:
     from curvax.batch.fit import default_workers
 
     rows = []
-    for name in args.problems.split(","):
+    for name in [] if args.stream_only else args.problems.split(","):
         _, y, p0 = make_problem(name, args.n)
         warm, t_cx, res = curvax_run(name, y, p0, args, args.repeats)
         t_all = None
@@ -310,11 +315,12 @@ def main() -> None:
         }
         rows.append(row)
 
-    print(f"\ncurvax on {rows[0]['curvax_workers']} thread(s), SciPy on one")
-    print(
-        f"{'problem':<9} {'curvax fits/s':>14} {'SciPy fits/s':>13} {'ratio':>7} "
-        f"{'conv.':>6} {'nfev':>5} {'med. rel. diff':>15}"
-    )
+    if rows:
+        print(f"\ncurvax on {rows[0]['curvax_workers']} thread(s), SciPy on one")
+        print(
+            f"{'problem':<9} {'curvax fits/s':>14} {'SciPy fits/s':>13} {'ratio':>7} "
+            f"{'conv.':>6} {'nfev':>5} {'med. rel. diff':>15}"
+        )
     for r in rows:
         print(
             f"{r['problem']:<9} {r['curvax_fits_per_s']:>14,.0f} {r['scipy_fits_per_s']:>13,.0f} "
