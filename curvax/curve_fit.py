@@ -57,6 +57,7 @@ from curvax.core.sharding import (
 from curvax.core.solve import aligned_empty, precision, solve, to_device
 from curvax.core.sparsity import check_mode as check_sparse_mode
 from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
+from curvax.core.start import default_start
 from curvax.core.validation import (
     SIGMA_MIN,
     check_feasible,
@@ -99,18 +100,6 @@ _SOLVER_KWARGS = {
     "verbose",
     "jac_sparsity",
 }
-
-
-def initial_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
-    """SciPy's default start: 1, or the middle of two finite bounds, or 1 inside one."""
-    p0 = np.ones_like(lb)
-    both = np.isfinite(lb) & np.isfinite(ub)
-    lo = np.isfinite(lb) & ~np.isfinite(ub)
-    hi = ~np.isfinite(lb) & np.isfinite(ub)
-    p0[both] = 0.5 * (lb[both] + ub[both])
-    p0[lo] = lb[lo] + 1
-    p0[hi] = ub[hi] - 1
-    return p0
 
 
 def _first_bad(a: np.ndarray) -> str:
@@ -449,12 +438,6 @@ def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[st
     }
 
 
-def _param_info(f: Callable[..., Any]) -> tuple[tuple[str, ...] | None, Callable | None]:
-    names = getattr(f, "param_names", None)
-    guess = getattr(f, "guess", None)
-    return (tuple(names) if names is not None else None), (guess if callable(guess) else None)
-
-
 def fit_curve(
     f: Callable[..., Any],
     xdata: Any,
@@ -584,7 +567,8 @@ def fit_curve(
             "receives a non-array xdata whole); pass devices=None"
         )
 
-    names, guess = _param_info(f)
+    names = getattr(f, "param_names", None)
+    names = tuple(names) if names is not None else None
     n_sig = count_model_params(f)
     if param_names is not None:
         names = tuple(param_names)
@@ -600,19 +584,7 @@ def fit_curve(
         )
     fixed_named = dict(_by_name(fixed, named, "fixed", require_all=False)) if fixed else {}
     if p0 is None:
-        if guess is not None:
-            p0a = check_x0(guess(np.asarray(xdata) if not numeric_x else x, y), None)
-        else:
-            n_b = None
-            if bounds is not None and not np.isscalar(getattr(bounds, "lb", 0)):
-                n_b = np.size(bounds.lb)
-            n = n_sig if n_sig is not None else n_b
-            if n is None or n < 1:
-                raise ValueError(
-                    "p0: cannot infer the number of parameters from the signature of f; pass p0"
-                )
-            lb0, ub0 = prepare_bounds(bounds, n)
-            p0a = initial_feasible(lb0, ub0)
+        p0a = default_start(f, np.asarray(xdata) if not numeric_x else x, y, bounds)
     else:
         p0a = check_x0(p0, None)
     multi = is_multi_process(mesh)

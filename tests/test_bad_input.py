@@ -271,7 +271,8 @@ CURVE_FIT_ERRORS = [
     case(
         "p0-not-inferable",
         ValueError,
-        r"^p0: cannot infer the number of parameters from the signature of f; pass p0",
+        r"^p0: cannot infer the number of parameters from the signature of f or the "
+        r"bounds; pass p0",
         f=star_args,
         p0=None,
     ),

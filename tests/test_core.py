@@ -286,3 +286,27 @@ def test_pack_unpack_round_trip() -> None:
     assert jax.tree.structure(back) == jax.tree.structure(tree)
     for got, want in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
         np.testing.assert_array_equal(got, np.asarray(want), strict=True)
+
+
+def test_default_start_from_signature_guess_or_bounds() -> None:
+    """Without p0 every front door starts alike: guess(x, y), else SciPy's default."""
+    from curvax.core.start import default_start, initial_feasible
+
+    lb, ub = np.array([-np.inf, 0.0, -np.inf, 2.0]), np.array([np.inf, 4.0, 3.0, np.inf])
+    np.testing.assert_array_equal(initial_feasible(lb, ub), [1.0, 2.0, 2.0, 3.0])
+
+    def line(x, a, b):
+        return a * x + b
+
+    np.testing.assert_array_equal(default_start(line, None, None, None), [1.0, 1.0])
+
+    def star(x, *p):
+        return p[0] * x + p[1]
+
+    # the signature says nothing; a tuple of arrays or a Bounds object does
+    np.testing.assert_array_equal(default_start(star, None, None, ([0, 0], [4, 10])), [2, 5])
+    x = np.linspace(0, 1, 20)
+    popt, _ = curvax.curve_fit(star, x, 3 * x + 1, bounds=([0, 0], [4, 10]))
+    np.testing.assert_allclose(popt, [3.0, 1.0], rtol=1e-8)
+    with pytest.raises(ValueError, match="p0"):
+        default_start(star, None, None, (0.0, 1.0))

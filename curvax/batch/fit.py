@@ -66,6 +66,7 @@ from curvax.core.problem import (
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.small_linalg import jacobi_svd
 from curvax.core.solve import precision, strictly_feasible
+from curvax.core.start import initial_feasible
 from curvax.core.trf import trf
 from curvax.core.validation import (
     MAGNITUDE_LIMIT,
@@ -345,18 +346,6 @@ def _mask(mask: Any, B: int, N: int) -> np.ndarray:
     if m.shape not in ((N,), (B, N)):
         raise ValueError(f"mask: has shape {m.shape}; expected ({N},) or ({B}, {N})")
     return np.broadcast_to(m, (B, N)).copy()
-
-
-def _initial_feasible(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
-    """SciPy's default start, element by element: 1, the mid-point, or 1 inside a bound."""
-    p0 = np.ones_like(lb)
-    both = np.isfinite(lb) & np.isfinite(ub)
-    lo = np.isfinite(lb) & ~np.isfinite(ub)
-    hi = ~np.isfinite(lb) & np.isfinite(ub)
-    p0[both] = 0.5 * (lb[both] + ub[both])
-    p0[lo] = lb[lo] + 1
-    p0[hi] = ub[hi] - 1
-    return p0
 
 
 def _auto_chunk(B: int, N: int, P: int, k: int, itemsize: int, budget: int) -> int:
@@ -664,7 +653,7 @@ def curve_fit_batch(
                     "p0: cannot infer the number of parameters from the signature of f; pass p0"
                 )
             lb0, ub0 = _bounds(bounds, B, n_sig)
-            p0a = _initial_feasible(lb0, ub0)
+            p0a = initial_feasible(lb0, ub0)
         p0a = np.asarray(p0a, dtype=np.float64)
         P = p0a.shape[1]
     else:
@@ -718,7 +707,7 @@ def curve_fit_batch(
         for b in np.nonzero(cond & ~invalid)[0].tolist():
             reasons[b] = why
         invalid |= cond
-    start = np.where(invalid[:, None], _initial_feasible(lb, ub), p0a)
+    start = np.where(invalid[:, None], initial_feasible(lb, ub), p0a)
     if method == "trf":
         start = strictly_feasible(start, lb, ub)
 

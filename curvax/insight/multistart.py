@@ -141,22 +141,12 @@ def multistart(
         If no start converged.
     """
     from curvax.batch import curve_fit_batch
+    from curvax.core.start import default_start
     from curvax.core.validation import check_x0, prepare_bounds
-    from curvax.curve_fit import fit_curve, initial_feasible
+    from curvax.curve_fit import fit_curve
 
     y = np.asarray(ydata, dtype=np.float64)
-    if p0 is None:
-        guess = getattr(f, "guess", None)
-        if callable(guess):
-            p0 = guess(np.asarray(xdata), y)
-        else:
-            from curvax.core.problem import count_model_params
-
-            n = count_model_params(f)
-            if n is None:
-                raise ValueError("p0: cannot infer the number of parameters; pass p0")
-            p0 = initial_feasible(*prepare_bounds(bounds, n))
-    p0a = check_x0(p0, None)
+    p0a = check_x0(default_start(f, np.asarray(xdata), y, bounds) if p0 is None else p0, None)
     lb, ub = prepare_bounds(bounds, p0a.size)
     starts = sample_starts(p0a, lb, ub, n_starts, sampler, spread, seed)
     ys = np.broadcast_to(y, (n_starts, y.size))

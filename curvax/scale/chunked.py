@@ -41,6 +41,7 @@ from curvax.core.reduction import Reduction
 from curvax.core.result import FitResult
 from curvax.core.sharding import resolve_mesh
 from curvax.core.solve import host_model_error, strictly_feasible, to_device
+from curvax.core.start import default_start
 from curvax.core.trf import trf
 from curvax.core.validation import (
     check_feasible,
@@ -54,7 +55,7 @@ from curvax.core.validation import (
     prepare_bounds,
 )
 from curvax.core.wire import from_host, from_wire, to_wire, wire_shape
-from curvax.curve_fit import initial_feasible, probe_model
+from curvax.curve_fit import probe_model
 from curvax.scale.dask_backend import DaskReducer, DaskSource
 from curvax.scale.host_reduce import HostReducer
 from curvax.scale.sources import ChunkSource, ReadPolicy, as_source, with_retries
@@ -302,19 +303,9 @@ def fit_chunked(
     read_policy = ReadPolicy(max_retries=max_retries, retry_backoff=float(retry_backoff))
     sample = with_retries(lambda: src.sample(1024), read_policy)
     names = getattr(f, "param_names", None)
-    guess = getattr(f, "guess", None)
     n_sig = count_model_params(f)
     if p0 is None:
-        if callable(guess):
-            p0a = check_x0(guess(sample.x, sample.y), None)
-        else:
-            n_b = None if bounds is None else np.size(getattr(bounds, "lb", bounds[0]))
-            n = n_sig if n_sig is not None else (n_b if n_b and n_b > 1 else None)
-            if n is None or n < 1:
-                raise ValueError(
-                    "p0: cannot infer the number of parameters from the signature of f; pass p0"
-                )
-            p0a = initial_feasible(*prepare_bounds(bounds, n))
+        p0a = default_start(f, sample.x, sample.y, bounds)
     else:
         p0a = check_x0(p0, None)
     n = p0a.size
