@@ -125,18 +125,20 @@ jac, x_scale, nan_policy, dtype
 
         The result is also kept as ``self.result``.
         """
-        res = fit_curve(
-            self.model,
-            self.x if x is None else x,
-            self.y if y is None else y,
-            self.p0 if p0 is None else p0,
-            self.sigma if sigma is None else sigma,
-            **self.options,
-        )
+        res = fit_curve(self.model, *self._data(x, y, p0, sigma), **self.options)
         self.result = res
         if self.verbose >= 1:
             print(res.summary())
         return res
+
+    def _data(self, x: Any, y: Any, p0: Any, sigma: Any) -> tuple[Any, Any, Any, Any]:
+        """``(x, y, p0, sigma)``: the arguments given, else those of the constructor."""
+        return (
+            self.x if x is None else x,
+            self.y if y is None else y,
+            self.p0 if p0 is None else p0,
+            self.sigma if sigma is None else sigma,
+        )
 
     #: Options of a single fit that a batch cannot honour, with the reason.
     _NOT_IN_BATCH: ClassVar[dict[str, str]] = {
@@ -176,14 +178,7 @@ jac, x_scale, nan_policy, dtype
                 raise ValueError(f"{name}: not supported by fit_batch ({why})")
         kw = {k: v for k, v in self.options.items() if k not in self._NOT_IN_BATCH}
         kw.update(batch_options)
-        res = curve_fit_batch(
-            self.model,
-            self.x if x is None else x,
-            self.y if y is None else y,
-            self.p0 if p0 is None else p0,
-            self.sigma if sigma is None else sigma,
-            **kw,
-        )
+        res = curve_fit_batch(self.model, *self._data(x, y, p0, sigma), **kw)
         self.batch_result = res
         if self.verbose >= 1:
             print(res.summary())
