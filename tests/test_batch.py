@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -396,3 +402,35 @@ def test_curvefit_fit_batch_refuses_single_fit_options() -> None:
         curvax.CurveFit(gaussian_2d, XY, y, p0, timeout=5.0).fit_batch()
     with pytest.raises(ValueError, match="callbacks"):
         curvax.CurveFit(gaussian_2d, XY, y, p0, callbacks=lambda *a: None).fit_batch()
+
+
+def test_threads_not_used_for_programs_with_lapack_calls() -> None:
+    """Programs holding LAPACK calls run on one thread: two at once can deadlock.
+
+    jaxlib's batched LAPACK kernels wait on XLA's intra-op thread pool; with calls on two
+    threads each could hold a pool thread the other waits for (it hung on a 2-core CPU).
+    Run in a child process (one CPU device, as by default) with a time limit, so that a
+    regression fails, not hangs.
+    """
+    code = textwrap.dedent(
+        """
+        import sys, numpy as np
+        sys.path.insert(0, {tests!r})
+        from test_batch import spots, XY
+        import curvax.batch.fit as bf
+        from curvax.batch import curve_fit_batch
+        from curvax.models import gaussian_2d
+        _, y, p0 = spots(2000, 31)  # sub-chunks of 256: LAPACK splits them over threads
+        two = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=2)
+        one = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=1)
+        assert np.array_equal(one.popt, two.popt, equal_nan=True)
+        lm = curve_fit_batch(gaussian_2d, XY, y, p0, workers=2)
+        print(sorted(bf._SAFE_ON_THREADS.values()), int(lm.success.sum()))
+        """
+    ).format(tests=str(Path(__file__).parent))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[:2] == ["[False,", "True]"]  # trf: one thread; lm: threads

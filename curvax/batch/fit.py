@@ -36,6 +36,7 @@ Two solver families (the ``linalg`` option):
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -388,6 +389,42 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Custom calls known not to run work on XLA's thread pool (sharding annotations).
+_HARMLESS_CUSTOM_CALLS = ("Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape")
+_SAFE_ON_THREADS: dict[Any, bool] = {}
+
+
+def _safe_on_threads(key: Any, prog: Any, args: list[Any]) -> bool:
+    """Whether calls of ``prog`` may run on several threads at once.
+
+    Not when its program holds a custom call (e.g. a LAPACK SVD or QR, which the
+    batched solvers ``'jacobi'``/``'lapack'`` use in their reduction, or one in the user's
+    model): jaxlib's batched LAPACK kernels split their batch over XLA's intra-op thread
+    pool and wait for it, and two such calls at once can each hold the pool's threads
+    the other waits for (seen: a deadlock with two threads on a 2-core CPU, jaxlib
+    0.10).  Programs of element-wise code only (the default ``'cholesky'`` solver
+    with a ``jax.numpy`` model) have no such wait.  Decided from the lowered program
+    once per program and argument shapes.
+    """
+    shapes = tuple(None if a is None else (a.shape, str(a.dtype)) for a in args)
+    try:
+        cache_key: Any = (key, shapes)
+        hash(cache_key)
+    except TypeError:
+        cache_key = None
+    if cache_key is not None and cache_key in _SAFE_ON_THREADS:
+        return _SAFE_ON_THREADS[cache_key]
+    text = prog.lower(*args).as_text()
+    targets = re.findall(r'custom_call @([\w.$-]+)|call_target_name = "([^"]+)"', text)
+    names = {a or b for a, b in targets}
+    safe = names <= set(_HARMLESS_CUSTOM_CALLS)
+    if cache_key is not None:
+        if len(_SAFE_ON_THREADS) > 256:
+            _SAFE_ON_THREADS.clear()
+        _SAFE_ON_THREADS[cache_key] = safe
+    return safe
+
+
 def _run_on_threads(
     calls: list[tuple[int, int]],
     run_call: Callable[[int, int], Any],
@@ -530,7 +567,11 @@ def curve_fit_batch(
         one call on one core (the fits' loops are sequential), so this is how a batch
         uses every core of a CPU.  Default: on a CPU device (with ``devices`` None) the
         number of cores this process may use (:func:`default_workers`), otherwise 1.
-        Results do not depend on it: every call computes the same bits on any thread.
+        A program holding a custom call (a LAPACK kernel: the ``'jacobi'``/``'lapack'``
+        solvers' reduction, more than 12 parameters, or one in the model) always runs on
+        one thread, since two such calls at once can deadlock (see
+        :func:`_safe_on_threads`).  Results do not depend on ``workers``: every call
+        computes the same bits on any thread.
 
     Returns
     -------
@@ -728,8 +769,8 @@ def curve_fit_batch(
         ]
         x_dev = None if x_per_fit else jnp.asarray(x, dtype=dt)
 
-    def run_call(lo: int, n_sub: int) -> Any:
-        """Dispatch fits ``lo, lo+1, ...`` as ``n_sub`` sub-chunks (padding: NaN data)."""
+    def call_args(lo: int, n_sub: int) -> list[Any]:
+        """Arguments for fits ``lo, lo+1, ...`` as ``n_sub`` sub-chunks (padding: NaN data)."""
         size = n_sub * chunk
         hi = min(lo + size, B)
         idx = np.minimum(np.arange(lo, lo + size), hi - 1)
@@ -740,7 +781,7 @@ def curve_fit_batch(
             return jnp.asarray(a.reshape(n_sub, chunk, *a.shape[1:]), dtype=dtype)
 
         with precision(dt):
-            args = [
+            return [
                 shaped(x[idx]) if x_per_fit else x_dev,
                 shaped(yc),
                 None if w is None else shaped(w[idx]),
@@ -748,7 +789,12 @@ def curve_fit_batch(
                 *(shaped(a[idx]) for a in (start, lb, ub)),
                 *shared,
             ]
-            return prog(*args)  # dispatched: runs while the next call is prepared
+
+    def run_call(lo: int, n_sub: int) -> Any:
+        """Dispatch one call (it runs while the next call is prepared)."""
+        args = call_args(lo, n_sub)
+        with precision(dt):
+            return prog(*args)
 
     outputs: list[np.ndarray] = []  # (B, ...) each, made on the first fetch
     outputs_lock = threading.Lock()
@@ -771,6 +817,11 @@ def curve_fit_batch(
         n_sub = per_call if left >= per_call else 1 << (left - 1).bit_length()
         calls.append((lo, n_sub))
         lo += n_sub * chunk
+    if workers > 1 and len(calls) > 1:
+        with precision(dt):
+            safe = _safe_on_threads(key, prog, call_args(*calls[0]))
+        if not safe:
+            workers = 1
     if workers > 1 and len(calls) > 1:
         _run_on_threads(calls, run_call, fetch, workers)
     else:
