@@ -376,6 +376,22 @@ def _sub_chunks_per_call(chunk: int, N: int, k: int, itemsize: int, budget: int)
     return 1 << (n.bit_length() - 1)
 
 
+def _plan_calls(B: int, chunk: int, per_call: int) -> list[tuple[int, int]]:
+    """``(first fit, sub-chunks)`` of each compiled call for ``B`` fits.
+
+    Calls of ``per_call`` sub-chunks, the last one rounded up to a power of two (its
+    padding fits stop at once), so that few shapes are compiled.
+    """
+    calls = []
+    lo = 0
+    while lo < B:
+        left = -(-(B - lo) // chunk)  # sub-chunks still to do
+        n_sub = per_call if left >= per_call else 1 << (left - 1).bit_length()
+        calls.append((lo, n_sub))
+        lo += n_sub * chunk
+    return calls
+
+
 def _pow2_floor(n: int) -> int:
     """The largest power of two not above ``n`` (≥ 1)."""
     return 1 << (max(1, int(n)).bit_length() - 1)
@@ -757,8 +773,6 @@ def curve_fit_batch(
     chunk = chunk_size or _auto_chunk(B, N, P, k, dt.itemsize, int(memory_budget))
     chunk = round_up(chunk, mesh_size(mesh))  # each device gets an equal slice
     per_call = _sub_chunks_per_call(chunk, N, k, dt.itemsize, int(memory_budget))
-    if workers > 1:  # calls small enough that every thread stays busy to the end
-        per_call = _pow2_floor(min(per_call, max(1, -(-B // chunk) // (4 * workers))))
     key = (f, style, jm, loss, method, xs is None, x_per_fit, linalg, absolute_sigma, mesh)
     prog = _program(key)
     xs_arr = np.ones(P) if xs is None else xs
@@ -810,19 +824,14 @@ def curve_fit_batch(
         for dest, o in zip(outputs, got):
             dest[lo:hi] = o[: hi - lo]
 
-    calls = []  # (first fit, sub-chunks) of each compiled call
-    lo = 0
-    while lo < B:
-        left = -(-(B - lo) // chunk)  # sub-chunks still to do
-        n_sub = per_call if left >= per_call else 1 << (left - 1).bit_length()
-        calls.append((lo, n_sub))
-        lo += n_sub * chunk
-    if workers > 1 and len(calls) > 1:
+    calls = _plan_calls(B, chunk, per_call)
+    if workers > 1:  # calls small enough that every thread stays busy to the end
+        per_thread = _pow2_floor(min(per_call, max(1, -(-B // chunk) // (4 * workers))))
+        threaded = _plan_calls(B, chunk, per_thread)
         with precision(dt):
-            safe = _safe_on_threads(key, prog, call_args(*calls[0]))
-        if not safe:
-            workers = 1
-    if workers > 1 and len(calls) > 1:
+            safe = len(threaded) > 1 and _safe_on_threads(key, prog, call_args(*threaded[0]))
+        calls, workers = (threaded, workers) if safe else (calls, 1)
+    if workers > 1:
         _run_on_threads(calls, run_call, fetch, workers)
     else:
         # One after the other, at most two in flight (one computing, one being prepared).
