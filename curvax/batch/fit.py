@@ -308,14 +308,15 @@ def _bounds(bounds: Any, B: int, P: int) -> tuple[np.ndarray, np.ndarray]:
     return lb, ub
 
 
-def _out_of_range(wy: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, str]:
+def _out_of_range(wy: np.ndarray, m: np.ndarray | None) -> tuple[np.ndarray, str]:
     """Fits whose weighted data ``|y/σ|`` are too large or too small for float64 squares.
 
     Their cost would overflow, or underflow to 0 and read as "converged at p0" (see
     :func:`curvax.core.validation.check_magnitude`); such fits fail alone with this reason.
+    ``m`` is the mask of real points, None when every point is real.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        if m.all():  # the common case, without an |y| temporary or a masked reduction
+        if m is None:  # the common case, without an |y| temporary or a masked reduction
             mag = np.maximum(np.max(wy, axis=1), -np.min(wy, axis=1))
         else:
             mag = np.max(np.abs(wy), axis=1, where=m, initial=0.0)
@@ -758,7 +759,7 @@ def curve_fit_batch(
         (~np.all(np.isfinite(p0a), axis=1), "p0 is not finite"),
         (np.any((p0a < lb) | (p0a > ub), axis=1), "p0 lies outside the bounds"),
         (n_real < P, "fewer real data points than parameters"),
-        _out_of_range(y if w is None else w * y, m),
+        _out_of_range(y if w is None else w * y, None if all_real else m),
         (bad_pts.any(axis=1), "non-finite data"),
     ):
         for b in np.nonzero(cond & ~invalid)[0].tolist():

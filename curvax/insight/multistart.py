@@ -146,7 +146,7 @@ def multistart(
     from curvax.curve_fit import fit_curve
 
     y = np.asarray(ydata, dtype=np.float64)
-    p0a = check_x0(default_start(f, np.asarray(xdata), y, bounds) if p0 is None else p0, None)
+    p0a = default_start(f, np.asarray(xdata), y, bounds) if p0 is None else check_x0(p0, None)
     lb, ub = prepare_bounds(bounds, p0a.size)
     starts = sample_starts(p0a, lb, ub, n_starts, sampler, spread, seed)
     ys = np.broadcast_to(y, (n_starts, y.size))
