@@ -27,7 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
+from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
+from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.mixed_precision import (
     FLOAT32_TOL,
@@ -64,6 +65,7 @@ from curvax.core.validation import (
     check_free_parameters,
     check_jac_sparsity,
     check_magnitude,
+    check_magnitude_value,
     check_max_nfev,
     check_method,
     check_solver_options,
@@ -150,6 +152,65 @@ def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
 
 
 
+def _numeric(a: Any) -> bool:
+    """True if ``a`` is a real numeric array (or converts to one)."""
+    if isinstance(a, (np.ndarray, jax.Array)):
+        return a.dtype.kind in "biuf"
+    try:
+        return np.asarray(a).dtype.kind in "biuf"
+    except (TypeError, ValueError):
+        return False
+
+
+def _device_data(
+    xdata: Any, ydata: jax.Array, check_finite: bool, nan_policy: str | None
+) -> tuple[jax.Array, jax.Array, int]:
+    """``(y, x, x axis)`` of data whose ``ydata`` is a ``jax.Array``, checked on its device.
+
+    The checks are those of the host path — shape, finite values (``check_finite``),
+    NaN (``nan_policy='raise'``), magnitude — from one pass over the data on the
+    device (:func:`curvax.core.device_data.data_stats`); the data are copied to the host
+    only to name the first bad value in an error message.  A NumPy ``xdata`` is moved to
+    ``ydata``'s device.
+    """
+    if ydata.dtype.kind not in "biuf":
+        what = "complex values" if ydata.dtype.kind == "c" else f"dtype {ydata.dtype}"
+        raise ValueError(f"ydata: {what} are not supported (real numbers only)")
+    if ydata.ndim != 1:
+        _as_ydata(np.asarray(ydata))  # raises the host path's error for this shape
+    if ydata.size == 0:
+        raise ValueError("ydata: must not be empty")
+    n = ydata.shape[0]
+    with jax.enable_x64(True):
+        y = ydata if ydata.dtype.kind == "f" else ydata.astype(np.float64)
+        if isinstance(xdata, jax.Array):
+            x = xdata if xdata.dtype.kind == "f" else xdata.astype(np.float64)
+        else:
+            x = jax.device_put(np.asarray(xdata, dtype=np.float64), next(iter(ydata.devices())))
+    if x.ndim == 0:
+        raise ValueError("xdata: must be an array of length len(ydata), got a scalar")
+    if x.shape[-1] == n:
+        axis = -1
+    elif x.shape[0] == n:
+        axis = 0
+    else:
+        raise ValueError(
+            f"xdata: shape {x.shape} has no axis of length {n} = len(ydata); xdata and "
+            "ydata must describe the same points"
+        )
+    stats = data_stats(x, y, axis % x.ndim)
+    if check_finite and stats.nonfinite_y:
+        raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(np.asarray(y))})")
+    if check_finite and stats.nonfinite_x:
+        raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(np.asarray(x))})")
+    if nan_policy == "raise" and stats.nan_points:
+        raise ValueError(
+            f"xdata/ydata: {stats.nan_points} point(s) contain NaN (nan_policy='raise')"
+        )
+    check_magnitude_value(stats.max_abs_y)
+    return y, x, axis
+
+
 def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
     if sigma is None:
@@ -211,7 +272,7 @@ def probe_model(
     cannot be traced is evaluated once with NumPy to check that it works at all.
     """
     key = None
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (np.ndarray, jax.Array)):
         x_shape = x.shape if x_shape is None else tuple(x_shape)
         try:
             key = (model, style, x_shape, p0.size, dt)
@@ -225,7 +286,7 @@ def probe_model(
                 return _PROBE_CACHE[key]
     g = adapt_model(model, style)
     with jax.enable_x64(dt == np.float64):
-        x_probe = jax.ShapeDtypeStruct(x_shape, dt) if isinstance(x, np.ndarray) else x
+        x_probe = jax.ShapeDtypeStruct(x_shape, dt) if x_shape is not None else x
         traced = traced_output_shape(g, x_probe, p0.astype(dt))
         traceable = traced is not None
         if traced is not None:
@@ -269,15 +330,18 @@ def bucket_size(n: int) -> int:
     return -(-n // step) * step
 
 
-def pad_points(a: np.ndarray, size: int, axis: int) -> np.ndarray:
+def pad_points(a: Any, size: int, axis: int) -> Any:
     """Pad ``a`` along ``axis`` to ``size`` by repeating its last point.
 
     The padded copy is C-contiguous and 64-byte aligned, as the compiled fit takes its
-    arguments (:func:`curvax.core.solve.aligned`), so it is not copied again.
+    arguments (:func:`curvax.core.solve.aligned`), so it is not copied again.  A
+    ``jax.Array`` is padded on its device (:func:`curvax.core.device_data.pad_device`).
     """
     n = a.shape[axis]
     if size == n:
         return a
+    if isinstance(a, jax.Array):
+        return pad_device(a, size, axis % a.ndim)
     axis = axis % a.ndim
     shape = list(a.shape)
     shape[axis] = size
@@ -419,11 +483,11 @@ def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[st
     """
     h = hashlib.blake2b(digest_size=16)
     for arr in (x, y):
-        if isinstance(arr, np.ndarray):
+        if isinstance(arr, (np.ndarray, jax.Array)):
             h.update(str(arr.shape).encode())
             flat = arr.reshape(-1)
             step = max(1, flat.size // 4096)
-            h.update(np.ascontiguousarray(flat[::step], dtype=np.float64))
+            h.update(np.ascontiguousarray(np.asarray(flat[::step]), dtype=np.float64))
     dev = jax.devices()[0]
     curvax_version, jax_version, numpy_version = _library_versions()
     return {
@@ -460,7 +524,7 @@ def fit_curve(
     max_nfev: int | None = None,
     dtype: Any = None,
     param_style: str = "auto",
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     param_names: tuple[str, ...] | None = None,
     fixed: Mapping[str, float] | None = None,
     bucket: bool = True,
@@ -495,6 +559,10 @@ def fit_curve(
     called every iteration; ``timeout`` (seconds) stops the fit cleanly with status
     -3 and the best point so far.
 
+    ``block_size`` is the number of points reduced together (default: 4096 on a CPU,
+    where a block's Jacobian stays in cache; 2²² on a GPU or TPU, where each block is
+    reduced in one fused pass over the data; :func:`curvax.core.engine.reduction_defaults`).
+
     ``jac_sparsity`` declares which ``∂f(x_i)/∂p_j`` may be non-zero — an (N, n) or
     (n, N) boolean array, n ``slice`` objects (the points each parameter affects), or
     ``'auto'`` (detected from the model) — so that the Jacobian is evaluated with one
@@ -515,23 +583,42 @@ def fit_curve(
     if check_finite is None:
         check_finite = nan_policy is None
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
-    if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+    if block_size is not None and (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, (int, np.integer))
+        or block_size < 1
+    ):
         raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
     mesh = resolve_mesh(devices)
+    platform_block, gram = reduction_defaults(mesh)
+    if block_size is None:
+        block_size = platform_block
 
-    y = _as_ydata(ydata)
+    on_device = (
+        is_device_data(ydata)
+        and sigma is None
+        and nan_policy != "omit"
+        and p0 is not None
+        and mesh is None
+        and jac_sparsity is None
+        and _numeric(xdata)
+    )
+    if on_device:  # checked and padded where the data lie (curvax.core.device_data)
+        y, x, x_axis = _device_data(xdata, ydata, bool(check_finite), nan_policy)
+    else:
+        y = _as_ydata(ydata)
+        x, x_axis = _as_xdata(xdata, y.size)
     n_pts = y.size
-    x, x_axis = _as_xdata(xdata, n_pts)
     numeric_x = x_axis is not None
 
-    if check_finite:
+    if check_finite and not on_device:
         if not np.isfinite(y).all():
             raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(y)})")
         if numeric_x and not np.isfinite(x).all():
             raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
     n_omitted = 0
     n_given, kept = n_pts, None  # rows of a jac_sparsity pattern that stay in the fit
-    if nan_policy in ("raise", "omit"):
+    if nan_policy in ("raise", "omit") and not on_device:
         bad = np.isnan(y)
         if numeric_x:
             xb = np.isnan(np.moveaxis(x, x_axis, -1))
@@ -555,7 +642,8 @@ def fit_curve(
                 raise ValueError("xdata/ydata: no points left after omitting NaN")
 
     w, L = _prepare_sigma(sigma, n_pts)
-    check_magnitude(y, w, L)
+    if not on_device:
+        check_magnitude(y, w, L)
     if mesh is not None and L is not None:
         raise ValueError(
             "devices: a 2-D sigma (covariance of the data) couples all points, so the fit "
@@ -640,7 +728,7 @@ def fit_curve(
     use_bucket = size != n_pts
     n_probe = size
     probe_shape = None
-    if isinstance(x_arg, np.ndarray):
+    if isinstance(x_arg, (np.ndarray, jax.Array)):
         probe_shape = list(x_arg.shape)
         probe_shape[x_axis if (x_axis == 0 and x_arg.ndim > 1) else -1] = n_probe
     traceable, shape = probe_model(model, style, x_arg, p0a, dt, probe_shape)
@@ -693,6 +781,7 @@ def fit_curve(
         method=method,
         jac_scale=xs is None,
         block_size=int(block_size),
+        gram=gram,
         fixed=tuple(fixed.tolist()) if any_fixed else None,
         monitored=monitor is not None,
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,
@@ -713,7 +802,7 @@ def fit_curve(
         data["y"] = pad_points(y, size, 0)
         if w is not None:
             data["w"] = pad_points(w, size, 0)
-        data["mask"] = point_mask(n_pts, size)
+        data["mask"] = mask_device(n_pts, size, y) if on_device else point_mask(n_pts, size)
         if sparsity is not None:
             data["sparsity"] = pad_points(sparsity, size, 0)
     if any_fixed:

@@ -40,23 +40,27 @@ def exp_reference(x, y, w, mask, p, loss="linear", f_scale=1.0):
     return 0.5 * np.sum(rho0), Jt.T @ Jt, Jt.T @ rt
 
 
-def reduce(x, y, w, mask, p, block, loss="linear", f_scale=1.0):
+def reduce(x, y, w, mask, p, block, loss="linear", f_scale=1.0, gram="dot"):
     rho = None if loss == "linear" else get_loss(loss)
     with jax.enable_x64(True):
         fn = pointwise_reducer(
             expdecay, "fwd", jnp.asarray(x), jnp.asarray(y),
             None if w is None else jnp.asarray(w),
             None if mask is None else jnp.asarray(mask),
-            rho, jnp.asarray(f_scale), block,
+            rho, jnp.asarray(f_scale), block, gram=gram,
         )
         red = jax.jit(fn)(jnp.asarray(p))
         return (float(red.cost), np.asarray(red.R), np.asarray(red.grad),
                 int(red.n_nonfinite))
 
 
+# 'dot' is the CPU style, 'fused' the accelerator one (core/engine.reduction_defaults);
+# both run here on the CPU.  Blocks: many, several with a ragged last one, exactly one,
+# and one larger than the data.
+@pytest.mark.parametrize("gram", ["dot", "fused"])
 @pytest.mark.parametrize("loss", ["linear", "soft_l1"])
-@pytest.mark.parametrize("block", [64, 1000, 4096])
-def test_gram_blocks_equal_the_whole_reduction(loss: str, block: int) -> None:
+@pytest.mark.parametrize("block", [64, 1000, 4096, 10000])
+def test_gram_blocks_equal_the_whole_reduction(loss: str, block: int, gram: str) -> None:
     rng = np.random.default_rng(2)
     n = 4096
     x = np.linspace(0, 5, n)
@@ -65,7 +69,7 @@ def test_gram_blocks_equal_the_whole_reduction(loss: str, block: int) -> None:
     mask = np.arange(n) < n - 37  # padding rows at the end, as size buckets make them
     y[~mask] = np.nan  # padding must change nothing, even if not finite
     p = np.array([2.4, 1.56, 0.6])
-    cost, R, grad, bad = reduce(x, y, w, mask, p, block, loss, f_scale=2.0)
+    cost, R, grad, bad = reduce(x, y, w, mask, p, block, loss, f_scale=2.0, gram=gram)
     c_ref, JtJ, g_ref = exp_reference(x, y, w, mask, p, loss, f_scale=2.0)
     assert bad == 0
     np.testing.assert_allclose(cost, c_ref, rtol=1e-12)
@@ -73,16 +77,20 @@ def test_gram_blocks_equal_the_whole_reduction(loss: str, block: int) -> None:
     np.testing.assert_allclose(grad, g_ref, rtol=1e-9, atol=1e-11 * np.abs(g_ref).max())
 
 
-def test_non_finite_points_are_counted_through_the_fallback() -> None:
+@pytest.mark.parametrize(("gram", "block"), [("dot", 256), ("fused", 256), ("fused", 300),
+                                             ("fused", 4096)])
+def test_non_finite_points_are_counted_through_the_fallback(gram: str, block: int) -> None:
     n = 2048
     x = np.linspace(0, 5, n)
     y = 2.5 * np.exp(-1.3 * x) + 0.5
     y[[3, 700, 1500]] = [np.nan, np.inf, -np.inf]
-    _, _, _, bad = reduce(x, y, np.ones(n), None, np.array([2.4, 1.56, 0.6]), 256)
+    _, _, _, bad = reduce(x, y, np.ones(n), None, np.array([2.4, 1.56, 0.6]), block, gram=gram)
     assert bad == 3
 
 
-def test_ill_conditioned_gram_falls_back_to_qr() -> None:
+@pytest.mark.parametrize(("gram", "block"), [("dot", 128), ("fused", 128), ("fused", 2048),
+                                             ("fused", 1000)])
+def test_ill_conditioned_gram_falls_back_to_qr(gram: str, block: int) -> None:
     """x in [1000, 1001]: the columns 1, x, x² are nearly parallel (κ ~ 1e11), so a
     Gram matrix would lose everything; the factor must still reproduce JᵀJ."""
     n = 2048
@@ -94,7 +102,7 @@ def test_ill_conditioned_gram_falls_back_to_qr() -> None:
 
     with jax.enable_x64(True):
         fn = pointwise_reducer(quad, "fwd", jnp.asarray(x), jnp.asarray(y), None, None,
-                               None, jnp.asarray(1.0), 128)
+                               None, jnp.asarray(1.0), block, gram=gram)
         red = jax.jit(fn)(jnp.asarray([1.0, 0.0, 0.0]))
         R = np.asarray(red.R)
     J = np.stack([np.ones(n), x, x * x], axis=1)

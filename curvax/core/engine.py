@@ -57,7 +57,25 @@ from curvax.core.trf import SolverOutput, trf
 
 Array = jax.Array
 
+#: Points per block of the reduction on a CPU: the block's Jacobian stays in cache.
 DEFAULT_BLOCK_SIZE = 4096
+#: Points per block on an accelerator, where each block is one fused pass over the
+#: data (Gram style ``'fused'``, :func:`curvax.core.reduction.block_gram`): large blocks
+#: mean few sequential steps; the QR fallback materialises one block's rows.
+ACCELERATOR_BLOCK_SIZE = 1 << 22
+
+
+def reduction_defaults(mesh: Any = None) -> tuple[int, str]:
+    """``(block_size, gram style)`` for the platform a fit runs on.
+
+    The platform is that of ``mesh``'s devices, else JAX's default backend: a CPU gets
+    cache-sized blocks reduced by a matrix product, a GPU or TPU large blocks reduced in
+    one fused pass each.
+    """
+    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+    if platform == "cpu":
+        return DEFAULT_BLOCK_SIZE, "dot"
+    return ACCELERATOR_BLOCK_SIZE, "fused"
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class Kernel:
     jac_style: str | None = None  # 'args' | 'array' for a user Jacobian (default: as f)
     mesh: Any = None  # jax.sharding.Mesh: points sharded over its devices (pointwise kind)
     jac_colours: tuple[int, ...] | None = None  # column groups of a sparse Jacobian
+    gram: str = "dot"  # Gram style of the pointwise reduction (curvax.core.reduction)
 
 
 class Packing(NamedTuple):
@@ -267,6 +286,7 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
                 k.x_axis,
                 data.get("sparsity"),
                 k.jac_colours,
+                k.gram,
             )
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
         return dense_reducer(

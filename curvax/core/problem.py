@@ -36,6 +36,7 @@ vector (``least_squares``, or a 2-D ``sigma`` that couples points), in a single 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -269,12 +270,16 @@ def traced_output_shape(
     argument, as it does in the compiled fit — never as a constant baked into a trace,
     which would keep a copy of the data alive in JAX's caches.
     """
-    p_abs = jax.ShapeDtypeStruct(p0.shape, p0.dtype)
+    wide = np.dtype(p0.dtype).itemsize == 8 or np.dtype(getattr(x, "dtype", p0.dtype)).itemsize == 8
     try:
-        if isinstance(x, (np.ndarray, jax.ShapeDtypeStruct)):
-            out = jax.eval_shape(f_canon, jax.ShapeDtypeStruct(x.shape, x.dtype), p_abs)
-        else:
-            out = jax.eval_shape(lambda p: f_canon(x, p), p_abs)
+        # 64-bit structs only exist with x64 on (JAX ≥ 0.11 warns and truncates them).
+        with jax.enable_x64(True) if wide else contextlib.nullcontext():
+            p_abs = jax.ShapeDtypeStruct(p0.shape, p0.dtype)
+            if isinstance(x, (np.ndarray, jax.ShapeDtypeStruct)):
+                x_abs = jax.ShapeDtypeStruct(x.shape, x.dtype)
+                out = jax.eval_shape(f_canon, x_abs, p_abs)
+            else:
+                out = jax.eval_shape(lambda p: f_canon(x, p), p_abs)
     except Exception:
         return None
     dtype = getattr(out, "dtype", None)
@@ -337,6 +342,7 @@ def pointwise_reducer(
     x_axis: int = -1,
     sparsity: Array | None = None,
     colours: tuple[int, ...] | None = None,
+    gram: str = "dot",
 ) -> Callable[[Array], Reduction]:
     """Reduction function for independent points, visited in blocks of ``block_size``.
 
@@ -347,6 +353,12 @@ def pointwise_reducer(
     comes from one pass per column group (:mod:`curvax.core.sparsity`).
     The blocks are taken by ``dynamic_slice`` inside a ``lax.scan`` (no copy of the
     data); a ragged last block is reduced separately and merged.
+
+    ``gram`` is the Gram style of :func:`curvax.core.reduction.block_gram`.  With
+    ``'dot'`` (CPU) a data set of one block is reduced by QR directly.  With
+    ``'fused'`` (accelerators) every block, the ragged one too, goes through the Gram
+    matrix first — one fused pass over the data per block — and QR is the fallback
+    under the same conditioning test as for several blocks.
     """
     n = y.shape[0]
     bs = min(block_size, n)
@@ -366,38 +378,58 @@ def pointwise_reducer(
         r, J = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb)
         return block_rows(r, J, mb, rho_fn, f_scale)
 
-    def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
-        xb, yb, wb, mb, pb = sliced(i * bs, bs)
+    def gram_block(p: Array, start: Array | int, size: int) -> tuple[Array, Array]:
+        xb, yb, wb, mb, pb = sliced(start, size)
         r, Jt = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb, True)
-        return block_gram(r, Jt, mb, rho_fn, f_scale)
+        return block_gram(r, Jt, mb, rho_fn, f_scale, gram)
+
+    def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
+        return gram_block(p, i * bs, bs)
+
+    def scan_fn(q: Array, i: Array) -> tuple[Array, Array, Array]:
+        return block_fn(q, i * bs, bs)
+
+    def qr_reduce(p: Array, with_tail: bool) -> Reduction:
+        """Block QR of the full blocks (and of the ragged one, merged, ``with_tail``)."""
+        red = reduce_scan(scan_fn, p, jnp.arange(n_full), p.shape[0])
+        if with_tail and tail:
+            cost, rows, bad = block_fn(p, n_full * bs, tail)
+            red = merge(red, Reduction(cost, triangularize(rows), bad))
+        return red
+
+    def gram_or_qr(p: Array, cost: Array, G: Array, with_tail: bool) -> Reduction:
+        """The Cholesky factor of ``G`` if finite and well conditioned, else block QR
+        (which also counts non-finite entries)."""
+        factor = factor_from_gram(G)
+        good = (
+            jnp.isfinite(cost)
+            & jnp.all(jnp.isfinite(factor))
+            & (scaled_condition(factor[:-1, :-1]) < GRAM_MAX_CONDITION)
+        )
+        return jax.lax.cond(
+            good,
+            lambda: Reduction(cost, factor, jnp.zeros((), jnp.int32)),
+            lambda: qr_reduce(p, with_tail),
+        )
 
     def reduce_fn(p: Array) -> Reduction:
-        n_p = p.shape[0]
+        if gram == "fused":  # every block through the Gram matrix, the ragged one too
+            if n_full == 1:
+                cost, G = gram_block(p, 0, bs)
+            else:
+                cost, G = reduce_scan_gram(gram_fn, p, jnp.arange(n_full), p.shape[0])
+            if tail:
+                cost_t, G_t = gram_block(p, n_full * bs, tail)
+                cost, G = cost + cost_t, G + G_t
+            return gram_or_qr(p, cost, G, with_tail=True)
         if n_full == 1 and tail == 0:
             cost, rows, bad = block_fn(p, 0, bs)
             return Reduction(cost, triangularize(rows), bad)
-        blocks = jnp.arange(n_full)
-
-        def scan_fn(q: Array, i: Array) -> tuple[Array, Array, Array]:
-            return block_fn(q, i * bs, bs)
-
         if n_full == 1:
-            red = reduce_scan(scan_fn, p, blocks, n_p)
-        else:
-            # Fast path: accumulate the Gram matrix; redo with QR (which also counts
-            # non-finite entries) if it is not finite or ill-conditioned.
-            cost, G = reduce_scan_gram(gram_fn, p, blocks, n_p)
-            factor = factor_from_gram(G)
-            good = (
-                jnp.isfinite(cost)
-                & jnp.all(jnp.isfinite(factor))
-                & (scaled_condition(factor[:-1, :-1]) < GRAM_MAX_CONDITION)
-            )
-            red = jax.lax.cond(
-                good,
-                lambda: Reduction(cost, factor, jnp.zeros((), jnp.int32)),
-                lambda: reduce_scan(scan_fn, p, blocks, n_p),
-            )
+            red = qr_reduce(p, with_tail=False)
+        else:  # Gram of the full blocks; the ragged one by QR, merged below
+            cost, G = reduce_scan_gram(gram_fn, p, jnp.arange(n_full), p.shape[0])
+            red = gram_or_qr(p, cost, G, with_tail=False)
         if tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)
             red = merge(red, Reduction(cost, triangularize(rows), bad))

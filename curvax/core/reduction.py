@@ -181,26 +181,39 @@ def scaled_condition(R: Array) -> Array:
 GRAM_MAX_CONDITION = 1e4
 
 
+#: How a block's Gram matrix is formed: ``'dot'``, one matrix product of the block's
+#: materialised rows (CPU: a cache-sized block, BLAS-like kernel); ``'fused'``, a sum of
+#: element-wise products that XLA fuses with the model and Jacobian evaluation into one
+#: reduction pass over the data (GPU/TPU: no Jacobian in memory, one kernel per block).
+GRAM_STYLES = ("dot", "fused")
+
+
 def block_gram(
     r: Array,
     jac_t: Array,
     mask: Array | None,
     rho_fn: Callable[[Array], Array] | None,
     f_scale: Array,
+    style: str = "dot",
 ) -> tuple[Array, Array]:
     """Cost and Gram matrix ``G = AᵀA`` of the rows ``A = [J̃ | r̃]`` of one block.
 
     As :func:`block_rows`, but the Jacobian comes transposed, ``jac_t`` (p, k): the
-    (p+1)×k matrix ``Aᵀ`` is then contiguous along the points and ``AᵀA`` is one small
-    matrix product that stays in cache.  Non-finite entries are not counted here: they
-    make ``G`` non-finite, and the caller then redoes the reduction with
+    (p+1)×k matrix ``Aᵀ`` is then contiguous along the points.  ``style`` (see
+    :data:`GRAM_STYLES`) picks ``G`` as one small matrix product (``'dot'``) or as
+    ``G_ij = Σ_n A_ni A_nj`` written as a broadcast product and a sum (``'fused'``);
+    both are the same sums, in a different order.  Non-finite entries are not counted
+    here: they make ``G`` non-finite, and the caller then redoes the reduction with
     :func:`reduce_scan`, which counts them.
     """
     cost, r, jac_t = _masked_loss_rows(r, jac_t, mask, rho_fn, f_scale, transposed=True)
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
-    G = jax.lax.dot_general(
-        a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
-    )
+    if style == "fused":
+        G = jnp.sum(a_t[:, None, :] * a_t[None, :, :], axis=-1)
+    else:
+        G = jax.lax.dot_general(
+            a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
+        )
     return (0.5 * G[-1, -1] if cost is None else cost), G
 
 

@@ -115,7 +115,8 @@ class FitResult:
     cost, initial_cost : float
         ``½ Σ ρ(r_i²)`` at the solution and at the start.
     fun : ndarray (m,)
-        Residuals at the solution (weighted by 1/sigma, before robust rescaling).
+        Residuals at the solution (weighted by 1/sigma, before robust rescaling); copied
+        from the device on first access (it is m long).
     jac : ndarray (m, n)
         Jacobian of the residuals at the solution, rescaled for the robust loss as in
         SciPy; computed on first access (it is m × n).
@@ -142,7 +143,7 @@ class FitResult:
         status: int,
         cost: float,
         initial_cost: float,
-        fun: np.ndarray,
+        fun: np.ndarray | Callable[[], np.ndarray],
         grad: np.ndarray,
         nfev: int,
         njev: int,
@@ -164,7 +165,8 @@ class FitResult:
         self.status = int(status)
         self.cost = float(cost)
         self.initial_cost = float(initial_cost)
-        self.fun = np.asarray(fun)
+        self._fun_fn = fun if callable(fun) else None
+        self._fun = None if callable(fun) else np.asarray(fun)
         self.grad = np.asarray(grad)
         self.nfev = int(nfev)
         self.njev = int(njev)
@@ -202,6 +204,18 @@ class FitResult:
     @property
     def message(self) -> str:
         return STATUS_MESSAGES.get(self.status, f"Unknown status {self.status}.")
+
+    @property
+    def fun(self) -> np.ndarray:
+        if self._fun is None:
+            assert self._fun_fn is not None
+            self._fun = np.asarray(self._fun_fn())
+            self._fun_fn = None
+        return self._fun
+
+    @fun.setter
+    def fun(self, value: np.ndarray) -> None:
+        self._fun, self._fun_fn = np.asarray(value), None
 
     @property
     def jac(self) -> np.ndarray | None:

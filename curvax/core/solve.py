@@ -259,8 +259,8 @@ def solve(
                     token=token,
                 )
                 extra = {} if while_running is None else while_running()
-                if kernel.mesh is None:  # on this process's device
-                    sol, residuals = out.solver(), np.asarray(out.residuals)
+                if kernel.mesh is None:  # on this process's device: copied when asked for
+                    sol, residuals = out.solver(), out.residuals
                 else:
                     sol, residuals = out.solver(fetch_replicated), local_rows(out.residuals)
             except jax.errors.JaxRuntimeError as err:
@@ -282,13 +282,13 @@ def solve(
         )
 
     if n_local_points is not None:
-        residuals = residuals[:n_local_points]
+        n_rows = min(n_local_points, residuals.shape[0])
         m = int(n_points if n_points is not None else n_local_points)
     else:
-        if n_points is not None:
-            residuals = residuals[:n_points]
-        m = residuals.shape[0]
-    n_rows = residuals.shape[0]
+        n_rows = residuals.shape[0] if n_points is None else min(n_points, residuals.shape[0])
+        m = n_rows
+    on_host = isinstance(residuals, np.ndarray)
+    fun = residuals[:n_rows] if on_host else (lambda: np.asarray(residuals)[:n_rows])
     R = np.asarray(sol.reduction.R, dtype=np.float64)
     check_jacobian_range(R, dtype, x0_name, kernel.loss)
     cost = float(sol.reduction.cost)
@@ -339,7 +339,7 @@ def solve(
         status=status,
         cost=cost,
         initial_cost=float(sol.initial_cost),
-        fun=residuals,
+        fun=fun,
         grad=grad,
         nfev=int(sol.nfev),
         njev=int(sol.njev),

@@ -340,6 +340,11 @@ def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -
         ref = largest_magnitude(v)
         if L is not None:
             ref /= float(np.max(np.abs(np.diag(L))))
+    check_magnitude_value(ref)
+
+
+def check_magnitude_value(ref: float) -> None:
+    """:func:`check_magnitude` given the largest weighted magnitude ``ref`` of the data."""
     if ref == 0.0 or math.isnan(ref):
         return
     if not (1.0 / MAGNITUDE_LIMIT <= ref <= MAGNITUDE_LIMIT):

@@ -33,7 +33,7 @@ from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
 from curvax.core.solve import to_device
-from curvax.core.validation import SIGMA_MIN, check_magnitude
+from curvax.core.validation import SIGMA_MIN, check_magnitude_value
 from curvax.core.wire import host_out
 from curvax.scale.sources import (
     Chunk,
@@ -319,7 +319,7 @@ class HostReducer:
                 raise ValueError("source: the data source delivered no points")
             if stats.n_used == 0:
                 raise ValueError("data: no points left after omitting NaN/Inf rows")
-            check_magnitude(np.array([stats.max_abs]), None, None)
+            check_magnitude_value(stats.max_abs)
             self.reference = stats
             return
         ref = self.reference
