@@ -277,8 +277,11 @@ def main() -> None:
         print("scipy is needed for the reference loop (pip install scipy)")
         sys.exit(2)
 
+    import jax
+
     from curvax.batch.fit import default_workers
 
+    on_cpu = jax.default_backend() == "cpu"
     rows = []
     for name in [] if args.stream_only else args.problems.split(","):
         _, y, p0 = make_problem(name, args.n)
@@ -300,7 +303,7 @@ def main() -> None:
             "curvax_seconds": t_cx,
             "curvax_fits_per_s": args.n / t_cx,
             "curvax_first_call_seconds": warm,
-            "curvax_workers": args.workers or default_workers(),
+            "curvax_workers": args.workers or (default_workers() if on_cpu else 1),
             "curvax_converged": float(res.success.mean()),
             "curvax_mean_nfev": float(res.nfev.mean()),
             "scipy_n_fits": k,
