@@ -157,3 +157,10 @@ def test_platform_defaults_and_block_size_argument() -> None:
     for bad in (0, True, 2.5):
         with pytest.raises(ValueError, match="block_size: expected a positive integer"):
             curvax.curve_fit(decay, x, y, p0=[1.0, 1.0, 0.0], block_size=bad)
+    # the chunked fit takes the same default
+    r_default = curvax.curve_fit_large(decay, x, y, p0=[1.0, 1.0, 0.0], chunk_size=128)
+    r_explicit = curvax.curve_fit_large(decay, x, y, p0=[1.0, 1.0, 0.0], chunk_size=128,
+                                        block_size=4096)
+    np.testing.assert_array_equal(r_default[0], r_explicit[0])
+    with pytest.raises(ValueError, match="block_size: expected a positive integer"):
+        curvax.curve_fit_large(decay, x, y, p0=[1.0, 1.0, 0.0], block_size=True)

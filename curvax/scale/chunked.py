@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
-from curvax.core.engine import DEFAULT_BLOCK_SIZE, Kernel
+from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
@@ -225,7 +225,7 @@ def fit_chunked(
     param_style: str = "auto",
     param_names: tuple[str, ...] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     nan_policy: str | None = None,
     on_chunk_error: str = "raise",
     max_retries: int = 3,
@@ -255,8 +255,9 @@ def fit_chunked(
     chunk_size : int
         Points computed per kernel call (and read per chunk for sources that read by
         ranges).  Any value gives the same answer; it trades memory for overhead.
-    block_size : int
-        Inner block of the per-chunk kernel (as in :func:`curvax.fit_curve`).
+    block_size : int, optional
+        Inner block of the per-chunk kernel (as in :func:`curvax.fit_curve`; default:
+        the platform's, :func:`curvax.core.engine.reduction_defaults`).
     nan_policy : {None, 'raise', 'omit'}
         Rows with NaN/Inf: error (default) or left out and counted in
         ``extra['n_omitted']``.
@@ -295,8 +296,13 @@ def fit_chunked(
     mesh = resolve_mesh(devices)
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)
     for name, v in (("chunk_size", chunk_size), ("block_size", block_size)):
+        if v is None and name == "block_size":
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    platform_block, gram = reduction_defaults(mesh)
+    if block_size is None:
+        block_size = platform_block
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries: expected a non-negative integer, got {max_retries!r}")
 
@@ -360,6 +366,7 @@ def fit_chunked(
         method=method,
         jac_scale=xs is None,
         block_size=int(min(block_size, chunk_size)),
+        gram=gram,
         fixed=tuple(bool(v) for v in fixed) if fixed.any() else None,
         mesh=mesh,
     )

@@ -363,6 +363,7 @@ class HostReducer:
             method=self.kernel.method,
             jac_scale=self.kernel.jac_scale,
             block_size=self.kernel.block_size,
+            gram=self.kernel.gram,
             fixed=self.kernel.fixed,
         )
         other = type(self)(
