@@ -279,7 +279,7 @@ def main() -> None:
 
     import jax
 
-    from curvax.batch.fit import default_workers
+    from curvax.core.threaded import default_workers
 
     on_cpu = jax.default_backend() == "cpu"
     rows = []

@@ -59,6 +59,7 @@ from curvax.core.solve import aligned_empty, precision, solve, to_device
 from curvax.core.sparsity import check_mode as check_sparse_mode
 from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.start import default_start
+from curvax.core.threaded import MIN_POINTS, default_workers
 from curvax.core.validation import (
     SIGMA_MIN,
     check_feasible,
@@ -99,6 +100,7 @@ _SOLVER_KWARGS = {
     "dtype",
     "param_style",
     "block_size",
+    "workers",
     "verbose",
     "jac_sparsity",
 }
@@ -525,6 +527,7 @@ def fit_curve(
     dtype: Any = None,
     param_style: str = "auto",
     block_size: int | None = None,
+    workers: int | None = None,
     param_names: tuple[str, ...] | None = None,
     fixed: Mapping[str, float] | None = None,
     bucket: bool = True,
@@ -563,6 +566,11 @@ def fit_curve(
     where a block's Jacobian stays in cache; 2²² on a GPU or TPU, where each block is
     reduced in one fused pass over the data; :func:`curvax.core.engine.reduction_defaults`).
 
+    ``workers`` is the number of CPU threads that share the reduction of the data
+    (default: the cores this process may use, for data of at least 2²⁰ points on a CPU;
+    otherwise 1; :mod:`curvax.core.threaded`).  The answer does not depend on it beyond
+    rounding (the parts' Gram matrices are added in a fixed order).
+
     ``jac_sparsity`` declares which ``∂f(x_i)/∂p_j`` may be non-zero — an (N, n) or
     (n, N) boolean array, n ``slice`` objects (the points each parameter affects), or
     ``'auto'`` (detected from the model) — so that the Jacobian is evaluated with one
@@ -589,6 +597,10 @@ def fit_curve(
         or block_size < 1
     ):
         raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
+    ):
+        raise ValueError(f"workers: expected a positive integer, got {workers!r}")
     mesh = resolve_mesh(devices)
     platform_block, gram = reduction_defaults(mesh)
     if block_size is None:
@@ -772,6 +784,12 @@ def fit_curve(
             pattern = pattern[kept]
         sparsity = check_jac_sparsity(pattern, n_pts, n, ~fixed)[:, ~fixed]
         colours = greedy_colouring(sparsity)
+    if workers is None:
+        threaded = (
+            gram == "dot" and mesh is None and L is None and sparsity is None
+            and jmode != "host" and size >= MIN_POINTS
+        )
+        workers = default_workers() if threaded else 1
     kernel = Kernel(
         kind="cov" if L is not None else "pointwise",
         fn=model,
@@ -782,6 +800,7 @@ def fit_curve(
         jac_scale=xs is None,
         block_size=int(block_size),
         gram=gram,
+        workers=int(workers) if L is None else 1,
         fixed=tuple(fixed.tolist()) if any_fixed else None,
         monitored=monitor is not None,
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,

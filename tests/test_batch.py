@@ -417,7 +417,7 @@ def test_threads_not_used_for_programs_with_lapack_calls() -> None:
         import sys, numpy as np
         sys.path.insert(0, {tests!r})
         from test_batch import spots, XY
-        import curvax.batch.fit as bf
+        import curvax.core.threaded as th
         from curvax.batch import curve_fit_batch
         from curvax.models import gaussian_2d
         _, y, p0 = spots(2000, 31)  # sub-chunks of 256: LAPACK splits them over threads
@@ -425,7 +425,7 @@ def test_threads_not_used_for_programs_with_lapack_calls() -> None:
         one = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=1)
         assert np.array_equal(one.popt, two.popt, equal_nan=True)
         lm = curve_fit_batch(gaussian_2d, XY, y, p0, workers=2)
-        print(sorted(bf._SAFE_ON_THREADS.values()), int(lm.success.sum()))
+        print(sorted(th._SAFE.values()), int(lm.success.sum()))
         """
     ).format(tests=str(Path(__file__).parent))
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device

@@ -35,8 +35,6 @@ Two solver families (the ``linalg`` option):
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -68,6 +66,7 @@ from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.small_linalg import jacobi_svd
 from curvax.core.solve import precision, strictly_feasible
 from curvax.core.start import initial_feasible
+from curvax.core.threaded import default_workers, safe_on_threads
 from curvax.core.trf import trf
 from curvax.core.validation import (
     MAGNITUDE_LIMIT,
@@ -398,48 +397,12 @@ def _pow2_floor(n: int) -> int:
     return 1 << (max(1, int(n)).bit_length() - 1)
 
 
-def default_workers() -> int:
-    """Threads :func:`curve_fit_batch` uses on a CPU device: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no affinity call outside Linux
-        return max(1, os.cpu_count() or 1)
-
-
-#: Custom calls known not to run work on XLA's thread pool (sharding annotations).
-_HARMLESS_CUSTOM_CALLS = ("Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape")
-_SAFE_ON_THREADS: dict[Any, bool] = {}
-
-
 def _safe_on_threads(key: Any, prog: Any, args: list[Any]) -> bool:
-    """Whether calls of ``prog`` may run on several threads at once.
-
-    Not when its program holds a custom call (e.g. a LAPACK SVD or QR, which the
-    batched solvers ``'jacobi'``/``'lapack'`` use in their reduction, or one in the user's
-    model): jaxlib's batched LAPACK kernels split their batch over XLA's intra-op thread
-    pool and wait for it, and two such calls at once can each hold the pool's threads
-    the other waits for (seen: a deadlock with two threads on a 2-core CPU, jaxlib
-    0.10).  Programs of element-wise code only (the default ``'cholesky'`` solver
-    with a ``jax.numpy`` model) have no such wait.  Decided from the lowered program
-    once per program and argument shapes.
-    """
+    """Whether calls of ``prog`` on ``args`` may run on several threads at once
+    (:func:`curvax.core.threaded.safe_on_threads`: no custom call in its program —
+    the ``'jacobi'``/``'lapack'`` solvers' LAPACK kernels, or one in the user's model)."""
     shapes = tuple(None if a is None else (a.shape, str(a.dtype)) for a in args)
-    try:
-        cache_key: Any = (key, shapes)
-        hash(cache_key)
-    except TypeError:
-        cache_key = None
-    if cache_key is not None and cache_key in _SAFE_ON_THREADS:
-        return _SAFE_ON_THREADS[cache_key]
-    text = prog.lower(*args).as_text()
-    targets = re.findall(r'custom_call @([\w.$-]+)|call_target_name = "([^"]+)"', text)
-    names = {a or b for a, b in targets}
-    safe = names <= set(_HARMLESS_CUSTOM_CALLS)
-    if cache_key is not None:
-        if len(_SAFE_ON_THREADS) > 256:
-            _SAFE_ON_THREADS.clear()
-        _SAFE_ON_THREADS[cache_key] = safe
-    return safe
+    return safe_on_threads((key, shapes), lambda: prog.lower(*args).as_text())
 
 
 def _run_on_threads(

@@ -33,7 +33,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import jax
@@ -48,11 +48,13 @@ from curvax.core.problem import (
     adapt_model,
     dense_reducer,
     host_model,
+    pointwise_gram,
     pointwise_reducer,
     value_and_jacobian,
 )
 from curvax.core.reduction import Reduction
 from curvax.core.sharding import sharded_reducer
+from curvax.core.threaded import PartedGram, host_gram, safe_on_threads
 from curvax.core.trf import SolverOutput, trf
 
 Array = jax.Array
@@ -97,6 +99,7 @@ class Kernel:
     mesh: Any = None  # jax.sharding.Mesh: points sharded over its devices (pointwise kind)
     jac_colours: tuple[int, ...] | None = None  # column groups of a sparse Jacobian
     gram: str = "dot"  # Gram style of the pointwise reduction (curvax.core.reduction)
+    workers: int = 1  # CPU threads of the pointwise reduction (curvax.core.threaded)
 
 
 class Packing(NamedTuple):
@@ -168,6 +171,7 @@ class Program(NamedTuple):
     run: Callable[..., tuple[tuple[Array, ...], Array]]
     jacobian: Callable[..., Array]
     packings: dict[tuple[tuple[Any, int], ...], Packing]
+    gram_part: Callable[..., tuple[Array, Array]]  # pointwise kernels (curvax.core.threaded)
 
 
 def _free_index(k: Kernel) -> np.ndarray | None:
@@ -190,6 +194,30 @@ def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     if callable(k.jac):
         return g, adapt_model(k.jac, k.jac_style or k.param_style)
     return g, k.jac
+
+
+def pointwise_arguments(k: Kernel, data: dict, f_scale: Array) -> tuple:
+    """The leading arguments of :func:`~curvax.core.problem.pointwise_reducer` and
+    :func:`~curvax.core.problem.pointwise_gram` for kernel ``k`` (kind ``'pointwise'``)
+    on ``data``: model and Jacobian of the free parameters, data, loss, blocks."""
+    rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
+    idx = _free_index(k)
+    g0, jac0 = _model_parts(k)
+    if idx is None:
+        gm, jm = g0, jac0
+    else:
+
+        def gm(x: Any, q: Array) -> Array:
+            return g0(x, _embed(k, data, q))
+
+        def jfree(x: Any, q: Array) -> Array:
+            return jac0(x, _embed(k, data, q))[:, idx]  # type: ignore[operator]
+
+        jm = jfree if callable(jac0) else jac0
+    return (
+        gm, jm, data["x"], data["y"], data.get("w"), data.get("mask"), rho_fn, f_scale,
+        k.block_size, k.x_axis, data.get("sparsity"), k.jac_colours,
+    )
 
 
 def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
@@ -264,30 +292,7 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
 
     def local_reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
         if k.kind == "pointwise":
-            g0, jac0 = _model_parts(k)
-            if idx is None:
-                gm, jm = g0, jac0
-            else:
-
-                def gm(x: Any, q: Array) -> Array:
-                    return g0(x, _embed(k, data, q))
-
-                jm = (lambda x, q: cols(jac0(x, _embed(k, data, q)))) if callable(jac0) else jac0
-            return pointwise_reducer(
-                gm,
-                jm,
-                data["x"],
-                data["y"],
-                data.get("w"),
-                data.get("mask"),
-                rho_fn,
-                f_scale,
-                k.block_size,
-                k.x_axis,
-                data.get("sparsity"),
-                k.jac_colours,
-                k.gram,
-            )
+            return pointwise_reducer(*pointwise_arguments(k, data, f_scale), k.gram)
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
         return dense_reducer(
             lambda q: resid(data, q), jfun, rho_fn, f_scale, data.get("sparsity"), k.jac_colours
@@ -322,16 +327,17 @@ def _compile(k: Kernel) -> Program:
         gtol: Array,
         max_nfev: Array,
         token: Array,
+        reduce_token: Array,
     ) -> tuple[tuple[Array, ...], Array]:
         # One nested program for the reduction: the solver's call sites (start, loop,
         # refinement) share one traced and lowered copy, which makes the trace that a
         # fresh process needs even with the persistent cache ~0.1 s shorter (measured at
         # N = 10⁴ by benchmarks/bench_cold.py; XLA inlines it, the compiled code is
         # unchanged).
-        reduce_at = jax.jit(lambda d, fs, q: reducer(d, fs)(q))
+        reduce_at = jax.jit(lambda d, fs, tok, q: local(d, fs, tok)(q))
 
         def reduce_fn(q: Array) -> Any:
-            return reduce_at(data, f_scale, q)
+            return reduce_at(data, f_scale, reduce_token, q)
 
         m = jax.eval_shape(lambda q: resid(data, q), x0).shape[0]
         xs = None if k.jac_scale else x_scale
@@ -345,6 +351,20 @@ def _compile(k: Kernel) -> Program:
             raise RuntimeError("curvax: two solver output layouts pack to the same lengths")
         return packed, resid(data, out.x)
 
+    def local(data: dict, f_scale: Array, tok: Array) -> Callable[[Array], Reduction]:
+        """The reducer; with ``k.workers > 1`` the Gram matrix comes from host threads."""
+        if k.workers > 1:
+            return pointwise_reducer(
+                *pointwise_arguments(k, data, f_scale),
+                k.gram,
+                gram_total=lambda q: host_gram(tok, q),
+            )
+        return reducer(data, f_scale)
+
+    def gram_part(data: dict, f_scale: Array, q: Array) -> tuple[Array, Array]:
+        """``(cost, G)`` of the points of ``data``: one thread's part (curvax.core.threaded)."""
+        return pointwise_gram(*pointwise_arguments(k, data, f_scale), k.gram)(q)
+
     def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:
         """Loss-rescaled Jacobian at ``q`` (m, n_free), materialised on request only."""
         r, J = jacobian(data, q)
@@ -354,7 +374,7 @@ def _compile(k: Kernel) -> Program:
             return J
         return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]
 
-    return Program(jax.jit(run), jax.jit(final_jacobian), packings)
+    return Program(jax.jit(run), jax.jit(final_jacobian), packings, jax.jit(gram_part))
 
 
 def _cache_size() -> int:
@@ -419,6 +439,36 @@ def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
     return RunOutput(packed, residuals, program.packings[_packed_key(packed)])
 
 
+def parted_gram(
+    k: Kernel, data: dict, f_scale: Any, n_free: int, dtype: Any
+) -> tuple[Kernel, PartedGram | None]:
+    """The kernel to run and, for ``k.workers > 1``, the host side of its threaded
+    reduction over ``data`` (:mod:`curvax.core.threaded`).
+
+    When the part program holds a custom call it is not safe on threads: the kernel
+    comes back with ``workers=1`` (one-program reduction) and no :class:`PartedGram`.
+    """
+    if k.workers <= 1:
+        return k, None
+    program = COMPILE_CACHE.get(k)
+    dt = np.dtype(dtype)
+    parted = PartedGram(program.gram_part, data, f_scale, dt, k.workers, k.x_axis)
+    part = parted.parts[0]
+    q = np.zeros(n_free, dt)
+    shapes = tuple(
+        (key, getattr(v, "shape", None), str(getattr(v, "dtype", None)))
+        for key, v in sorted(part.items())
+    )
+    with jax.enable_x64(dt == np.float64):
+        safe = safe_on_threads(
+            (k, shapes, dt.name), lambda: program.gram_part.lower(part, f_scale, q).as_text()
+        )
+    if safe:
+        return k, parted
+    parted.close()
+    return replace(k, workers=1), None
+
+
 def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
     """The fit program of ``k`` lowered for ``data`` in ``dtype`` (a ``jax.stages.Lowered``).
 
@@ -449,6 +499,7 @@ def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
             gtol=tol,
             max_nfev=np.int32(100),
             token=np.int32(0),
+            reduce_token=np.int32(0),
         )
 
 

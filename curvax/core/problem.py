@@ -329,6 +329,73 @@ def weighted_value_and_jacobian(
     return value_and_jacobian(resid, p, jac, colours, pattern, transposed)
 
 
+def _slicer(
+    x: Array, y: Array, w: Array | None, mask: Array | None, sparsity: Array | None,
+    colours: tuple[int, ...] | None, x_axis: int,
+) -> Callable[[Array | int, int], tuple]:
+    """``(start, size) ↦`` the data of points ``start … start+size-1`` (``dynamic_slice``)."""
+
+    def sliced(start: Array | int, size: int) -> tuple:
+        xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=x_axis)
+        yb = jax.lax.dynamic_slice_in_dim(y, start, size)
+        wb = None if w is None else jax.lax.dynamic_slice_in_dim(w, start, size)
+        mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)
+        pb = None if colours is None else jax.lax.dynamic_slice_in_dim(sparsity, start, size)
+        return xb, yb, wb, mb, pb
+
+    return sliced
+
+
+def pointwise_gram(
+    model: Callable[[Any, Array], Array],
+    jac: Callable[[Any, Array], Array] | str,
+    x: Array,
+    y: Array,
+    w: Array | None,
+    mask: Array | None,
+    rho_fn: Callable[[Array], Array] | None,
+    f_scale: Array,
+    block_size: int,
+    x_axis: int = -1,
+    sparsity: Array | None = None,
+    colours: tuple[int, ...] | None = None,
+    gram: str = "dot",
+    with_tail: bool = True,
+) -> Callable[[Array], tuple[Array, Array]]:
+    """``p ↦ (cost, G)``: the cost and Gram matrix ``[J̃ r̃]ᵀ[J̃ r̃]`` of all points.
+
+    Arguments as for :func:`pointwise_reducer`; the full blocks are summed in a
+    ``lax.scan``, the ragged last one added (unless ``with_tail`` is False).  Nothing
+    is checked here (a non-finite entry makes ``G`` non-finite):
+    :func:`pointwise_reducer` tests the factor and falls back to QR.
+    """
+    n = y.shape[0]
+    bs = min(block_size, n)
+    n_full = n // bs
+    tail = n - n_full * bs
+    sliced = _slicer(x, y, w, mask, sparsity, colours, x_axis)
+
+    def gram_block(p: Array, start: Array | int, size: int) -> tuple[Array, Array]:
+        xb, yb, wb, mb, pb = sliced(start, size)
+        r, Jt = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb, True)
+        return block_gram(r, Jt, mb, rho_fn, f_scale, gram)
+
+    def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
+        return gram_block(p, i * bs, bs)
+
+    def total(p: Array) -> tuple[Array, Array]:
+        if n_full == 1:
+            cost, G = gram_block(p, 0, bs)
+        else:
+            cost, G = reduce_scan_gram(gram_fn, p, jnp.arange(n_full), p.shape[0])
+        if tail and with_tail:
+            cost_t, G_t = gram_block(p, n_full * bs, tail)
+            cost, G = cost + cost_t, G + G_t
+        return cost, G
+
+    return total
+
+
 def pointwise_reducer(
     model: Callable[[Any, Array], Array],
     jac: Callable[[Any, Array], Array] | str,
@@ -343,6 +410,7 @@ def pointwise_reducer(
     sparsity: Array | None = None,
     colours: tuple[int, ...] | None = None,
     gram: str = "dot",
+    gram_total: Callable[[Array], tuple[Array, Array]] | None = None,
 ) -> Callable[[Array], Reduction]:
     """Reduction function for independent points, visited in blocks of ``block_size``.
 
@@ -359,32 +427,22 @@ def pointwise_reducer(
     ``'fused'`` (accelerators) every block, the ragged one too, goes through the Gram
     matrix first — one fused pass over the data per block — and QR is the fallback
     under the same conditioning test as for several blocks.
+
+    ``gram_total``, when given, supplies ``p ↦ (cost, G)`` of all points computed
+    elsewhere — by several CPU threads (:mod:`curvax.core.threaded`) — in place of
+    :func:`pointwise_gram`; the conditioning test and the QR fallback stay here.
     """
     n = y.shape[0]
     bs = min(block_size, n)
     n_full = n // bs
     tail = n - n_full * bs
-
-    def sliced(start: Array | int, size: int) -> tuple:
-        xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=x_axis)
-        yb = jax.lax.dynamic_slice_in_dim(y, start, size)
-        wb = None if w is None else jax.lax.dynamic_slice_in_dim(w, start, size)
-        mb = None if mask is None else jax.lax.dynamic_slice_in_dim(mask, start, size)
-        pb = None if colours is None else jax.lax.dynamic_slice_in_dim(sparsity, start, size)
-        return xb, yb, wb, mb, pb
+    sliced = _slicer(x, y, w, mask, sparsity, colours, x_axis)
+    parts = (model, jac, x, y, w, mask, rho_fn, f_scale, block_size, x_axis, sparsity, colours)
 
     def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
         r, J = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb)
         return block_rows(r, J, mb, rho_fn, f_scale)
-
-    def gram_block(p: Array, start: Array | int, size: int) -> tuple[Array, Array]:
-        xb, yb, wb, mb, pb = sliced(start, size)
-        r, Jt = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb, True)
-        return block_gram(r, Jt, mb, rho_fn, f_scale, gram)
-
-    def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
-        return gram_block(p, i * bs, bs)
 
     def scan_fn(q: Array, i: Array) -> tuple[Array, Array, Array]:
         return block_fn(q, i * bs, bs)
@@ -413,14 +471,11 @@ def pointwise_reducer(
         )
 
     def reduce_fn(p: Array) -> Reduction:
+        if gram_total is not None:
+            cost, G = gram_total(p)
+            return gram_or_qr(p, cost, G, with_tail=True)
         if gram == "fused":  # every block through the Gram matrix, the ragged one too
-            if n_full == 1:
-                cost, G = gram_block(p, 0, bs)
-            else:
-                cost, G = reduce_scan_gram(gram_fn, p, jnp.arange(n_full), p.shape[0])
-            if tail:
-                cost_t, G_t = gram_block(p, n_full * bs, tail)
-                cost, G = cost + cost_t, G + G_t
+            cost, G = pointwise_gram(*parts, gram)(p)
             return gram_or_qr(p, cost, G, with_tail=True)
         if n_full == 1 and tail == 0:
             cost, rows, bad = block_fn(p, 0, bs)
@@ -428,7 +483,7 @@ def pointwise_reducer(
         if n_full == 1:
             red = qr_reduce(p, with_tail=False)
         else:  # Gram of the full blocks; the ragged one by QR, merged below
-            cost, G = reduce_scan_gram(gram_fn, p, jnp.arange(n_full), p.shape[0])
+            cost, G = pointwise_gram(*parts, gram, with_tail=False)(p)
             red = gram_or_qr(p, cost, G, with_tail=False)
         if tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)

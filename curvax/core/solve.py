@@ -17,10 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
-from curvax.core.engine import Kernel, jacobian_at, run_kernel
+from curvax.core.engine import Kernel, jacobian_at, parted_gram, run_kernel
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
 from curvax.core.sharding import fetch_replicated, local_rows
+from curvax.core.threaded import active as threads_active
+from curvax.core.threaded import zero_token
 
 
 def precision(dtype: np.dtype) -> contextlib.AbstractContextManager:
@@ -242,11 +244,17 @@ def solve(
         x0_d, lb_d, ub_d, xs_d = aligned_vectors((x0, lb, ub, xs), dtype)
         real = dtype.type
         token = np.int32(monitor.token if monitor is not None else 0)
-        with monitor if monitor is not None else contextlib.nullcontext():
+        data_d = to_device(data, dtype)
+        kernel, parted = parted_gram(kernel, data_d, real(f_scale), n_free, dtype)
+        with (
+            monitor if monitor is not None else contextlib.nullcontext(),
+            threads_active(parted) if parted is not None else contextlib.nullcontext(zero_token())
+            as reduce_token,
+        ):
             try:
                 out = run_kernel(
                     kernel,
-                    to_device(data, dtype),
+                    data_d,
                     x0=x0_d,
                     lb=lb_d,
                     ub=ub_d,
@@ -257,6 +265,7 @@ def solve(
                     gtol=real(gtol),
                     max_nfev=np.int32(max_nfev),
                     token=token,
+                    reduce_token=reduce_token,
                 )
                 extra = {} if while_running is None else while_running()
                 if kernel.mesh is None:  # on this process's device: copied when asked for
@@ -268,6 +277,8 @@ def solve(
                 if clear is None:
                     raise
                 raise clear from err
+            if parted is not None and parted.error is not None:
+                raise parted.error
             chisqr = None
             if not out.residuals.is_fully_addressable:  # multi-process: sum over all
                 chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))

@@ -1,0 +1,213 @@
+"""The reduction of an in-memory fit on several CPU cores.
+
+XLA's CPU back end runs the reduction's loop over blocks (a ``lax.scan``) on one core,
+and a fit spends almost all its time there once N is large.  Two compiled programs over
+the two halves of the data, called from two threads, run side by side: for 10⁷ points
+of the exponential model one pass took 51.6 ms as one program and 27.5 ms as two halves
+on two threads (2-core VM, 2026-11-23).
+
+How it works: the fit program's reduction (:func:`curvax.core.problem.pointwise_reducer`
+with ``gram_total``) asks the host, through ``jax.pure_callback``, for the cost and
+Gram matrix ``[J̃ r̃]ᵀ[J̃ r̃]`` of all points.  The host (:class:`PartedGram`) has split
+the data into ``workers`` contiguous parts once per fit (views, cut at 64-byte
+boundaries: nothing is copied), computes each part's ``(cost, G)`` with one compiled
+part program (:func:`curvax.core.problem.pointwise_gram`) on its own thread, and adds
+the parts up in a fixed order, so the answer does not depend on thread timing.  The
+conditioning test of the Gram factor and the QR fallback (which also counts non-finite
+entries) stay in the fit program, unchanged.
+
+Only a part program free of custom calls runs on threads (jaxlib's LAPACK kernels can
+deadlock two concurrent calls; :func:`safe_on_threads`); the fit then falls back to the
+one-program reduction.  float64 crosses the callback as raw bits (:mod:`curvax.core.wire`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jax
+import numpy as np
+
+from curvax.core.wire import from_host, from_wire, host_out, to_wire, wire_shape
+
+Array = jax.Array
+
+#: Fewest points (after bucket padding) for which a fit is split over threads by
+#: default.  Measured on the 2-core VM (exponential model, whole fit, 1 → 2 threads):
+#: 3·10⁵ points 19 → 26 ms, 6·10⁵ 34 → 34 ms, 10⁶ 54 → 42 ms, 2·10⁶ 99 → 71 ms,
+#: 10⁷ 540–670 → 345 ms.  Below ~10⁶ the hand-offs (callback, threads, and the parts
+#: running slower inside the callback than on their own: ~0.5 ms per pass) cost more
+#: than the second core saves.
+MIN_POINTS = 1 << 20
+
+#: Custom calls known not to run work on XLA's thread pool (sharding annotations).
+HARMLESS_CUSTOM_CALLS = ("Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape")
+_SAFE: dict[Any, bool] = {}
+_SAFE_LOCK = threading.Lock()
+
+
+def default_workers() -> int:
+    """The cores this process may use (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity call outside Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def safe_on_threads(key: Any, lowered_text: Callable[[], str]) -> bool:
+    """Whether calls of a compiled program may run on several threads at once.
+
+    Not when its program holds a custom call (e.g. a LAPACK SVD or QR, or one in the
+    user's model): jaxlib's batched LAPACK kernels split their batch over XLA's intra-op
+    thread pool and wait for it, and two such calls at once can each hold the pool's
+    threads the other waits for (seen: a deadlock with two threads on a 2-core CPU,
+    jaxlib 0.10).  Programs of element-wise code and small matrix products have no such
+    wait.  ``lowered_text()`` gives the program's StableHLO text; the answer is memoised
+    under ``key`` (program and argument shapes).
+    """
+    try:
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None:
+        with _SAFE_LOCK:
+            if key in _SAFE:
+                return _SAFE[key]
+    text = lowered_text()
+    targets = re.findall(r'custom_call @([\w.$-]+)|call_target_name = "([^"]+)"', text)
+    safe = {a or b for a, b in targets} <= set(HARMLESS_CUSTOM_CALLS)
+    if key is not None:
+        with _SAFE_LOCK:
+            if len(_SAFE) > 256:
+                _SAFE.clear()
+            _SAFE[key] = safe
+    return safe
+
+
+def split_points(n: int, parts: int, itemsize: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering ``0 … n-1``, cut at 64-byte boundaries."""
+    step = max(1, 64 // itemsize)
+    size = -(-n // parts)
+    size = -(-size // step) * step
+    bounds = [min(n, i * size) for i in range(parts + 1)]
+    return [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+def _part(data: dict, lo: int, hi: int, x_axis: int) -> dict:
+    """Points ``lo … hi-1`` of ``data`` (views); ``p_full`` is shared, not split."""
+    out = {}
+    for key, value in data.items():
+        if key == "p_full" or value is None:
+            out[key] = value
+        elif key == "x":
+            index = [slice(None)] * value.ndim
+            index[x_axis] = slice(lo, hi)
+            out[key] = value[tuple(index)]
+        else:
+            out[key] = value[lo:hi]
+    return out
+
+
+class PartedGram:
+    """``q ↦ (cost, G)`` of all points of ``data``, its parts reduced on threads.
+
+    ``program(part, f_scale, q) -> (cost, G)`` is the compiled part program; ``data``
+    holds NumPy arrays (points along ``x_axis`` of ``x`` and along the only axis of
+    ``y``, ``w``, ``mask``).
+    """
+
+    def __init__(
+        self,
+        program: Callable[..., tuple[Array, Array]],
+        data: dict,
+        f_scale: Any,
+        dtype: np.dtype,
+        workers: int,
+        x_axis: int,
+    ) -> None:
+        n = data["y"].shape[0]
+        with jax.enable_x64(np.dtype(dtype) == np.float64):
+            # on the device once per fit (a NumPy view would be handed over on every call)
+            self.parts = [
+                jax.device_put(_part(data, lo, hi, x_axis))
+                for lo, hi in split_points(n, workers, 8)
+            ]
+        self.program = program
+        self.f_scale = f_scale
+        self.dtype = np.dtype(dtype)
+        self.pool = ThreadPoolExecutor(max_workers=len(self.parts))
+        self.error: BaseException | None = None
+
+    def _one(self, part: dict, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with jax.enable_x64(self.dtype == np.float64):
+            cost, G = jax.device_get(self.program(part, self.f_scale, q))
+        return np.asarray(cost), np.asarray(G)
+
+    def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        futures = [self.pool.submit(self._one, part, q) for part in self.parts]
+        results = [f.result() for f in futures]  # in part order: a fixed summation order
+        cost = results[0][0].copy()
+        G = results[0][1].copy()
+        for c, g in results[1:]:
+            cost += c
+            G += g
+        return cost, G
+
+    def callback(self, q_wire: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Entry point for ``jax.pure_callback``; an error is kept to re-raise later."""
+        try:
+            cost, G = self(from_wire(q_wire, self.dtype))
+        except BaseException as err:
+            self.error = err
+            k = self.parts[0]["y"].dtype.type
+            cost = np.asarray(np.nan, dtype=k)
+            G = np.full((q_wire.shape[0] + 1,) * 2, np.nan)
+        return host_out(np.reshape(cost, (1,)), self.dtype), host_out(G, self.dtype)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+_ACTIVE: dict[int, PartedGram] = {}
+_ACTIVE_LOCK = threading.Lock()
+_TOKENS = itertools.count(1)
+
+
+@contextlib.contextmanager
+def active(reducer: PartedGram) -> Iterator[np.int32]:
+    """Make ``reducer`` reachable from fit programs under the token this yields."""
+    token = next(_TOKENS) % (2**31 - 1) or 1
+    with _ACTIVE_LOCK:
+        _ACTIVE[token] = reducer
+    try:
+        yield np.int32(token)
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(token, None)
+        reducer.close()
+
+
+def _dispatch(token: np.ndarray, q_wire: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _ACTIVE[int(token)].callback(q_wire)
+
+
+def host_gram(token: Array, q: Array) -> tuple[Array, Array]:
+    """In a fit program: ``(cost, G)`` of all points from the registered :class:`PartedGram`."""
+    dtype = np.dtype(q.dtype)
+    k = q.shape[0] + 1
+    shapes = (wire_shape((1,), dtype), wire_shape((k, k), dtype))
+    c, G = jax.pure_callback(_dispatch, shapes, token, to_wire(q))
+    return from_host(c, dtype)[0], from_host(G, dtype).astype(q.dtype)
+
+
+def zero_token() -> np.int32:
+    """The token of a fit that reduces in one program (no :class:`PartedGram`)."""
+    return np.int32(0)
+

@@ -1,0 +1,135 @@
+"""The in-memory reduction shared by CPU threads (core/threaded).
+
+Parts of the data are reduced by one compiled program each, on their own threads,
+called back from inside the fit program.  The answer must equal the one-program fit up
+to rounding (the Gram matrices of the parts are added in a fixed order), also through
+the QR fallback, with fixed parameters and with a robust loss; a program that is not
+safe on threads (a custom call in the model) must fall back to one thread; and two
+threads inside a callback must not deadlock on a CPU with a single XLA device.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import curvax
+from curvax.core.engine import Kernel, parted_gram
+from curvax.core.threaded import split_points
+
+
+def decay(x, a, b, c):
+    return a * jnp.exp(-b * x) + c
+
+
+def data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 5.0, n)
+    return x, 2.0 * np.exp(-1.3 * x) + 0.5 + 0.05 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threads_give_the_one_program_answer(workers: int) -> None:
+    x, y = data(50_000)
+    for kw in ({}, {"loss": "soft_l1", "f_scale": 0.1}, {"fixed": {"c": 0.5}},
+               {"bounds": ([0, 0, 0], [5, 5, 5])}):
+        r1 = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], workers=1, **kw)
+        rw = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], workers=workers, **kw)
+        assert rw.success and r1.success
+        np.testing.assert_allclose(rw.x, r1.x, rtol=1e-11, err_msg=str(kw))
+        np.testing.assert_allclose(rw.pcov, r1.pcov, rtol=1e-9, atol=1e-14, err_msg=str(kw))
+        assert rw.nfev == r1.nfev
+
+
+def test_threads_are_deterministic() -> None:
+    x, y = data(30_000, seed=4)
+    runs = [curvax.curve_fit(decay, x, y, p0=[1.0, 1.0, 0.0], workers=2)[1] for _ in range(3)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+
+
+def test_ill_conditioned_data_go_through_the_qr_fallback() -> None:
+    """Columns 1, x, x² with x in [1000, 1001]: the Gram factor fails the conditioning
+    test, so the fit program's QR fallback must give the one-program answer."""
+    x = np.linspace(1000.0, 1001.0, 20_000)
+    y = 1.0 + 2e-3 * (x - 1000.0) ** 2 + 1e-4 * np.random.default_rng(1).standard_normal(x.size)
+
+    def quad(x, a, b, c):
+        return a + b * x + c * x * x
+
+    p1, c1 = curvax.curve_fit(quad, x, y, p0=[2e3, -4.0, 2e-3], workers=1)
+    p2, c2 = curvax.curve_fit(quad, x, y, p0=[2e3, -4.0, 2e-3], workers=2)
+    coef = np.polynomial.polynomial.polyfit(x - 1000.0, y, 2)  # independent reference
+    # a + b x + c x² with x = 1000 + t
+    ref = [coef[0] - 1000 * coef[1] + 1e6 * coef[2], coef[1] - 2000 * coef[2], coef[2]]
+    np.testing.assert_allclose(p2, p1, rtol=1e-7)
+    np.testing.assert_allclose(p2, ref, rtol=1e-5)
+    np.testing.assert_allclose(c2, c1, rtol=1e-5)
+
+
+def test_a_model_with_a_custom_call_runs_on_one_thread() -> None:
+    def det_model(x, p):  # jnp.linalg.svd lowers to a LAPACK custom call
+        m = jnp.array([[p[0], p[1], 0.0], [0.0, 1.0, p[0]], [1.0, 0.0, 1.0]])
+        return jnp.linalg.svd(m, compute_uv=False)[0] * jnp.exp(-p[1] * x)
+
+    x, y = data(4_000)
+    k = Kernel(kind="pointwise", fn=det_model, param_style="array", jac="fwd",
+               loss="linear", method="trf", jac_scale=True, workers=2)
+    with jax.enable_x64(True):
+        dd = {"x": x, "y": y}
+        k1, parted = parted_gram(k, dd, np.float64(1.0), 2, np.float64)
+    assert parted is None and k1.workers == 1
+    k2 = Kernel(kind="pointwise", fn=lambda x, p: p[0] * jnp.exp(-p[1] * x),
+                param_style="array", jac="fwd", loss="linear", method="trf",
+                jac_scale=True, workers=2)
+    with jax.enable_x64(True):
+        k3, parted = parted_gram(k2, dd, np.float64(1.0), 2, np.float64)
+    assert parted is not None and k3.workers == 2
+    parted.close()
+
+
+def test_split_points_cover_the_data_at_aligned_cuts() -> None:
+    for n, parts in [(10, 2), (1000, 3), (1 << 20, 2), (17, 4), (5, 8)]:
+        cuts = split_points(n, parts, 8)
+        assert cuts[0][0] == 0 and cuts[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(cuts))
+        assert all(lo % 8 == 0 for lo, _ in cuts)
+        assert len(cuts) <= parts
+
+
+def test_bad_workers_are_refused() -> None:
+    x, y = data(100)
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="workers: expected a positive integer"):
+            curvax.curve_fit(decay, x, y, p0=[1.0, 1.0, 0.0], workers=bad)
+
+
+def test_threads_inside_the_fit_do_not_deadlock_on_one_cpu_device() -> None:
+    """The suite splits the CPU into 4 XLA devices (conftest), which hides pool
+    contention: run the threaded fit in a child on one device, with a time limit."""
+    code = textwrap.dedent(
+        """
+        import numpy as np, jax.numpy as jnp, curvax
+        x = np.linspace(0, 5, 1 << 17)
+        y = 2 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(0).standard_normal(x.size)
+        f = lambda x, a, b, c: a * jnp.exp(-b * x) + c
+        for _ in range(5):
+            p2, _ = curvax.curve_fit(f, x, y, p0=[1, 1, 0], workers=2)
+        p1, _ = curvax.curve_fit(f, x, y, p0=[1, 1, 0], workers=1)
+        assert np.allclose(p1, p2, rtol=1e-11), (p1, p2)
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
