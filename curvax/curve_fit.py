@@ -784,12 +784,15 @@ def fit_curve(
             pattern = pattern[kept]
         sparsity = check_jac_sparsity(pattern, n_pts, n, ~fixed)[:, ~fixed]
         colours = greedy_colouring(sparsity)
+    can_thread = gram == "dot" and mesh is None and L is None and sparsity is None
     if workers is None:
-        threaded = (
-            gram == "dot" and mesh is None and L is None and sparsity is None
-            and jmode != "host" and size >= MIN_POINTS
+        workers = default_workers() if (can_thread and size >= MIN_POINTS) else 1
+    elif workers > 1 and not can_thread:
+        raise ValueError(
+            "workers: threads share the reduction of independent points on a CPU; not "
+            "available on an accelerator, with devices=, a 2-D sigma or jac_sparsity "
+            "(pass workers=None or 1)"
         )
-        workers = default_workers() if threaded else 1
     kernel = Kernel(
         kind="cov" if L is not None else "pointwise",
         fn=model,
@@ -800,7 +803,7 @@ def fit_curve(
         jac_scale=xs is None,
         block_size=int(block_size),
         gram=gram,
-        workers=int(workers) if L is None else 1,
+        workers=int(workers),
         fixed=tuple(fixed.tolist()) if any_fixed else None,
         monitored=monitor is not None,
         x_axis=0 if (x_axis == 0 and x.ndim > 1) else -1,

@@ -353,7 +353,7 @@ def _compile(k: Kernel) -> Program:
 
     def local(data: dict, f_scale: Array, tok: Array) -> Callable[[Array], Reduction]:
         """The reducer; with ``k.workers > 1`` the Gram matrix comes from host threads."""
-        if k.workers > 1:
+        if k.workers > 1 and k.kind == "pointwise" and k.mesh is None:
             return pointwise_reducer(
                 *pointwise_arguments(k, data, f_scale),
                 k.gram,
