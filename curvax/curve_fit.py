@@ -140,14 +140,19 @@ def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
         x = np.asarray(xdata, dtype=np.float64)
     except (TypeError, ValueError):
         return xdata, None
-    if x.ndim == 0:
+    return x, _points_axis(x.shape, n)
+
+
+def _points_axis(shape: tuple[int, ...], n: int) -> int:
+    """The axis of an xdata of ``shape`` along which its ``n`` points lie (-1 or 0)."""
+    if len(shape) == 0:
         raise ValueError("xdata: must be an array of length len(ydata), got a scalar")
-    if x.shape[-1] == n:
-        return x, -1
-    if x.shape[0] == n:
-        return x, 0
+    if shape[-1] == n:
+        return -1
+    if shape[0] == n:
+        return 0
     raise ValueError(
-        f"xdata: shape {x.shape} has no axis of length {n} = len(ydata); xdata and ydata "
+        f"xdata: shape {shape} has no axis of length {n} = len(ydata); xdata and ydata "
         "must describe the same points"
     )
 
@@ -189,17 +194,7 @@ def _device_data(
             x = xdata if xdata.dtype.kind == "f" else xdata.astype(np.float64)
         else:
             x = jax.device_put(np.asarray(xdata, dtype=np.float64), next(iter(ydata.devices())))
-    if x.ndim == 0:
-        raise ValueError("xdata: must be an array of length len(ydata), got a scalar")
-    if x.shape[-1] == n:
-        axis = -1
-    elif x.shape[0] == n:
-        axis = 0
-    else:
-        raise ValueError(
-            f"xdata: shape {x.shape} has no axis of length {n} = len(ydata); xdata and "
-            "ydata must describe the same points"
-        )
+    axis = _points_axis(x.shape, n)
     stats = data_stats(x, y, axis % x.ndim)
     if check_finite and stats.nonfinite_y:
         raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(np.asarray(y))})")
