@@ -19,8 +19,6 @@ passed: status -3).
 from __future__ import annotations
 
 import functools
-import itertools
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,13 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from curvax.core.wire import from_wire, to_wire
+from curvax.core.wire import TokenRegistry, from_wire, to_wire
 
 CONTINUE, STOP_CALLBACK, STOP_TIMEOUT = 0, 1, 2
 
-_REGISTRY: dict[int, Monitor] = {}
-_LOCK = threading.Lock()
-_TOKENS = itertools.count(1)
+_REGISTRY = TokenRegistry()
 
 
 @dataclass(frozen=True)
@@ -93,14 +89,13 @@ class Monitor:
                 )
         self.callbacks = list(callbacks)
         self.timeout = timeout
-        self.token = next(_TOKENS)
+        self.token = _REGISTRY.new_token()
         self.t0 = 0.0
         self.error: BaseException | None = None
 
     def __enter__(self) -> Monitor:
         self.t0 = time.monotonic()
-        with _LOCK:
-            _REGISTRY[self.token] = self
+        _REGISTRY.add(self.token, self)
         for cb in self.callbacks:
             start = getattr(cb, "on_start", None)
             if start is not None:
@@ -108,8 +103,7 @@ class Monitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with _LOCK:
-            _REGISTRY.pop(self.token, None)
+        _REGISTRY.remove(self.token)
 
     def step(self, state: IterationState) -> int:
         if self.error is not None:
@@ -149,8 +143,7 @@ def _dispatch(
     dtype: np.dtype,
 ) -> np.ndarray:
     cost, x, gnorm, snorm, delta = (from_wire(v, dtype) for v in (cost, x, gnorm, snorm, delta))
-    with _LOCK:
-        mon = _REGISTRY.get(int(token))
+    mon = _REGISTRY.get(token)
     if mon is None:
         return np.int32(CONTINUE)
     state = IterationState(

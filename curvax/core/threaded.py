@@ -35,7 +35,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from curvax.core.wire import from_host, from_wire, host_out, to_wire, wire_shape
+from curvax.core.wire import (
+    TokenRegistry,
+    from_host,
+    from_wire,
+    host_out,
+    to_wire,
+    wire_shape,
+)
 
 Array = jax.Array
 
@@ -166,8 +173,7 @@ class PartedGram:
             cost, G = self(from_wire(q_wire, self.dtype))
         except BaseException as err:
             self.error = err
-            k = self.parts[0]["y"].dtype.type
-            cost = np.asarray(np.nan, dtype=k)
+            cost = np.full(1, np.nan)
             G = np.full((q_wire.shape[0] + 1,) * 2, np.nan)
         return host_out(np.reshape(cost, (1,)), self.dtype), host_out(G, self.dtype)
 
@@ -175,27 +181,22 @@ class PartedGram:
         self.pool.shutdown(wait=True)
 
 
-_ACTIVE: dict[int, PartedGram] = {}
-_ACTIVE_LOCK = threading.Lock()
-_TOKENS = itertools.count(1)
+_ACTIVE = TokenRegistry()
 
 
 @contextlib.contextmanager
 def active(reducer: PartedGram) -> Iterator[np.int32]:
-    """Make ``reducer`` reachable from fit programs under the token this yields."""
-    token = next(_TOKENS) % (2**31 - 1) or 1
-    with _ACTIVE_LOCK:
-        _ACTIVE[token] = reducer
+    """Make ``reducer`` reachable from fit programs under the token this yields; its
+    threads are shut down at the end."""
     try:
-        yield np.int32(token)
+        with _ACTIVE.registered(reducer) as token:
+            yield token
     finally:
-        with _ACTIVE_LOCK:
-            _ACTIVE.pop(token, None)
         reducer.close()
 
 
 def _dispatch(token: np.ndarray, q_wire: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _ACTIVE[int(token)].callback(q_wire)
+    return _ACTIVE.get(token).callback(q_wire)
 
 
 def host_gram(token: Array, q: Array) -> tuple[Array, Array]:

@@ -7,10 +7,18 @@ moves float64 values (NumPy models, the chunked fit's host reduction, the per-it
 monitor) therefore ships them as their bits, pairs of uint32, which no conversion
 touches.  (Found as run-to-run differences of chunked fits: the host reduction was
 being evaluated at parameters rounded to float32 on some threads.)
+
+A callback finds the host object it serves (a monitor, a chunked or threaded reducer)
+in a :class:`TokenRegistry`, by an integer token the compiled program receives as an
+argument, so that one compiled program serves every fit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -49,3 +57,39 @@ def host_out(a: Any, dtype: np.dtype) -> np.ndarray:
 def from_host(a: Array, dtype: np.dtype) -> Array:
     """In a traced program: a callback result back in ``dtype``."""
     return jax.lax.bitcast_convert_type(a, jnp.float64) if dtype == np.float64 else a
+
+
+class TokenRegistry:
+    """Host objects that compiled programs reach from a host callback, by int32 token."""
+
+    def __init__(self) -> None:
+        self._objects: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._tokens = itertools.count(1)
+
+    def new_token(self) -> int:
+        """A fresh token (positive, within int32; 0 is never given out)."""
+        return next(self._tokens) % (2**31 - 1) or 1
+
+    def add(self, token: int, obj: Any) -> None:
+        with self._lock:
+            self._objects[token] = obj
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._objects.pop(token, None)
+
+    def get(self, token: Any) -> Any:
+        """The object registered under ``token`` (None if there is none)."""
+        with self._lock:
+            return self._objects.get(int(token))
+
+    @contextlib.contextmanager
+    def registered(self, obj: Any) -> Iterator[np.int32]:
+        """``obj`` registered under the token this yields, for the ``with`` block."""
+        token = self.new_token()
+        self.add(token, obj)
+        try:
+            yield np.int32(token)
+        finally:
+            self.remove(token)

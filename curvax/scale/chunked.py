@@ -21,8 +21,6 @@ pass), as in memory.
 
 from __future__ import annotations
 
-import itertools
-import threading
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
@@ -54,7 +52,7 @@ from curvax.core.validation import (
     default_method,
     prepare_bounds,
 )
-from curvax.core.wire import from_host, from_wire, to_wire, wire_shape
+from curvax.core.wire import TokenRegistry, from_host, from_wire, to_wire, wire_shape
 from curvax.curve_fit import probe_model
 from curvax.scale.dask_backend import DaskReducer, DaskSource
 from curvax.scale.host_reduce import HostReducer
@@ -98,13 +96,11 @@ class LargeFitResult(FitResult):
 
 # --- the compiled solver over a host reduction -------------------------------------
 
-_REGISTRY: dict[int, HostReducer] = {}
-_REG_LOCK = threading.Lock()
-_TOKENS = itertools.count(1)
+_REGISTRY = TokenRegistry()
 
 
 def _dispatch(token: np.ndarray, q: np.ndarray) -> tuple:
-    reducer = _REGISTRY[int(token)]
+    reducer = _REGISTRY.get(token)
     return reducer.callback(from_wire(q, reducer.dtype))
 
 
@@ -154,27 +150,24 @@ def run_solver(
     dt = reducer.dtype
     n = x0.size
     prog = _solver_program(method, int(n_residuals), n, x_scale is None, dt.name)
-    token = next(_TOKENS)
-    with _REG_LOCK:
-        _REGISTRY[token] = reducer
     xs = np.ones(n) if x_scale is None else x_scale
-    try:
-        with jax.enable_x64(dt == np.float64), jax.default_device(jax.devices("cpu")[0]):
-            args = to_device([np.asarray(a, dtype=np.float64) for a in (x0, lb, ub, xs)], dt)
-            tols = to_device([float(t) for t in (ftol, xtol, gtol)], dt)
-            try:
-                out = prog(np.int32(token), *args, *tols, np.asarray(max_nfev, dtype=np.int32))
-                return jax.device_get(out)
-            except Exception:
-                if reducer.error is not None:
-                    clear = host_model_error(reducer.error)
-                    if clear is not None:
-                        raise clear from reducer.error
-                    raise reducer.error from None
-                raise
-    finally:
-        with _REG_LOCK:
-            _REGISTRY.pop(token, None)
+    with (
+        _REGISTRY.registered(reducer) as token,
+        jax.enable_x64(dt == np.float64),
+        jax.default_device(jax.devices("cpu")[0]),
+    ):
+        args = to_device([np.asarray(a, dtype=np.float64) for a in (x0, lb, ub, xs)], dt)
+        tols = to_device([float(t) for t in (ftol, xtol, gtol)], dt)
+        try:
+            out = prog(token, *args, *tols, np.asarray(max_nfev, dtype=np.int32))
+            return jax.device_get(out)
+        except Exception:
+            if reducer.error is not None:
+                clear = host_model_error(reducer.error)
+                if clear is not None:
+                    raise clear from reducer.error
+                raise reducer.error from None
+            raise
 
 
 # --- the front door ------------------------------------------------------------------
