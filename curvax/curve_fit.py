@@ -820,6 +820,8 @@ def fit_curve(
         if w is not None:
             data["w"] = pad_points(w, size, 0)
         data["mask"] = mask_device(n_pts, size, y) if on_device else point_mask(n_pts, size)
+        if mesh is None:  # the real points come first: the padding blocks are skipped
+            data["n_real"] = np.int32(n_pts)
         if sparsity is not None:
             data["sparsity"] = pad_points(sparsity, size, 0)
     if any_fixed:

@@ -113,3 +113,67 @@ def test_ill_conditioned_gram_falls_back_to_qr(gram: str, block: int) -> None:
     # the last diagonal entry is what a Gram factor gets wrong (here by 50 %)
     np.testing.assert_allclose(np.abs(np.diag(R)), np.abs(np.diag(R_ref)), rtol=1e-6)
     assert np.linalg.cond(J / np.linalg.norm(J, axis=0)) > 1e6  # a Gram factor would fail
+
+
+def _count_block_evaluations(n: int, block: int, mask: np.ndarray, n_real: int | None,
+                             gram: str = "dot") -> tuple[int, tuple]:
+    """Run one reduction; return how many blocks of ``block`` points the model was
+    evaluated on (a host callback inside the model counts them) and the reduction."""
+    calls = []
+
+    def counted(x, p):
+        jax.debug.callback(lambda size: calls.append(int(size)), x.shape[0])
+        return expdecay(x, p)
+
+    rng = np.random.default_rng(8)
+    x = np.linspace(0, 5, n)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.1 * rng.standard_normal(n)
+    y[~mask] = np.nan  # padding: never seen in the result
+    with jax.enable_x64(True):
+        fn = pointwise_reducer(
+            counted, "fwd", jnp.asarray(x), jnp.asarray(y), None, jnp.asarray(mask), None,
+            jnp.asarray(1.0), block, gram=gram,
+            n_real=None if n_real is None else jnp.int32(n_real),
+        )
+        red = jax.jit(fn)(jnp.asarray([2.4, 1.56, 0.6]))
+        jax.effects_barrier()
+        out = (float(red.cost), np.asarray(red.R), np.asarray(red.grad), int(red.n_nonfinite))
+    return sum(1 for s in calls if s == block), out
+
+
+@pytest.mark.parametrize("gram", ["dot", "fused"])
+def test_blocks_after_the_last_real_point_are_not_visited(gram: str) -> None:
+    """Size-bucket padding (real points first) and a mask with holes: only the blocks up
+    to the last real point are evaluated, and the reduction is that of the real points."""
+    n, block = 4096, 256
+    prefix = np.arange(n) < 1000  # 4 blocks hold real points, 12 only padding
+    holes = prefix.copy()
+    holes[100:300] = False  # an interior block entirely masked still counts (it is early)
+    holes[2900] = True  # the last real point: 12 blocks reach it
+    for mask, n_real, expected in ((prefix, 1000, 4), (prefix, None, 4), (holes, None, 12)):
+        visited, (cost, R, grad, bad) = _count_block_evaluations(n, block, mask, n_real, gram)
+        assert visited == expected, (n_real, expected)
+        x = np.linspace(0, 5, n)
+        rng = np.random.default_rng(8)
+        y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.1 * rng.standard_normal(n)
+        c_ref, JtJ, g_ref = exp_reference(x, y, np.ones(n), mask, np.array([2.4, 1.56, 0.6]))
+        assert bad == 0
+        np.testing.assert_allclose(cost, c_ref, rtol=1e-12)
+        np.testing.assert_allclose(R.T @ R, JtJ, rtol=1e-11, atol=1e-11 * np.abs(JtJ).max())
+        np.testing.assert_allclose(grad, g_ref, rtol=1e-9, atol=1e-11 * np.abs(g_ref).max())
+
+
+def test_used_blocks_against_numpy() -> None:
+    from curvax.core.reduction import used_blocks
+
+    rng = np.random.default_rng(9)
+    block, n_blocks = 16, 10
+    for _ in range(30):
+        mask = rng.random(n_blocks * block) < rng.choice([0.0, 0.02, 0.3])
+        real = np.flatnonzero(mask)
+        expected = 0 if real.size == 0 else real[-1] // block + 1
+        assert int(jax.jit(used_blocks, static_argnums=(1, 2))(mask, n_blocks, block)) == expected
+    for n_real in (0, 1, 16, 17, 160, 500):  # beyond the blocks: all of them
+        got = used_blocks(None, n_blocks, block, jnp.int32(n_real))
+        assert int(got) == min(-(-n_real // block), n_blocks)
+    assert used_blocks(None, n_blocks, block) == n_blocks

@@ -7,7 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from curvax.core.covariance import covariance_from_factors, covariance_from_triangular
+from curvax.core.covariance import (
+    covariance_from_factors,
+    covariance_from_program,
+    covariance_from_triangular,
+)
 from curvax.core.lm_normal import NORMAL_FACTOR_MAX_COND, batched_covariance_factor
 from curvax.core.small_linalg import (
     UNROLL_MAX,
@@ -154,3 +158,34 @@ def test_batched_covariance_factor_switches_to_gram_schmidt() -> None:
         else:
             np.testing.assert_allclose(cov, np.linalg.inv(J.T @ J), rtol=1e-10)
     assert NORMAL_FACTOR_MAX_COND < 1e11  # the bad case is beyond the switch
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_covariance_finished_from_the_program_equals_the_svd_path(absolute: bool) -> None:
+    """A single fit's covariance: the compiled program's unit-s² result
+    (covariance_from_triangular, absolute_sigma=True) finished on the host must equal
+    the SVD path — value, all-inf pattern and ok flag — including m ≤ n and a
+    rank-deficient or undecided R (handed back to the SVD)."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(10):
+        p = int(rng.integers(1, 6))
+        J = rng.normal(size=(30, p)) * 10.0 ** rng.uniform(-5, 5, p)
+        cases.append((np.linalg.qr(J, mode="r"), 30))
+    cases.append((cases[0][0], cases[0][0].shape[0]))  # m == n: s² undefined
+    J = rng.normal(size=(30, 3))
+    J[:, 2] = 2.0 * J[:, 0]
+    cases.append((np.linalg.qr(J, mode="r"), 30))  # rank deficient
+    eps = np.finfo(np.float64).eps
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    cases.append((np.linalg.qr((Q * [1.0, 1.0, 45 * eps]) @ Q.T, mode="r"), 30))  # undecided
+    for i, (R, m) in enumerate(cases):
+        cost = float(rng.uniform(0.1, 10))
+        unit, decided = _triangular_cov(R, m, cost, True)
+        pcov, ok = covariance_from_program(unit, decided, R, m, cost, absolute)
+        ref, ok_ref = covariance_from_factors(R[None], np.array([m]), np.array([cost]), absolute)
+        assert ok == bool(ok_ref[0]), i
+        if ok:
+            np.testing.assert_allclose(pcov, ref[0], rtol=1e-9, err_msg=str(i))
+        else:
+            assert np.all(np.isinf(pcov)) and np.all(np.isinf(ref[0])), i

@@ -51,6 +51,39 @@ def covariance_from_factor(
     return pcov[0], bool(ok[0])
 
 
+def covariance_from_program(
+    pcov_unit: np.ndarray,
+    decided: bool,
+    R: np.ndarray,
+    n_residuals: int,
+    cost: float,
+    absolute_sigma: bool,
+) -> tuple[np.ndarray, bool]:
+    """:func:`covariance_from_factor`, finished from a fit program's own result.
+
+    ``(pcov_unit, decided)`` is :func:`covariance_from_triangular` of ``R`` with
+    ``absolute_sigma=True`` (``s² = 1``), computed in the compiled fit for the same
+    ``n_residuals``.  When it was decided, only ``s²`` remains to apply here (a few
+    scalar operations instead of an SVD); otherwise the SVD path decides from ``R``.
+    """
+    if not decided:
+        return covariance_from_factor(R, n_residuals, cost, absolute_sigma)
+    n = pcov_unit.shape[0]
+    pcov = np.asarray(pcov_unit, dtype=np.float64)
+    # exactly symmetric (the compiled product may contract a multiply-add on one side)
+    pcov = 0.5 * (pcov + pcov.T)
+    ok = bool(np.isfinite(pcov).all())
+    if ok and not absolute_sigma:
+        ok = n_residuals > n
+        if ok:
+            with np.errstate(over="ignore", invalid="ignore"):
+                pcov = pcov * (2.0 * cost / (n_residuals - n))
+            ok = bool(np.isfinite(pcov).all())
+    if not ok:
+        pcov = np.full((n, n), np.inf)
+    return pcov, ok
+
+
 def covariance_from_factors(
     R: np.ndarray,
     n_residuals: np.ndarray,

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from curvax.core.covariance import covariance_from_triangular
 from curvax.core.lm import lm
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
 from curvax.core.monitor import make_hook
@@ -146,16 +147,21 @@ def _packed_key(vectors: Sequence[Any]) -> tuple[tuple[Any, int], ...]:
 class RunOutput(NamedTuple):
     """A dispatched fit program (:func:`run_kernel`): device arrays, not awaited.
 
-    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput`, one vector per dtype
-    (:func:`pack`); :meth:`solver` waits for them and unpacks host copies.
+    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput` and the program's
+    covariance (:func:`~curvax.core.covariance.covariance_from_triangular` with unit
+    ``s²``: ``(pcov, decided)``), one vector per dtype (:func:`pack`); :meth:`solver`
+    waits for them and unpacks host copies.
     """
 
     packed: tuple[Array, ...]
     residuals: Array
     packing: Packing
 
-    def solver(self, fetch: Callable[[Array], np.ndarray] = np.asarray) -> SolverOutput:
-        """The solver's output as NumPy values; ``fetch`` copies one replicated vector."""
+    def solver(
+        self, fetch: Callable[[Array], np.ndarray] = np.asarray
+    ) -> tuple[SolverOutput, tuple[np.ndarray, np.ndarray]]:
+        """``(solver output, (pcov, decided))`` as NumPy values; ``fetch`` copies one
+        replicated vector."""
         return unpack([fetch(v) for v in self.packed], self.packing)
 
 
@@ -292,7 +298,9 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
 
     def local_reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
         if k.kind == "pointwise":
-            return pointwise_reducer(*pointwise_arguments(k, data, f_scale), k.gram)
+            return pointwise_reducer(
+                *pointwise_arguments(k, data, f_scale), k.gram, n_real=data.get("n_real")
+            )
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
         return dense_reducer(
             lambda q: resid(data, q), jfun, rho_fn, f_scale, data.get("sparsity"), k.jac_colours
@@ -328,6 +336,7 @@ def _compile(k: Kernel) -> Program:
         max_nfev: Array,
         token: Array,
         reduce_token: Array,
+        n_residuals: Array,
     ) -> tuple[tuple[Array, ...], Array]:
         # One nested program for the reduction: the solver's call sites (start, loop,
         # refinement) share one traced and lowered copy, which makes the trace that a
@@ -346,7 +355,18 @@ def _compile(k: Kernel) -> Program:
             out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         else:
             out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
-        packed, packing = pack(out)
+        # The covariance with unit s² (absolute_sigma), decided here for float64 fits —
+        # cheaper than the host's SVD of a p×p matrix for the small fits where the host
+        # work shows; float32 fits and undecided cases go to the host
+        # (curvax.core.covariance).
+        if x0.dtype == jnp.float64:
+            red = out.reduction
+            m_cov = jnp.where(n_residuals > 0, n_residuals, m)  # ≤ 0: every residual
+            cov = covariance_from_triangular(red.R, m_cov, red.cost, absolute_sigma=True)
+        else:
+            n_free = x0.shape[0]
+            cov = (jnp.full((n_free, n_free), jnp.inf, x0.dtype), jnp.zeros((), bool))
+        packed, packing = pack((out, cov))
         if packings.setdefault(_packed_key(packed), packing) != packing:
             raise RuntimeError("curvax: two solver output layouts pack to the same lengths")
         return packed, resid(data, out.x)
@@ -358,12 +378,15 @@ def _compile(k: Kernel) -> Program:
                 *pointwise_arguments(k, data, f_scale),
                 k.gram,
                 gram_total=lambda q: host_gram(tok, q),
+                n_real=data.get("n_real"),
             )
         return reducer(data, f_scale)
 
     def gram_part(data: dict, f_scale: Array, q: Array) -> tuple[Array, Array]:
         """``(cost, G)`` of the points of ``data``: one thread's part (curvax.core.threaded)."""
-        return pointwise_gram(*pointwise_arguments(k, data, f_scale), k.gram)(q)
+        return pointwise_gram(
+            *pointwise_arguments(k, data, f_scale), k.gram, n_real=data.get("n_real")
+        )(q)
 
     def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:
         """Loss-rescaled Jacobian at ``q`` (m, n_free), materialised on request only."""
@@ -500,6 +523,7 @@ def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
             max_nfev=np.int32(100),
             token=np.int32(0),
             reduce_token=np.int32(0),
+            n_residuals=np.int32(1),
         )
 
 

@@ -22,7 +22,7 @@ parameter (:mod:`curvax.core.sparsity`).
 
 :func:`pointwise_reducer` returns the reduction function ``p ↦ Reduction`` for data
 whose points are independent (the normal curve-fitting case): the data are visited in
-blocks of ``block_size`` points inside one compiled ``lax.scan``, so the N×p Jacobian
+blocks of ``block_size`` points inside one compiled loop, so the N×p Jacobian
 never exists in memory.  With several blocks, the Gram matrix of ``[J̃ | r̃]`` is
 accumulated first (one small matrix product per block) and its Cholesky factor used
 when the column-scaled condition number of ``J̃`` is below 10⁴ (relative error of the
@@ -58,6 +58,7 @@ from curvax.core.reduction import (
     reduce_scan_gram,
     scaled_condition,
     triangularize,
+    used_blocks,
 )
 from curvax.core.sparsity import compressed_value_and_jacobian
 from curvax.core.wire import from_host, from_wire, host_out, to_wire, wire_shape
@@ -361,11 +362,12 @@ def pointwise_gram(
     colours: tuple[int, ...] | None = None,
     gram: str = "dot",
     with_tail: bool = True,
+    n_real: Array | None = None,
 ) -> Callable[[Array], tuple[Array, Array]]:
     """``p ↦ (cost, G)``: the cost and Gram matrix ``[J̃ r̃]ᵀ[J̃ r̃]`` of all points.
 
     Arguments as for :func:`pointwise_reducer`; the full blocks are summed in a
-    ``lax.scan``, the ragged last one added (unless ``with_tail`` is False).  Nothing
+    loop, the ragged last one added (unless ``with_tail`` is False).  Nothing
     is checked here (a non-finite entry makes ``G`` non-finite):
     :func:`pointwise_reducer` tests the factor and falls back to QR.
     """
@@ -387,7 +389,8 @@ def pointwise_gram(
         if n_full == 1:
             cost, G = gram_block(p, 0, bs)
         else:
-            cost, G = reduce_scan_gram(gram_fn, p, jnp.arange(n_full), p.shape[0])
+            used = used_blocks(mask, n_full, bs, n_real)
+            cost, G = reduce_scan_gram(gram_fn, p, used, p.shape[0])
         if tail and with_tail:
             cost_t, G_t = gram_block(p, n_full * bs, tail)
             cost, G = cost + cost_t, G + G_t
@@ -411,6 +414,7 @@ def pointwise_reducer(
     colours: tuple[int, ...] | None = None,
     gram: str = "dot",
     gram_total: Callable[[Array], tuple[Array, Array]] | None = None,
+    n_real: Array | None = None,
 ) -> Callable[[Array], Reduction]:
     """Reduction function for independent points, visited in blocks of ``block_size``.
 
@@ -419,8 +423,11 @@ def pointwise_reducer(
     ``jac`` is a JAX mode name or a callable returning the model's (n, p) Jacobian.
     With ``colours`` and the (N, p) boolean ``sparsity`` pattern, each block's Jacobian
     comes from one pass per column group (:mod:`curvax.core.sparsity`).
-    The blocks are taken by ``dynamic_slice`` inside a ``lax.scan`` (no copy of the
-    data); a ragged last block is reduced separately and merged.
+    The blocks are taken by ``dynamic_slice`` inside a loop (no copy of the data); a
+    ragged last block is reduced separately and merged.  Blocks after the last real
+    point are not visited (:func:`~curvax.core.reduction.used_blocks`): ``n_real``, when
+    given, is one past the index of the last real point (padding follows it); otherwise
+    the count is read from ``mask``.
 
     ``gram`` is the Gram style of :func:`curvax.core.reduction.block_gram`.  With
     ``'dot'`` (CPU) a data set of one block is reduced by QR directly.  With
@@ -449,7 +456,7 @@ def pointwise_reducer(
 
     def qr_reduce(p: Array, with_tail: bool) -> Reduction:
         """Block QR of the full blocks (and of the ragged one, merged, ``with_tail``)."""
-        red = reduce_scan(scan_fn, p, jnp.arange(n_full), p.shape[0])
+        red = reduce_scan(scan_fn, p, used_blocks(mask, n_full, bs, n_real), p.shape[0])
         if with_tail and tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)
             red = merge(red, Reduction(cost, triangularize(rows), bad))
@@ -475,7 +482,7 @@ def pointwise_reducer(
             cost, G = gram_total(p)
             return gram_or_qr(p, cost, G, with_tail=True)
         if gram == "fused":  # every block through the Gram matrix, the ragged one too
-            cost, G = pointwise_gram(*parts, gram)(p)
+            cost, G = pointwise_gram(*parts, gram, n_real=n_real)(p)
             return gram_or_qr(p, cost, G, with_tail=True)
         if n_full == 1 and tail == 0:
             cost, rows, bad = block_fn(p, 0, bs)
@@ -483,7 +490,7 @@ def pointwise_reducer(
         if n_full == 1:
             red = qr_reduce(p, with_tail=False)
         else:  # Gram of the full blocks; the ragged one by QR, merged below
-            cost, G = pointwise_gram(*parts, gram, with_tail=False)(p)
+            cost, G = pointwise_gram(*parts, gram, with_tail=False, n_real=n_real)(p)
             red = gram_or_qr(p, cost, G, with_tail=False)
         if tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)

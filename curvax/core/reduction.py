@@ -218,55 +218,74 @@ def block_gram(
 
 
 def reduce_scan_gram(
-    gram_fn: Callable[[Array, object], tuple[Array, Array]],
+    gram_fn: Callable[[Array, Array], tuple[Array, Array]],
     params: Array,
-    blocks: object,
+    n_blocks: int | Array,
     n_params: int,
 ) -> tuple[Array, Array]:
-    """Cost and Gram matrix ``AᵀA`` of all rows, accumulated block by block (``lax.scan``).
+    """Cost and Gram matrix ``AᵀA`` of all rows, accumulated block by block.
 
-    ``gram_fn(params, block) -> (cost, G)`` gives one block's contribution
-    (:func:`block_gram`).  Cheaper per block than a QR (one small matrix product), but
-    the Cholesky factor of a Gram matrix (:func:`factor_from_gram`) loses accuracy as
-    ``ε·κ²`` with κ the column-scaled condition number of ``J̃``; callers must check
-    :func:`scaled_condition` of the factor against :data:`GRAM_MAX_CONDITION` (error
-    ≲ 1e-8 below it) and that it is finite, and fall back to :func:`reduce_scan` (QR,
-    which also counts non-finite entries) otherwise.
+    ``gram_fn(params, i) -> (cost, G)`` gives block ``i``'s contribution
+    (:func:`block_gram`) for ``i = 0 … n_blocks−1``; ``n_blocks`` may be a traced
+    scalar (the blocks that hold real points, :func:`used_blocks`), so that padding
+    beyond them is never visited.  Cheaper per block than a QR (one small matrix
+    product), but the Cholesky factor of a Gram matrix (:func:`factor_from_gram`) loses
+    accuracy as ``ε·κ²`` with κ the column-scaled condition number of ``J̃``; callers
+    must check :func:`scaled_condition` of the factor against
+    :data:`GRAM_MAX_CONDITION` (error ≲ 1e-8 below it) and that it is finite, and fall
+    back to :func:`reduce_scan` (QR, which also counts non-finite entries) otherwise.
     """
 
-    def step(carry: tuple, block: object) -> tuple[tuple, None]:
+    def step(i: Array, carry: tuple) -> tuple:
         cost, G = carry
-        c, g = gram_fn(params, block)
-        return (cost + c, G + g), None
+        c, g = gram_fn(params, i)
+        return cost + c, G + g
 
     k = n_params + 1
     init = (jnp.zeros((), params.dtype), jnp.zeros((k, k), params.dtype))
-    (cost, G), _ = jax.lax.scan(step, init, blocks)
-    return cost, G
+    return jax.lax.fori_loop(0, n_blocks, step, init)
 
 
 def reduce_scan(
-    block_fn: Callable[[Array, object], tuple[Array, Array, Array]],
+    block_fn: Callable[[Array, Array], tuple[Array, Array, Array]],
     params: Array,
-    blocks: object,
+    n_blocks: int | Array,
     n_params: int,
 ) -> Reduction:
-    """Reduce blocks stacked along a leading axis with ``lax.scan``.
+    """Reduce blocks ``i = 0 … n_blocks−1`` by QR, one after another.
 
-    ``block_fn(params, block) -> (cost, rows, n_nonfinite)`` gives one block's
+    ``block_fn(params, i) -> (cost, rows, n_nonfinite)`` gives block ``i``'s
     contribution; the running factor absorbs each block's rows in turn, so memory stays
-    O(block × p) whatever the number of blocks.
+    O(block × p) whatever the number of blocks.  ``n_blocks`` may be traced, as in
+    :func:`reduce_scan_gram`.
     """
 
-    def step(carry: Reduction, block: object) -> tuple[Reduction, None]:
-        cost, rows, bad = block_fn(params, block)
+    def step(i: Array, carry: Reduction) -> Reduction:
+        cost, rows, bad = block_fn(params, i)
         factor = triangularize(jnp.concatenate([carry.factor, rows]))
-        return Reduction(carry.cost + cost, factor, carry.n_nonfinite + bad), None
+        return Reduction(carry.cost + cost, factor, carry.n_nonfinite + bad)
 
     init = Reduction(
         jnp.zeros((), params.dtype),
         empty_factor(n_params, params.dtype),
         jnp.zeros((), jnp.int32),
     )
-    out, _ = jax.lax.scan(step, init, blocks)
-    return out
+    return jax.lax.fori_loop(0, n_blocks, step, init)
+
+
+def used_blocks(
+    mask: Array | None, n_blocks: int, block_size: int, n_real: Array | None = None
+) -> int | Array:
+    """How many of the leading ``n_blocks`` blocks hold a real point.
+
+    The blocks after the last real point hold only padding (size buckets, a device's
+    share), contribute exact zeros and need not be visited.  ``n_real``, when known,
+    is one past the index of the last real point; otherwise ``mask``
+    (≥ n_blocks·block_size,) flags the real points.  With neither, every block is used.
+    """
+    if n_real is not None:
+        return jnp.minimum((n_real + block_size - 1) // block_size, n_blocks)
+    if mask is None:
+        return n_blocks
+    used = jnp.any(mask[: n_blocks * block_size].reshape(n_blocks, block_size), axis=1)
+    return jnp.max(jnp.where(used, jnp.arange(1, n_blocks + 1, dtype=jnp.int32), 0))

@@ -108,11 +108,14 @@ def split_points(n: int, parts: int, itemsize: int) -> list[tuple[int, int]]:
 
 
 def _part(data: dict, lo: int, hi: int, x_axis: int) -> dict:
-    """Points ``lo … hi-1`` of ``data`` (views); ``p_full`` is shared, not split."""
+    """Points ``lo … hi-1`` of ``data`` (views); ``p_full`` is shared, not split, and
+    ``n_real`` (the leading real points) becomes the part's own count."""
     out = {}
     for key, value in data.items():
         if key == "p_full" or value is None:
             out[key] = value
+        elif key == "n_real":  # real points come first: this part's share of them
+            out[key] = np.int32(min(max(int(value) - lo, 0), hi - lo))
         elif key == "x":
             index = [slice(None)] * value.ndim
             index[x_axis] = slice(lo, hi)
@@ -149,7 +152,7 @@ class PartedGram:
         self.program = program
         self.f_scale = f_scale
         self.dtype = np.dtype(dtype)
-        self.pool = ThreadPoolExecutor(max_workers=len(self.parts))
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.parts) - 1))
         self.error: BaseException | None = None
 
     def _one(self, part: dict, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,8 +161,10 @@ class PartedGram:
         return np.asarray(cost), np.asarray(G)
 
     def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        futures = [self.pool.submit(self._one, part, q) for part in self.parts]
-        results = [f.result() for f in futures]  # in part order: a fixed summation order
+        # The first part runs on the calling thread, the others on the pool's threads
+        # (measured: one hand-off fewer per pass, and the calling thread would only wait).
+        futures = [self.pool.submit(self._one, part, q) for part in self.parts[1:]]
+        results = [self._one(self.parts[0], q)] + [f.result() for f in futures]
         cost = results[0][0].copy()
         G = results[0][1].copy()
         for c, g in results[1:]:
