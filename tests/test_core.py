@@ -310,3 +310,54 @@ def test_default_start_from_signature_guess_or_bounds() -> None:
     np.testing.assert_allclose(popt, [3.0, 1.0], rtol=1e-8)
     with pytest.raises(ValueError, match="p0"):
         default_start(star, None, None, (0.0, 1.0))
+
+
+@pytest.mark.parametrize("method", ["lm", "trf"])
+def test_no_trial_is_evaluated_only_to_confirm_convergence(method: str) -> None:
+    """Once the Gauss–Newton model cannot lower the cost by ftol any more
+    (½‖Q₁ᵀr‖² ≤ ftol·C at an accepted point), the loop stops there: the last trial of
+    the loop is an accepted step, not a rejected rounding-level one."""
+    from curvax.callbacks import Callback
+
+    class Record(Callback):
+        def __init__(self) -> None:
+            self.states = []
+
+        def on_iteration(self, state, iteration: int) -> bool:
+            self.states.append(state)
+            return False
+
+    x = np.linspace(0, 4, 20_000)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.01 * np.random.default_rng(0).standard_normal(x.size)
+    rec = Record()
+    res = curvax.fit_curve(expdecay, x, y, p0=[2.0, 1.0, 0.4], method=method, callbacks=[rec])
+    assert res.status == 2 and rec.states[-1].accepted
+    # and the stop is at the minimum the polish refines: the closed-form gradient of the
+    # cost, relative to the column and residual norms, is at rounding level
+    e = np.exp(-res.x[1] * x)
+    r = res.x[0] * e + res.x[2] - y
+    J = np.stack([e, -res.x[0] * x * e, np.ones_like(x)], axis=1)
+    assert np.max(np.abs(J.T @ r) / np.linalg.norm(J, axis=0) / np.linalg.norm(r)) < 1e-10
+
+
+def test_gauss_newton_gain_is_the_decrease_of_the_gauss_newton_step() -> None:
+    """½‖Q₁ᵀr‖² equals C(x) − C(x + s) for the full Gauss–Newton step of a linear model."""
+    from curvax.core.reduction import Reduction
+    from curvax.core.trust_region import gauss_newton_gain_below
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(50, 3))
+    b = rng.normal(size=50)
+    x = rng.normal(size=3)
+    r = A @ x - b
+    with jax.enable_x64(True):
+        T = np.asarray(triangularize(jnp.asarray(np.column_stack([A, r]))))
+    step = np.linalg.lstsq(A, -r, rcond=None)[0]
+    decrease = 0.5 * r @ r - 0.5 * np.sum((A @ (x + step) - b) ** 2)
+    gain = 0.5 * np.sum(T[:-1, -1] ** 2)
+    np.testing.assert_allclose(gain, decrease, rtol=1e-12)
+    cost = 0.5 * r @ r
+    with jax.enable_x64(True):
+        red = Reduction(jnp.asarray(cost), jnp.asarray(T), jnp.zeros((), jnp.int32))
+        assert bool(gauss_newton_gain_below(red, jnp.asarray(1.01 * gain / cost)))
+        assert not bool(gauss_newton_gain_below(red, jnp.asarray(0.99 * gain / cost)))

@@ -15,7 +15,10 @@ predicted relative reductions of ``‖r‖``; a step is accepted when ρ ≥ 10�
 Termination (MINPACK's tests, reported with ``least_squares`` status codes):
 
 * status 2 (``ftol``): both the actual and predicted relative reductions of the sum of
-  squares are at most ``ftol``;
+  squares are at most ``ftol`` — or, after a step accepted with ρ ≥ ¼, the largest
+  reduction any further step could bring (that of the unrestricted Gauss–Newton step,
+  ``½‖Qᵀr‖²``) is at most ``ftol``, so the next trial would only confirm it and is not
+  made;
 * status 3 (``xtol``): ``Δ ≤ xtol · ‖D x‖``;
 * status 4: both of the above;
 * status 1 (``gtol``): the largest cosine between the residual vector and a column of
@@ -163,8 +166,12 @@ def lm(
 
         # A step cut short by the trust region (par > 0) that the model predicted well
         # is no sign of convergence: the region grows and the fit goes on.  (MINPACK
-        # stops there when the start is many orders of magnitude off.)
-        region_bound = (par_step > 0) & (ratio >= 0.75)
+        # stops there when the start is many orders of magnitude off.)  Unless even the
+        # unrestricted Gauss–Newton step could not lower the cost by ftol (relative):
+        # then the fit has converged whatever the region (tr.gauss_newton_gain).
+        region_bound = (
+            (par_step > 0) & (ratio >= 0.75) & ~tr.gauss_newton_gain_below(red_out, ftol)
+        )
         f_ok = (
             finite
             & (jnp.abs(actred) <= jnp.maximum(ftol, eps))
@@ -174,6 +181,9 @@ def lm(
         )
         x_ok = (Delta <= jnp.maximum(xtol, eps) * xnorm) & ~region_bound
         status = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, tr.RUNNING)))
+        # no further step could pass the ftol test: stop now (trust_region docstring)
+        done = accept & (ratio >= 0.25) & tr.gauss_newton_gain_below(red_out, ftol)
+        status = jnp.where((status == tr.RUNNING) & done, 2, status)
         g_ok = accept & (_gtol_measure(red_out, colnorm) <= jnp.maximum(gtol, eps))
         status = jnp.where((status == tr.RUNNING) & g_ok, 1, status)
         status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)

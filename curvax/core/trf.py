@@ -158,18 +158,27 @@ def trf(
         status = tr.termination_status(
             actual, red.cost, tr.norm(step), tr.norm(x), ratio, ftol, xtol
         )
-        # A step cut short by the trust region that the model predicted well is no sign
-        # of convergence: the region grows and the fit goes on (see lm.py).
-        region_bound = (step_h_norm > 0.95 * st.Delta) & (ratio > 0.75)
-        status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
-        stopped = status != tr.RUNNING
         accept = finite & (actual > 0)
+        # A step cut short by the trust region that the model predicted well is no sign
+        # of convergence: the region grows and the fit goes on (see lm.py) — unless even
+        # the unrestricted Gauss–Newton step could not lower the cost by ftol.
+        red_next = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        region_bound = (
+            (step_h_norm > 0.95 * st.Delta)
+            & (ratio > 0.75)
+            & ~tr.gauss_newton_gain_below(red_next, ftol)
+        )
+        status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
+        # no further step could pass the ftol test: stop now (trust_region docstring)
+        done = accept & (ratio > 0.25) & tr.gauss_newton_gain_below(red_next, ftol)
+        status = jnp.where((status == tr.RUNNING) & done, 2, status)
+        stopped = status != tr.RUNNING
         # Radius and LM parameter: unchanged when the loop stops here (as in SciPy).
         Delta = jnp.where(finite, jnp.where(stopped, st.Delta, Delta_new), 0.25 * step_h_norm)
         alpha = jnp.where(finite & ~stopped, alpha * st.Delta / Delta_new, alpha)
 
         x_out = jnp.where(accept, x_new, x)
-        red_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        red_out = red_next
         if x_scale is None:
             scale_inv_out = jnp.where(
                 accept, tr.jac_scale(red_new.R, st.scale_inv)[1], st.scale_inv

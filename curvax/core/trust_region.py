@@ -24,7 +24,11 @@ steepest-descent step.
 Termination tests (:func:`termination_status`) use SciPy's ``least_squares``
 meanings: status 2 when ``dF < ftol·F`` (and the step was a good one, ratio > ¼),
 3 when ``‖dx‖ < xtol·(xtol + ‖x‖)``, 4 when both, 1 when the scaled gradient's
-max-norm is below ``gtol``, 0 when ``max_nfev`` evaluations were spent.
+max-norm is below ``gtol``, 0 when ``max_nfev`` evaluations were spent.  Status 2 is
+also given after a good step when no further step could pass it any more: the largest
+decrease the Gauss–Newton model allows from the new point, ``½‖Q₁ᵀr̃‖²``, is below
+``ftol·F`` (:func:`gauss_newton_gain_below`) — the trial that would only confirm this
+is not evaluated.
 """
 
 from __future__ import annotations
@@ -525,6 +529,18 @@ def given_scale(R: Array, x_scale: Array) -> tuple[Array, Array]:
 
 BOUND_SNAP_RTOL = 1e-6  # polish: a bound this close that the gradient presses against is active
 COST_NOISE_FLOOR = 1e-10  # polish: relative cost rise always attributed to rounding
+
+
+def gauss_newton_gain_below(red: Any, ftol: Array) -> Array:
+    """Whether no step could lower the cost by more than ``ftol`` (relative).
+
+    The Gauss–Newton model ``½‖r̃ + J̃s‖²`` is lowest at the unrestricted step, where it
+    has fallen by ``½‖Q₁ᵀr̃‖²`` (``red.qtf``); bounds and a trust region only allow
+    less.  When that largest model decrease is below ``ftol·C`` the fit has converged in
+    the sense of the ``ftol`` test even if the last step was cut short by the region.
+    """
+    gain = 0.5 * jnp.sum(red.qtf**2)
+    return gain <= ftol * red.cost
 
 
 def gauss_newton_polish(
