@@ -147,34 +147,40 @@ def _packed_key(vectors: Sequence[Any]) -> tuple[tuple[Any, int], ...]:
 class RunOutput(NamedTuple):
     """A dispatched fit program (:func:`run_kernel`): device arrays, not awaited.
 
-    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput` and the program's
+    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput`, the program's
     covariance (:func:`~curvax.core.covariance.covariance_from_triangular` with unit
-    ``s²``: ``(pcov, decided)``), one vector per dtype (:func:`pack`); :meth:`solver`
-    waits for them and unpacks host copies.
+    ``s²``: ``(pcov, decided)``) and the number of residuals, one vector per dtype
+    (:func:`pack`); :meth:`solver` waits for them and unpacks host copies.
+    ``residuals`` are the residuals at the solution for a multi-device kernel (whose
+    χ² is summed over processes); otherwise None — :func:`residuals_at` computes them
+    when asked for, so a fit does not spend a pass over the data and an N-sized output
+    on them.
     """
 
     packed: tuple[Array, ...]
-    residuals: Array
+    residuals: Array | None
     packing: Packing
 
     def solver(
         self, fetch: Callable[[Array], np.ndarray] = np.asarray
-    ) -> tuple[SolverOutput, tuple[np.ndarray, np.ndarray]]:
-        """``(solver output, (pcov, decided))`` as NumPy values; ``fetch`` copies one
-        replicated vector."""
+    ) -> tuple[SolverOutput, tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """``(solver output, (pcov, decided), number of residuals)`` as NumPy values;
+        ``fetch`` copies one replicated vector."""
         return unpack([fetch(v) for v in self.packed], self.packing)
 
 
 class Program(NamedTuple):
     """The compiled functions of a kernel (:func:`_compile`).
 
-    ``run`` returns ``(packed solver output, residuals)``; the :class:`Packing` of the
-    solver output is recorded in ``packings`` when ``run`` is traced, under
-    :func:`_packed_key` of the vectors it produces (they differ in length for every
-    number of parameters, the only thing that shapes a kernel's solver output).
+    ``run`` returns ``(packed solver output, residuals or None)`` (see
+    :class:`RunOutput`); the :class:`Packing` of the solver output is recorded in
+    ``packings`` when ``run`` is traced, under :func:`_packed_key` of the vectors it
+    produces (they differ in length for every number of parameters, the only thing that
+    shapes a kernel's solver output).
     """
 
-    run: Callable[..., tuple[tuple[Array, ...], Array]]
+    run: Callable[..., tuple[tuple[Array, ...], Array | None]]
+    residuals: Callable[..., Array]
     jacobian: Callable[..., Array]
     packings: dict[tuple[tuple[Any, int], ...], Packing]
     gram_part: Callable[..., tuple[Array, Array]]  # pointwise kernels (curvax.core.threaded)
@@ -366,10 +372,10 @@ def _compile(k: Kernel) -> Program:
         else:
             n_free = x0.shape[0]
             cov = (jnp.full((n_free, n_free), jnp.inf, x0.dtype), jnp.zeros((), bool))
-        packed, packing = pack((out, cov))
+        packed, packing = pack((out, cov, jnp.asarray(m, jnp.int32)))
         if packings.setdefault(_packed_key(packed), packing) != packing:
             raise RuntimeError("curvax: two solver output layouts pack to the same lengths")
-        return packed, resid(data, out.x)
+        return packed, (resid(data, out.x) if k.mesh is not None else None)
 
     def local(data: dict, f_scale: Array, tok: Array) -> Callable[[Array], Reduction]:
         """The reducer; with ``k.workers > 1`` the Gram matrix comes from host threads."""
@@ -397,7 +403,9 @@ def _compile(k: Kernel) -> Program:
             return J
         return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]
 
-    return Program(jax.jit(run), jax.jit(final_jacobian), packings, jax.jit(gram_part))
+    return Program(
+        jax.jit(run), jax.jit(resid), jax.jit(final_jacobian), packings, jax.jit(gram_part)
+    )
 
 
 def _cache_size() -> int:
@@ -546,6 +554,11 @@ def program_memory(k: Kernel, data: dict, n_free: int, dtype: Any) -> dict[str, 
     }
     out["total"] = sum(out.values())
     return out
+
+
+def residuals_at(k: Kernel, data: Any, p: Array) -> Array:
+    """The weighted residuals at ``p`` (m,; padding rows are zero)."""
+    return COMPILE_CACHE.get(k).residuals(data, p)
 
 
 def jacobian_at(k: Kernel, data: Any, p: Array, f_scale: Array) -> Array:

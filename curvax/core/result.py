@@ -115,8 +115,8 @@ class FitResult:
     cost, initial_cost : float
         ``½ Σ ρ(r_i²)`` at the solution and at the start.
     fun : ndarray (m,)
-        Residuals at the solution (weighted by 1/sigma, before robust rescaling); copied
-        from the device on first access (it is m long).
+        Residuals at the solution (weighted by 1/sigma, before robust rescaling);
+        computed on first access (it is m long, and the fit itself does not need it).
     jac : ndarray (m, n)
         Jacobian of the residuals at the solution, rescaled for the robust loss as in
         SciPy; computed on first access (it is m × n).

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.covariance import covariance_from_factor, covariance_from_program
-from curvax.core.engine import Kernel, jacobian_at, parted_gram, run_kernel
+from curvax.core.engine import Kernel, jacobian_at, parted_gram, residuals_at, run_kernel
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
 from curvax.core.sharding import fetch_replicated, local_rows
@@ -269,13 +269,11 @@ def solve(
                     n_residuals=np.int32(-1 if n_points is None else n_points),
                 )
                 extra = {} if while_running is None else while_running()
-                if kernel.mesh is None:  # on this process's device: copied when asked for
-                    (sol, program_cov), residuals = out.solver(), out.residuals
+                if kernel.mesh is None:  # residuals computed when asked for
+                    sol, program_cov, n_res = out.solver()
                 else:
-                    (sol, program_cov), residuals = (
-                        out.solver(fetch_replicated),
-                        local_rows(out.residuals),
-                    )
+                    sol, program_cov, n_res = out.solver(fetch_replicated)
+                    residuals = local_rows(out.residuals)
             except jax.errors.JaxRuntimeError as err:
                 clear = host_model_error(err, "fun" if x0_name == "x0" else "f")
                 if clear is None:
@@ -284,7 +282,8 @@ def solve(
             if parted is not None and parted.error is not None:
                 raise parted.error
             chisqr = None
-            if not out.residuals.is_fully_addressable:  # multi-process: sum over all
+            if out.residuals is not None and not out.residuals.is_fully_addressable:
+                # multi-process: sum over all
                 chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))
 
     status = int(sol.status)
@@ -296,14 +295,27 @@ def solve(
             f"the model, the data and {x0_name}"
         )
 
-    if n_local_points is not None:
+    if kernel.mesh is None:
+        n_rows = int(n_res) if n_points is None else min(n_points, int(n_res))
+        m = n_rows
+    elif n_local_points is not None:
         n_rows = min(n_local_points, residuals.shape[0])
         m = int(n_points if n_points is not None else n_local_points)
     else:
         n_rows = residuals.shape[0] if n_points is None else min(n_points, residuals.shape[0])
         m = n_rows
-    on_host = isinstance(residuals, np.ndarray)
-    fun = residuals[:n_rows] if on_host else (lambda: np.asarray(residuals)[:n_rows])
+    x_dev = np.asarray(sol.x)
+    if kernel.mesh is None:
+
+        def fun() -> np.ndarray:
+            with precision(dtype):
+                r = residuals_at(kernel, to_device(data, dtype), x_dev)
+            return np.asarray(r)[:n_rows]
+
+    else:
+        fun = residuals[:n_rows] if isinstance(residuals, np.ndarray) else (
+            lambda: np.asarray(residuals)[:n_rows]
+        )
     R = np.asarray(sol.reduction.R, dtype=np.float64)
     check_jacobian_range(R, dtype, x0_name, kernel.loss)
     cost = float(sol.reduction.cost)
@@ -334,7 +346,6 @@ def solve(
     else:
         x, pcov, grad, active = x_free, pcov_free, grad_free, active_free
 
-    x_dev = np.asarray(sol.x)
     f_scale_v = f_scale
 
     def jac_fn() -> np.ndarray:
