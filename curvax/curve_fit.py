@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import threading
 import warnings
 from collections import OrderedDict
@@ -618,9 +619,14 @@ def fit_curve(
     n_pts = y.size
     numeric_x = x_axis is not None
 
+    y_magnitude = None  # max |y|, when the finite check has found it on the way
     if check_finite and not on_device:
-        if not np.isfinite(y).all():
+        # max and min are NaN/Inf-propagating: both finite means every value is (one
+        # pass each, no temporary, and the magnitude check below reuses them)
+        hi, lo = (float(y.max()), float(y.min())) if y.size else (0.0, 0.0)
+        if not (math.isfinite(hi) and math.isfinite(lo)):
             raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(y)})")
+        y_magnitude = max(abs(hi), abs(lo))
         if numeric_x and not np.isfinite(x).all():
             raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
     n_omitted = 0
@@ -650,7 +656,10 @@ def fit_curve(
 
     w, L = _prepare_sigma(sigma, n_pts)
     if not on_device:
-        check_magnitude(y, w, L)
+        if y_magnitude is not None and w is None and L is None and n_omitted == 0:
+            check_magnitude_value(y_magnitude)
+        else:
+            check_magnitude(y, w, L)
     if mesh is not None and L is not None:
         raise ValueError(
             "devices: a 2-D sigma (covariance of the data) couples all points, so the fit "
