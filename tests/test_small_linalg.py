@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from curvax.core.covariance import (
+    covariance_from_factor,
     covariance_from_factors,
-    covariance_from_program,
     covariance_from_triangular,
 )
 from curvax.core.lm_normal import NORMAL_FACTOR_MAX_COND, batched_covariance_factor
@@ -161,31 +161,33 @@ def test_batched_covariance_factor_switches_to_gram_schmidt() -> None:
 
 
 @pytest.mark.parametrize("absolute", [False, True])
-def test_covariance_finished_from_the_program_equals_the_svd_path(absolute: bool) -> None:
-    """A single fit's covariance: the compiled program's unit-s² result
-    (covariance_from_triangular, absolute_sigma=True) finished on the host must equal
-    the SVD path — value, all-inf pattern and ok flag — including m ≤ n and a
-    rank-deficient or undecided R (handed back to the SVD)."""
+def test_single_fit_covariance_equals_the_batched_one(absolute: bool) -> None:
+    """covariance_from_factor (one p×p factor, the single-fit path) must give what
+    covariance_from_factors gives for a stack of one — value, all-inf pattern and ok
+    flag — across well-scaled, wildly scaled (1e±150), rank-deficient, zero-column,
+    subnormal-column and non-finite factors, and m ≤ n."""
     rng = np.random.default_rng(7)
     cases = []
-    for _ in range(10):
-        p = int(rng.integers(1, 6))
-        J = rng.normal(size=(30, p)) * 10.0 ** rng.uniform(-5, 5, p)
+    for _ in range(12):
+        p = int(rng.integers(1, 7))
+        J = rng.normal(size=(30, p)) * 10.0 ** rng.uniform(-150, 150, p)
         cases.append((np.linalg.qr(J, mode="r"), 30))
-    cases.append((cases[0][0], cases[0][0].shape[0]))  # m == n: s² undefined
+    R0 = cases[0][0]
+    cases.append((R0, R0.shape[0]))  # m == n: s² undefined
     J = rng.normal(size=(30, 3))
     J[:, 2] = 2.0 * J[:, 0]
     cases.append((np.linalg.qr(J, mode="r"), 30))  # rank deficient
-    eps = np.finfo(np.float64).eps
-    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    cases.append((np.linalg.qr((Q * [1.0, 1.0, 45 * eps]) @ Q.T, mode="r"), 30))  # undecided
+    Z = np.triu(rng.normal(size=(3, 3)))
+    cases.append((np.where(np.arange(3) == 1, 0.0, Z), 30))  # zero column
+    cases.append((np.where(np.arange(3) == 1, 1e-320 * Z, Z), 30))  # subnormal column
+    cases.append((np.where(np.eye(3) > 0, np.nan, Z), 30))  # not finite
     for i, (R, m) in enumerate(cases):
         cost = float(rng.uniform(0.1, 10))
-        unit, decided = _triangular_cov(R, m, cost, True)
-        pcov, ok = covariance_from_program(unit, decided, R, m, cost, absolute)
+        pcov, ok = covariance_from_factor(R, m, cost, absolute)
         ref, ok_ref = covariance_from_factors(R[None], np.array([m]), np.array([cost]), absolute)
         assert ok == bool(ok_ref[0]), i
         if ok:
-            np.testing.assert_allclose(pcov, ref[0], rtol=1e-9, err_msg=str(i))
+            np.testing.assert_allclose(pcov, ref[0], rtol=1e-12, atol=0, err_msg=str(i))
+            np.testing.assert_array_equal(pcov, pcov.T)
         else:
             assert np.all(np.isinf(pcov)) and np.all(np.isinf(ref[0])), i

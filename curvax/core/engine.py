@@ -41,7 +41,6 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from curvax.core.covariance import covariance_from_triangular
 from curvax.core.lm import lm
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
 from curvax.core.monitor import make_hook
@@ -147,10 +146,9 @@ def _packed_key(vectors: Sequence[Any]) -> tuple[tuple[Any, int], ...]:
 class RunOutput(NamedTuple):
     """A dispatched fit program (:func:`run_kernel`): device arrays, not awaited.
 
-    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput`, the program's
-    covariance (:func:`~curvax.core.covariance.covariance_from_triangular` with unit
-    ``s²``: ``(pcov, decided)``) and the number of residuals, one vector per dtype
-    (:func:`pack`); :meth:`solver` waits for them and unpacks host copies.
+    ``packed`` holds the :class:`~curvax.core.trf.SolverOutput` and the number of
+    residuals, one vector per dtype (:func:`pack`); :meth:`solver` waits for them and
+    unpacks host copies.
     ``residuals`` are the residuals at the solution for a multi-device kernel (whose
     χ² is summed over processes); otherwise None — :func:`residuals_at` computes them
     when asked for, so a fit does not spend a pass over the data and an N-sized output
@@ -163,9 +161,9 @@ class RunOutput(NamedTuple):
 
     def solver(
         self, fetch: Callable[[Array], np.ndarray] = np.asarray
-    ) -> tuple[SolverOutput, tuple[np.ndarray, np.ndarray], np.ndarray]:
-        """``(solver output, (pcov, decided), number of residuals)`` as NumPy values;
-        ``fetch`` copies one replicated vector."""
+    ) -> tuple[SolverOutput, np.ndarray]:
+        """``(solver output, number of residuals)`` as NumPy values; ``fetch`` copies
+        one replicated vector."""
         return unpack([fetch(v) for v in self.packed], self.packing)
 
 
@@ -342,7 +340,6 @@ def _compile(k: Kernel) -> Program:
         max_nfev: Array,
         token: Array,
         reduce_token: Array,
-        n_residuals: Array,
     ) -> tuple[tuple[Array, ...], Array]:
         # One nested program for the reduction: the solver's call sites (start, loop,
         # refinement) share one traced and lowered copy, which makes the trace that a
@@ -361,18 +358,7 @@ def _compile(k: Kernel) -> Program:
             out = lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
         else:
             out = trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, m, hook=hook)
-        # The covariance with unit s² (absolute_sigma), decided here for float64 fits —
-        # cheaper than the host's SVD of a p×p matrix for the small fits where the host
-        # work shows; float32 fits and undecided cases go to the host
-        # (curvax.core.covariance).
-        if x0.dtype == jnp.float64:
-            red = out.reduction
-            m_cov = jnp.where(n_residuals > 0, n_residuals, m)  # ≤ 0: every residual
-            cov = covariance_from_triangular(red.R, m_cov, red.cost, absolute_sigma=True)
-        else:
-            n_free = x0.shape[0]
-            cov = (jnp.full((n_free, n_free), jnp.inf, x0.dtype), jnp.zeros((), bool))
-        packed, packing = pack((out, cov, jnp.asarray(m, jnp.int32)))
+        packed, packing = pack((out, jnp.asarray(m, jnp.int32)))
         if packings.setdefault(_packed_key(packed), packing) != packing:
             raise RuntimeError("curvax: two solver output layouts pack to the same lengths")
         return packed, (resid(data, out.x) if k.mesh is not None else None)
@@ -531,7 +517,6 @@ def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
             max_nfev=np.int32(100),
             token=np.int32(0),
             reduce_token=np.int32(0),
-            n_residuals=np.int32(1),
         )
 
 

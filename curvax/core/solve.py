@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curvax.core.covariance import covariance_from_factor, covariance_from_program
+from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel, jacobian_at, parted_gram, residuals_at, run_kernel
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
@@ -266,13 +266,12 @@ def solve(
                     max_nfev=np.int32(max_nfev),
                     token=token,
                     reduce_token=reduce_token,
-                    n_residuals=np.int32(-1 if n_points is None else n_points),
                 )
                 extra = {} if while_running is None else while_running()
                 if kernel.mesh is None:  # residuals computed when asked for
-                    sol, program_cov, n_res = out.solver()
+                    sol, n_res = out.solver()
                 else:
-                    sol, program_cov, n_res = out.solver(fetch_replicated)
+                    sol, n_res = out.solver(fetch_replicated)
                     residuals = local_rows(out.residuals)
             except jax.errors.JaxRuntimeError as err:
                 clear = host_model_error(err, "fun" if x0_name == "x0" else "f")
@@ -319,12 +318,7 @@ def solve(
     R = np.asarray(sol.reduction.R, dtype=np.float64)
     check_jacobian_range(R, dtype, x0_name, kernel.loss)
     cost = float(sol.reduction.cost)
-    if n_points is not None or n_local_points is None:  # the program's m is this m
-        pcov_free, _ = covariance_from_program(
-            program_cov[0], bool(program_cov[1]), R, m, cost, absolute_sigma
-        )
-    else:
-        pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
+    pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
     x_free = np.asarray(sol.x, dtype=np.float64)
     grad_free = np.asarray(sol.reduction.grad, dtype=np.float64)
     active_free = np.asarray(sol.active_mask)
