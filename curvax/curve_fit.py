@@ -656,10 +656,7 @@ def fit_curve(
 
     w, L = _prepare_sigma(sigma, n_pts)
     if not on_device:
-        if y_magnitude is not None and w is None and L is None and n_omitted == 0:
-            check_magnitude_value(y_magnitude)
-        else:
-            check_magnitude(y, w, L)
+        check_magnitude(y, w, L, y_magnitude if n_omitted == 0 else None)
     if mesh is not None and L is not None:
         raise ValueError(
             "devices: a 2-D sigma (covariance of the data) couples all points, so the fit "

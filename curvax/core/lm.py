@@ -168,10 +168,9 @@ def lm(
         # is no sign of convergence: the region grows and the fit goes on.  (MINPACK
         # stops there when the start is many orders of magnitude off.)  Unless even the
         # unrestricted Gauss–Newton step could not lower the cost by ftol (relative):
-        # then the fit has converged whatever the region (tr.gauss_newton_gain).
-        region_bound = (
-            (par_step > 0) & (ratio >= 0.75) & ~tr.gauss_newton_gain_below(red_out, ftol)
-        )
+        # then the fit has converged whatever the region (tr.gauss_newton_gain_below).
+        model_converged = tr.gauss_newton_gain_below(red_out, ftol)
+        region_bound = (par_step > 0) & (ratio >= 0.75) & ~model_converged
         f_ok = (
             finite
             & (jnp.abs(actred) <= jnp.maximum(ftol, eps))
@@ -182,7 +181,7 @@ def lm(
         x_ok = (Delta <= jnp.maximum(xtol, eps) * xnorm) & ~region_bound
         status = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, tr.RUNNING)))
         # no further step could pass the ftol test: stop now (trust_region docstring)
-        done = accept & (ratio >= 0.25) & tr.gauss_newton_gain_below(red_out, ftol)
+        done = accept & (ratio >= 0.25) & model_converged
         status = jnp.where((status == tr.RUNNING) & done, 2, status)
         g_ok = accept & (_gtol_measure(red_out, colnorm) <= jnp.maximum(gtol, eps))
         status = jnp.where((status == tr.RUNNING) & g_ok, 1, status)

@@ -54,8 +54,8 @@ from curvax.core.reduction import (
     factor_from_gram,
     merge,
     reduce_block,
-    reduce_scan,
-    reduce_scan_gram,
+    reduce_blocks,
+    reduce_blocks_gram,
     scaled_condition,
     triangularize,
     used_blocks,
@@ -390,7 +390,7 @@ def pointwise_gram(
             cost, G = gram_block(p, 0, bs)
         else:
             used = used_blocks(mask, n_full, bs, n_real)
-            cost, G = reduce_scan_gram(gram_fn, p, used, p.shape[0])
+            cost, G = reduce_blocks_gram(gram_fn, p, used, p.shape[0])
         if tail and with_tail:
             cost_t, G_t = gram_block(p, n_full * bs, tail)
             cost, G = cost + cost_t, G + G_t
@@ -451,12 +451,12 @@ def pointwise_reducer(
         r, J = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb)
         return block_rows(r, J, mb, rho_fn, f_scale)
 
-    def scan_fn(q: Array, i: Array) -> tuple[Array, Array, Array]:
+    def indexed_block(q: Array, i: Array) -> tuple[Array, Array, Array]:
         return block_fn(q, i * bs, bs)
 
     def qr_reduce(p: Array, with_tail: bool) -> Reduction:
         """Block QR of the full blocks (and of the ragged one, merged, ``with_tail``)."""
-        red = reduce_scan(scan_fn, p, used_blocks(mask, n_full, bs, n_real), p.shape[0])
+        red = reduce_blocks(indexed_block, p, used_blocks(mask, n_full, bs, n_real), p.shape[0])
         if with_tail and tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)
             red = merge(red, Reduction(cost, triangularize(rows), bad))

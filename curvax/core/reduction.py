@@ -204,7 +204,7 @@ def block_gram(
     ``G_ij = Σ_n A_ni A_nj`` written as a broadcast product and a sum (``'fused'``);
     both are the same sums, in a different order.  Non-finite entries are not counted
     here: they make ``G`` non-finite, and the caller then redoes the reduction with
-    :func:`reduce_scan`, which counts them.
+    :func:`reduce_blocks`, which counts them.
     """
     cost, r, jac_t = _masked_loss_rows(r, jac_t, mask, rho_fn, f_scale, transposed=True)
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
@@ -217,7 +217,7 @@ def block_gram(
     return (0.5 * G[-1, -1] if cost is None else cost), G
 
 
-def reduce_scan_gram(
+def reduce_blocks_gram(
     gram_fn: Callable[[Array, Array], tuple[Array, Array]],
     params: Array,
     n_blocks: int | Array,
@@ -233,7 +233,7 @@ def reduce_scan_gram(
     accuracy as ``ε·κ²`` with κ the column-scaled condition number of ``J̃``; callers
     must check :func:`scaled_condition` of the factor against
     :data:`GRAM_MAX_CONDITION` (error ≲ 1e-8 below it) and that it is finite, and fall
-    back to :func:`reduce_scan` (QR, which also counts non-finite entries) otherwise.
+    back to :func:`reduce_blocks` (QR, which also counts non-finite entries) otherwise.
     """
 
     def step(i: Array, carry: tuple) -> tuple:
@@ -246,7 +246,7 @@ def reduce_scan_gram(
     return jax.lax.fori_loop(0, n_blocks, step, init)
 
 
-def reduce_scan(
+def reduce_blocks(
     block_fn: Callable[[Array, Array], tuple[Array, Array, Array]],
     params: Array,
     n_blocks: int | Array,
@@ -257,7 +257,7 @@ def reduce_scan(
     ``block_fn(params, i) -> (cost, rows, n_nonfinite)`` gives block ``i``'s
     contribution; the running factor absorbs each block's rows in turn, so memory stays
     O(block × p) whatever the number of blocks.  ``n_blocks`` may be traced, as in
-    :func:`reduce_scan_gram`.
+    :func:`reduce_blocks_gram`.
     """
 
     def step(i: Array, carry: Reduction) -> Reduction:

@@ -163,14 +163,15 @@ def trf(
         # of convergence: the region grows and the fit goes on (see lm.py) — unless even
         # the unrestricted Gauss–Newton step could not lower the cost by ftol.
         red_next = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        model_converged = tr.gauss_newton_gain_below(red_next, ftol)
         region_bound = (
             (step_h_norm > 0.95 * st.Delta)
             & (ratio > 0.75)
-            & ~tr.gauss_newton_gain_below(red_next, ftol)
+            & ~model_converged
         )
         status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
         # no further step could pass the ftol test: stop now (trust_region docstring)
-        done = accept & (ratio > 0.25) & tr.gauss_newton_gain_below(red_next, ftol)
+        done = accept & (ratio > 0.25) & model_converged
         status = jnp.where((status == tr.RUNNING) & done, 2, status)
         stopped = status != tr.RUNNING
         # Radius and LM parameter: unchanged when the loop stops here (as in SciPy).

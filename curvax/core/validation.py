@@ -328,16 +328,22 @@ def largest_magnitude(a: np.ndarray) -> float:
     return max(abs(float(a.max())), abs(float(a.min())))
 
 
-def check_magnitude(y: np.ndarray, w: np.ndarray | None, L: np.ndarray | None) -> None:
+def check_magnitude(
+    y: np.ndarray,
+    w: np.ndarray | None,
+    L: np.ndarray | None,
+    largest_y: float | None = None,
+) -> None:
     """Refuse data whose weighted magnitude would under- or overflow the cost ½Σr².
 
     A cost that underflows to 0 reads as "converged at p0" (a wrong answer reported as
     a success) and one that overflows cannot be minimised; both happen in float64 once
-    residuals pass ~10^±154.  Such data must be rescaled by the user.
+    residuals pass ~10^±154.  Such data must be rescaled by the user.  ``largest_y``,
+    when the caller already knows ``max |y|``, saves the pass over unweighted data.
     """
     with np.errstate(over="ignore"):  # an overflow here is itself out of range
         v = y if (w is None or L is not None) else w * y
-        ref = largest_magnitude(v)
+        ref = largest_y if (largest_y is not None and v is y) else largest_magnitude(v)
         if L is not None:
             ref /= float(np.max(np.abs(np.diag(L))))
     check_magnitude_value(ref)
