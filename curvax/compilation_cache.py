@@ -31,6 +31,16 @@ def enable_persistent_cache(path: str | None = None, min_compile_time_secs: floa
     return path
 
 
+def persistent_cache_enabled() -> bool:
+    """Whether JAX writes compiled programs to a persistent cache in this process.
+
+    Programs with host callbacks are never written there (JAX cannot serialise the
+    callback), so defaults that would add one — the threaded reduction of
+    :mod:`curvax.core.threaded` — are not taken while the cache is on.
+    """
+    return bool(jax.config.jax_compilation_cache_dir)
+
+
 def _enable_from_environment() -> None:
     path = os.environ.get(ENV_VAR)
     if path:
