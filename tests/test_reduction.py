@@ -143,8 +143,10 @@ def _count_block_evaluations(n: int, block: int, mask: np.ndarray, n_real: int |
 
 @pytest.mark.parametrize("gram", ["dot", "fused"])
 def test_blocks_after_the_last_real_point_are_not_visited(gram: str) -> None:
-    """Size-bucket padding (real points first) and a mask with holes: only the blocks up
-    to the last real point are evaluated, and the reduction is that of the real points."""
+    """Size-bucket padding (real points first) and a mask with holes: on a CPU ('dot')
+    only the blocks up to the last real point are evaluated; the accelerator style
+    ('fused') keeps a loop of fixed length and visits all 16.  Either way the reduction
+    is that of the real points."""
     n, block = 4096, 256
     prefix = np.arange(n) < 1000  # 4 blocks hold real points, 12 only padding
     holes = prefix.copy()
@@ -152,7 +154,7 @@ def test_blocks_after_the_last_real_point_are_not_visited(gram: str) -> None:
     holes[2900] = True  # the last real point: 12 blocks reach it
     for mask, n_real, expected in ((prefix, 1000, 4), (prefix, None, 4), (holes, None, 12)):
         visited, (cost, R, grad, bad) = _count_block_evaluations(n, block, mask, n_real, gram)
-        assert visited == expected, (n_real, expected)
+        assert visited == (expected if gram == "dot" else n // block), (n_real, expected)
         x = np.linspace(0, 5, n)
         rng = np.random.default_rng(8)
         y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.1 * rng.standard_normal(n)

@@ -347,6 +347,17 @@ def _slicer(
     return sliced
 
 
+def _blocks_to_visit(
+    mask: Array | None, n_real: Array | None, n_full: int, bs: int, gram: str
+) -> int | Array:
+    """The full blocks a reduction visits: on a CPU (``'dot'``) those up to the last
+    real point (:func:`~curvax.core.reduction.used_blocks`); with ``'fused'``
+    (accelerators) all of them — a loop whose trip count is known when compiling runs
+    without copying its condition to the host on every pass, and there the blocks are
+    large, so padding rarely fills one."""
+    return n_full if gram == "fused" else used_blocks(mask, n_full, bs, n_real)
+
+
 def pointwise_gram(
     model: Callable[[Any, Array], Array],
     jac: Callable[[Any, Array], Array] | str,
@@ -389,8 +400,8 @@ def pointwise_gram(
         if n_full == 1:
             cost, G = gram_block(p, 0, bs)
         else:
-            used = used_blocks(mask, n_full, bs, n_real)
-            cost, G = reduce_blocks_gram(gram_fn, p, used, p.shape[0])
+            visit = _blocks_to_visit(mask, n_real, n_full, bs, gram)
+            cost, G = reduce_blocks_gram(gram_fn, p, visit, p.shape[0])
         if tail and with_tail:
             cost_t, G_t = gram_block(p, n_full * bs, tail)
             cost, G = cost + cost_t, G + G_t
@@ -424,10 +435,10 @@ def pointwise_reducer(
     With ``colours`` and the (N, p) boolean ``sparsity`` pattern, each block's Jacobian
     comes from one pass per column group (:mod:`curvax.core.sparsity`).
     The blocks are taken by ``dynamic_slice`` inside a loop (no copy of the data); a
-    ragged last block is reduced separately and merged.  Blocks after the last real
-    point are not visited (:func:`~curvax.core.reduction.used_blocks`): ``n_real``, when
-    given, is one past the index of the last real point (padding follows it); otherwise
-    the count is read from ``mask``.
+    ragged last block is reduced separately and merged.  On a CPU, blocks after the last
+    real point are not visited (:func:`_blocks_to_visit`): ``n_real``, when given, is
+    one past the index of the last real point (padding follows it); otherwise the count
+    is read from ``mask``.
 
     ``gram`` is the Gram style of :func:`curvax.core.reduction.block_gram`.  With
     ``'dot'`` (CPU) a data set of one block is reduced by QR directly.  With
@@ -456,7 +467,8 @@ def pointwise_reducer(
 
     def qr_reduce(p: Array, with_tail: bool) -> Reduction:
         """Block QR of the full blocks (and of the ragged one, merged, ``with_tail``)."""
-        red = reduce_blocks(indexed_block, p, used_blocks(mask, n_full, bs, n_real), p.shape[0])
+        visit = _blocks_to_visit(mask, n_real, n_full, bs, gram)
+        red = reduce_blocks(indexed_block, p, visit, p.shape[0])
         if with_tail and tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)
             red = merge(red, Reduction(cost, triangularize(rows), bad))
