@@ -47,11 +47,11 @@ from curvax.core.wire import (
 Array = jax.Array
 
 #: Fewest points (after bucket padding) for which a fit is split over threads by
-#: default.  Measured on the 2-core VM (exponential model, whole fit, 1 → 2 threads):
-#: 3·10⁵ points 19 → 26 ms, 6·10⁵ 34 → 34 ms, 10⁶ 54 → 42 ms, 2·10⁶ 99 → 71 ms,
-#: 10⁷ 540–670 → 345 ms.  Below ~10⁶ the hand-offs (callback, threads, and the parts
-#: running slower inside the callback than on their own: ~0.5 ms per pass) cost more
-#: than the second core saves.
+#: default.  Measured on the 2-core VM (exponential model, whole fit, 1 → 2 threads,
+#: with the first part on the calling thread and padding blocks skipped): 2·10⁵ points
+#: 9.5 → 13 ms, 4·10⁵ 18.8 → 18.4 ms, 7·10⁵ 27.9 → 25.9 ms, 10⁶ 37 → 28–32 ms, 3·10⁶
+#: 136 → 87 ms, 10⁷ 470 → 340 ms.  Below ~10⁶ the fixed costs of a threaded fit
+#: (callback hand-offs, part setup: a few ms) eat what the second core saves.
 MIN_POINTS = 1 << 20
 
 #: Custom calls known not to run work on XLA's thread pool (sharding annotations).
