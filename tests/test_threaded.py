@@ -142,3 +142,28 @@ def test_threads_inside_the_fit_do_not_deadlock_on_one_cpu_device() -> None:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_each_part_program_compiles_once() -> None:
+    """Both threads call the part program first at the same moment; it must be compiled
+    once per part shape (ahead of time, in the background), not once per thread."""
+    compiled: list[str] = []
+
+    def listen(event: str, duration: float, **kw: object) -> None:
+        if event.endswith("backend_compile_duration"):
+            compiled.append(str(kw.get("fun_name")))
+
+    def fresh_decay(x, a, b, c):  # a model of its own: nothing compiled yet
+        return a * jnp.exp(-b * x) + c
+
+    x, y = data(20_000, seed=7)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        r = curvax.fit_curve(fresh_decay, x, y, p0=[1.0, 1.0, 0.4], workers=2)
+        # data of another length in the same bucket: nothing new to compile
+        r2 = curvax.fit_curve(fresh_decay, x[:-3], y[:-3], p0=[1.0, 1.0, 0.4], workers=2)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert r.success and r2.success
+    assert compiled.count("jit(gram_part)") == 1, compiled
+    assert compiled.count("jit(run)") == 1, compiled

@@ -33,6 +33,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -54,7 +55,13 @@ from curvax.core.problem import (
 )
 from curvax.core.reduction import Reduction
 from curvax.core.sharding import sharded_reducer
-from curvax.core.threaded import PartedGram, host_gram, safe_on_threads
+from curvax.core.threaded import (
+    PartedGram,
+    compile_in_background,
+    custom_call_free,
+    host_gram,
+    split_data,
+)
 from curvax.core.trf import SolverOutput, trf
 
 Array = jax.Array
@@ -174,7 +181,9 @@ class Program(NamedTuple):
     :class:`RunOutput`); the :class:`Packing` of the solver output is recorded in
     ``packings`` when ``run`` is traced, under :func:`_packed_key` of the vectors it
     produces (they differ in length for every number of parameters, the only thing that
-    shapes a kernel's solver output).
+    shapes a kernel's solver output).  ``part_programs`` holds, per argument shapes, the
+    compiled ``gram_part`` (a future: :func:`parted_gram`), or None where it may not run
+    on threads.
     """
 
     run: Callable[..., tuple[tuple[Array, ...], Array | None]]
@@ -182,6 +191,7 @@ class Program(NamedTuple):
     jacobian: Callable[..., Array]
     packings: dict[tuple[tuple[Any, int], ...], Packing]
     gram_part: Callable[..., tuple[Array, Array]]  # pointwise kernels (curvax.core.threaded)
+    part_programs: dict[Any, Future | None]
 
 
 def _free_index(k: Kernel) -> np.ndarray | None:
@@ -390,7 +400,7 @@ def _compile(k: Kernel) -> Program:
         return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]
 
     return Program(
-        jax.jit(run), jax.jit(resid), jax.jit(final_jacobian), packings, jax.jit(gram_part)
+        jax.jit(run), jax.jit(resid), jax.jit(final_jacobian), packings, jax.jit(gram_part), {}
     )
 
 
@@ -469,21 +479,40 @@ def parted_gram(
         return k, None
     program = COMPILE_CACHE.get(k)
     dt = np.dtype(dtype)
-    parted = PartedGram(program.gram_part, data, f_scale, dt, k.workers, k.x_axis)
-    part = parted.parts[0]
-    q = np.zeros(n_free, dt)
-    shapes = tuple(
-        (key, getattr(v, "shape", None), str(getattr(v, "dtype", None)))
-        for key, v in sorted(part.items())
-    )
     with jax.enable_x64(dt == np.float64):
-        safe = safe_on_threads(
-            (k, shapes, dt.name), lambda: program.gram_part.lower(part, f_scale, q).as_text()
+        parts = split_data(data, k.workers, k.x_axis)
+    q = np.zeros(n_free, dt)
+    compiled = [_part_program(program, part, f_scale, q) for part in parts]
+    if any(c is None for c in compiled):
+        return replace(k, workers=1), None
+    return k, PartedGram([_awaiting(c) for c in compiled], parts, f_scale, dt)
+
+
+def _part_program(program: Program, part: dict, f_scale: Any, q: np.ndarray) -> Future | None:
+    """The compiled part program for arguments shaped as ``part``, ``q`` (a future: it
+    compiles in the background, :func:`compile_in_background`), or None when it may not
+    run on threads (:func:`custom_call_free`); memoised in ``program.part_programs``."""
+    key = (
+        tuple(
+            (name, getattr(v, "shape", None), str(getattr(v, "dtype", None)))
+            for name, v in sorted(part.items())
+        ),
+        q.dtype.name,
+    )
+    if key not in program.part_programs:
+        with jax.enable_x64(q.dtype == np.float64):
+            lowered = program.gram_part.lower(part, f_scale, q)
+        program.part_programs[key] = (
+            compile_in_background(lowered) if custom_call_free(lowered.as_text()) else None
         )
-    if safe:
-        return k, parted
-    parted.close()
-    return replace(k, workers=1), None
+    return program.part_programs[key]
+
+
+def _awaiting(compiled: Future) -> Callable[..., tuple[Array, Array]]:
+    def run_part(*args: Any) -> tuple[Array, Array]:
+        return compiled.result()(*args)
+
+    return run_part
 
 
 def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:

@@ -17,7 +17,7 @@ conditioning test of the Gram factor and the QR fallback (which also counts non-
 entries) stay in the fit program, unchanged.
 
 Only a part program free of custom calls runs on threads (jaxlib's LAPACK kernels can
-deadlock two concurrent calls; :func:`safe_on_threads`); the fit then falls back to the
+deadlock two concurrent calls; :func:`custom_call_free`); the fit then falls back to the
 one-program reduction.  float64 crosses the callback as raw bits (:mod:`curvax.core.wire`).
 """
 
@@ -29,7 +29,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -68,17 +68,22 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def safe_on_threads(key: Any, lowered_text: Callable[[], str]) -> bool:
-    """Whether calls of a compiled program may run on several threads at once.
+def custom_call_free(lowered_text: str) -> bool:
+    """Whether a program (its StableHLO text) may run on several threads at once.
 
-    Not when its program holds a custom call (e.g. a LAPACK SVD or QR, or one in the
-    user's model): jaxlib's batched LAPACK kernels split their batch over XLA's intra-op
-    thread pool and wait for it, and two such calls at once can each hold the pool's
-    threads the other waits for (seen: a deadlock with two threads on a 2-core CPU,
-    jaxlib 0.10).  Programs of element-wise code and small matrix products have no such
-    wait.  ``lowered_text()`` gives the program's StableHLO text; the answer is memoised
-    under ``key`` (program and argument shapes).
+    Not when it holds a custom call (e.g. a LAPACK SVD or QR, or one in the user's
+    model): jaxlib's batched LAPACK kernels split their batch over XLA's intra-op thread
+    pool and wait for it, and two such calls at once can each hold the pool's threads
+    the other waits for (seen: a deadlock with two threads on a 2-core CPU, jaxlib
+    0.10).  Programs of element-wise code and small matrix products have no such wait.
     """
+    targets = re.findall(r'custom_call @([\w.$-]+)|call_target_name = "([^"]+)"', lowered_text)
+    return {a or b for a, b in targets} <= set(HARMLESS_CUSTOM_CALLS)
+
+
+def safe_on_threads(key: Any, lowered_text: Callable[[], str]) -> bool:
+    """:func:`custom_call_free` of ``lowered_text()``, memoised under ``key`` (program
+    and argument shapes)."""
     try:
         hash(key)
     except TypeError:
@@ -87,15 +92,34 @@ def safe_on_threads(key: Any, lowered_text: Callable[[], str]) -> bool:
         with _SAFE_LOCK:
             if key in _SAFE:
                 return _SAFE[key]
-    text = lowered_text()
-    targets = re.findall(r'custom_call @([\w.$-]+)|call_target_name = "([^"]+)"', text)
-    safe = {a or b for a, b in targets} <= set(HARMLESS_CUSTOM_CALLS)
+    safe = custom_call_free(lowered_text())
     if key is not None:
         with _SAFE_LOCK:
             if len(_SAFE) > 256:
                 _SAFE.clear()
             _SAFE[key] = safe
     return safe
+
+
+def compile_in_background(lowered: Any) -> Future:
+    """``lowered.compile()`` on a new thread; the :class:`~concurrent.futures.Future`
+    of the compiled program.
+
+    A threaded fit compiles two programs, the fit and its part program.  XLA releases
+    the GIL while it compiles, so the part program compiles on the second core while
+    the calling thread traces and compiles the fit (and no two threads that call it
+    first compile it twice).
+    """
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(lowered.compile())
+        except BaseException as err:  # re-raised where the result is awaited
+            future.set_exception(err)
+
+    threading.Thread(target=work, name="curvax-compile", daemon=True).start()
+    return future
 
 
 def split_points(n: int, parts: int, itemsize: int) -> list[tuple[int, int]]:
@@ -125,46 +149,45 @@ def _part(data: dict, lo: int, hi: int, x_axis: int) -> dict:
     return out
 
 
-class PartedGram:
-    """``q ↦ (cost, G)`` of all points of ``data``, its parts reduced on threads.
+def split_data(data: dict, workers: int, x_axis: int) -> list[dict]:
+    """``data`` cut into ``workers`` contiguous parts (:func:`split_points`), each on the
+    device once per fit (a NumPy view would be handed over on every call)."""
+    n = data["y"].shape[0]
+    return [jax.device_put(_part(data, lo, hi, x_axis)) for lo, hi in split_points(n, workers, 8)]
 
-    ``program(part, f_scale, q) -> (cost, G)`` is the compiled part program; ``data``
-    holds NumPy arrays (points along ``x_axis`` of ``x`` and along the only axis of
-    ``y``, ``w``, ``mask``).
+
+class PartedGram:
+    """``q ↦ (cost, G)`` of all points, its ``parts`` (:func:`split_data`) reduced on
+    threads.
+
+    ``programs[i](parts[i], f_scale, q) -> (cost, G)`` runs the compiled part program
+    (the last part of an uneven split has its own).
     """
 
     def __init__(
         self,
-        program: Callable[..., tuple[Array, Array]],
-        data: dict,
+        programs: list[Callable[..., tuple[Array, Array]]],
+        parts: list[dict],
         f_scale: Any,
         dtype: np.dtype,
-        workers: int,
-        x_axis: int,
     ) -> None:
-        n = data["y"].shape[0]
-        with jax.enable_x64(np.dtype(dtype) == np.float64):
-            # on the device once per fit (a NumPy view would be handed over on every call)
-            self.parts = [
-                jax.device_put(_part(data, lo, hi, x_axis))
-                for lo, hi in split_points(n, workers, 8)
-            ]
-        self.program = program
+        self.parts = parts
+        self.programs = programs
         self.f_scale = f_scale
         self.dtype = np.dtype(dtype)
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.parts) - 1))
         self.error: BaseException | None = None
 
-    def _one(self, part: dict, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _one(self, i: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with jax.enable_x64(self.dtype == np.float64):
-            cost, G = jax.device_get(self.program(part, self.f_scale, q))
+            cost, G = jax.device_get(self.programs[i](self.parts[i], self.f_scale, q))
         return np.asarray(cost), np.asarray(G)
 
     def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # The first part runs on the calling thread, the others on the pool's threads
         # (measured: one hand-off fewer per pass, and the calling thread would only wait).
-        futures = [self.pool.submit(self._one, part, q) for part in self.parts[1:]]
-        results = [self._one(self.parts[0], q)] + [f.result() for f in futures]
+        futures = [self.pool.submit(self._one, i, q) for i in range(1, len(self.parts))]
+        results = [self._one(0, q)] + [f.result() for f in futures]
         cost = results[0][0].copy()
         G = results[0][1].copy()
         for c, g in results[1:]:
