@@ -63,6 +63,7 @@ from curvax.core.threaded import (
     split_data,
 )
 from curvax.core.trf import SolverOutput, trf
+from curvax.core.xla_options import cpu_compiler_options
 
 Array = jax.Array
 
@@ -334,6 +335,7 @@ def kernel_functions(k: Kernel) -> tuple[Callable, Callable, Callable]:
 
 def _compile(k: Kernel) -> Program:
     resid, jacobian, reducer = _build(k)
+    options = cpu_compiler_options()
     packings: dict[tuple[tuple[Any, int], ...], Packing] = {}
     rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
 
@@ -400,7 +402,12 @@ def _compile(k: Kernel) -> Program:
         return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]
 
     return Program(
-        jax.jit(run), jax.jit(resid), jax.jit(final_jacobian), packings, jax.jit(gram_part), {}
+        jax.jit(run, compiler_options=options),
+        jax.jit(resid, compiler_options=options),
+        jax.jit(final_jacobian, compiler_options=options),
+        packings,
+        jax.jit(gram_part, compiler_options=options),
+        {},
     )
 
 

@@ -53,6 +53,7 @@ from curvax.core.validation import (
     prepare_bounds,
 )
 from curvax.core.wire import TokenRegistry, from_host, from_wire, to_wire, wire_shape
+from curvax.core.xla_options import cpu_compiler_options
 from curvax.curve_fit import probe_model
 from curvax.scale.dask_backend import DaskReducer, DaskSource
 from curvax.scale.host_reduce import HostReducer
@@ -126,7 +127,7 @@ def _solver_program(method: str, n_residuals: int, n_free: int, jac_scale: bool,
             return lm(reduce_fn, x0, xs, ftol, xtol, gtol, max_nfev, n_residuals)
         return trf(reduce_fn, x0, lb, ub, xs, ftol, xtol, gtol, max_nfev, n_residuals)
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=cpu_compiler_options())
 
 
 def run_solver(

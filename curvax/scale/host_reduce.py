@@ -35,6 +35,7 @@ from curvax.core.sharding import mesh_size, round_up
 from curvax.core.solve import to_device
 from curvax.core.validation import SIGMA_MIN, check_magnitude_value
 from curvax.core.wire import host_out
+from curvax.core.xla_options import cpu_compiler_options
 from curvax.scale.sources import (
     Chunk,
     ChunkFailure,
@@ -83,7 +84,7 @@ def chunk_kernel(kernel: Kernel) -> Callable:
         red = reducer(data, f_scale)(q)
         return red.cost, merge_factors(factor, red.factor), red.n_nonfinite
 
-    fn = jax.jit(run)
+    fn = jax.jit(run, compiler_options=cpu_compiler_options())
     if key is not None:
         with _KERNEL_LOCK:
             if len(_KERNEL_CACHE) > 64:

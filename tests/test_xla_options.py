@@ -1,0 +1,69 @@
+"""The XLA:CPU compiler options of curvax's programs (curvax.core.xla_options)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import curvax
+from curvax.core import xla_options
+from curvax.datasets import load_nist
+
+
+@pytest.fixture
+def fresh_options():
+    """Forget the memoised answer before and after the test."""
+    xla_options.cpu_compiler_options.cache_clear()
+    yield xla_options
+    xla_options.cpu_compiler_options.cache_clear()
+
+
+def _model_copy(model):
+    """A new function object (a new compiled program) computing ``model``."""
+    return lambda x, *p: model(x, *p)
+
+
+def test_taken_on_the_cpu_unless_the_environment_says_otherwise(fresh_options, monkeypatch):
+    monkeypatch.delenv(xla_options.ENV_VAR, raising=False)
+    assert jax.default_backend() == "cpu"
+    assert fresh_options.cpu_compiler_options() == xla_options.CPU_OPTIONS
+    monkeypatch.setenv(xla_options.ENV_VAR, "1")
+    fresh_options.cpu_compiler_options.cache_clear()
+    assert fresh_options.cpu_compiler_options() is None
+
+
+def test_an_option_this_xla_lacks_is_left_out(fresh_options, monkeypatch):
+    monkeypatch.delenv(xla_options.ENV_VAR, raising=False)
+    monkeypatch.setattr(xla_options, "CPU_OPTIONS", {"xla_cpu_no_such_option": True})
+    assert fresh_options.cpu_compiler_options() is None
+
+
+def test_the_options_reach_the_fit_program(monkeypatch):
+    """An option XLA does not know makes the compile fail: proof that it was passed."""
+    monkeypatch.setattr(
+        "curvax.core.engine.cpu_compiler_options", lambda: {"xla_cpu_no_such_option": 1}
+    )
+    x = np.linspace(0.0, 4.0, 50)
+
+    def decay(x, a, b):
+        return a * jax.numpy.exp(-b * x)
+
+    with pytest.raises(jax.errors.JaxRuntimeError, match="No such compile option"):
+        curvax.curve_fit(decay, x, 2.0 * np.exp(-x), p0=[1.0, 1.0])
+
+
+def test_the_answer_does_not_depend_on_the_code_generator(fresh_options, monkeypatch):
+    """A hard NIST problem (MGH09, both starts) fitted by programs compiled with
+    curvax's options and with XLA's defaults: the same parameters and errors."""
+    prob = load_nist("MGH09")
+    results = []
+    for env in ("0", "1"):  # curvax's options, then XLA's defaults
+        monkeypatch.setenv(xla_options.ENV_VAR, env)
+        fresh_options.cpu_compiler_options.cache_clear()
+        model = _model_copy(prob.model)
+        results.append([curvax.curve_fit(model, prob.x, prob.y, p0=s) for s in
+                        (prob.start1, prob.start2)])
+    for (p_opt, c_opt), (p_def, c_def) in zip(*results, strict=True):
+        np.testing.assert_allclose(p_opt, p_def, rtol=1e-10)
+        np.testing.assert_allclose(c_opt, c_def, rtol=1e-6)
