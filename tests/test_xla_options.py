@@ -34,7 +34,12 @@ def test_taken_on_the_cpu_unless_the_environment_says_otherwise(fresh_options, m
 
 
 def test_an_option_this_xla_lacks_is_left_out(fresh_options, monkeypatch):
+    """On a jaxlib not known to accept the options they are probed, and left out when
+    XLA does not know them."""
     monkeypatch.delenv(xla_options.ENV_VAR, raising=False)
+    monkeypatch.setattr(xla_options, "VERIFIED_JAXLIB", ())
+    assert fresh_options.cpu_compiler_options() == xla_options.CPU_OPTIONS  # probed: taken
+    fresh_options.cpu_compiler_options.cache_clear()
     monkeypatch.setattr(xla_options, "CPU_OPTIONS", {"xla_cpu_no_such_option": True})
     assert fresh_options.cpu_compiler_options() is None
 
