@@ -42,7 +42,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import curvax  # noqa: E402
-from curvax.core.problem import pointwise_reducer, value_and_jacobian  # noqa: E402
+from curvax.core.problem import (  # noqa: E402
+    PointwiseData,
+    pointwise_reducer,
+    value_and_jacobian,
+)
 from curvax.core.sparsity import greedy_colouring  # noqa: E402
 
 K = 20
@@ -119,7 +123,7 @@ def bench_size(n: int, repeats: int) -> dict:
         }
         red = {
             kind: jax.jit(
-                pointwise_reducer(
+                pointwise_reducer(PointwiseData(
                     peaks,
                     "fwd",
                     xj,
@@ -132,7 +136,7 @@ def bench_size(n: int, repeats: int) -> dict:
                     -1,
                     Pj if kind == "sparse" else None,
                     colours if kind == "sparse" else None,
-                )
+                ))
             )
             for kind in ("dense", "sparse")
         }

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from curvax.core.loss import get_loss
-from curvax.core.problem import pointwise_reducer
+from curvax.core.problem import PointwiseData, pointwise_reducer
 
 
 def expdecay(x, p):
@@ -43,12 +43,12 @@ def exp_reference(x, y, w, mask, p, loss="linear", f_scale=1.0):
 def reduce(x, y, w, mask, p, block, loss="linear", f_scale=1.0, gram="dot"):
     rho = None if loss == "linear" else get_loss(loss)
     with jax.enable_x64(True):
-        fn = pointwise_reducer(
+        fn = pointwise_reducer(PointwiseData(
             expdecay, "fwd", jnp.asarray(x), jnp.asarray(y),
             None if w is None else jnp.asarray(w),
             None if mask is None else jnp.asarray(mask),
             rho, jnp.asarray(f_scale), block, gram=gram,
-        )
+        ))
         red = jax.jit(fn)(jnp.asarray(p))
         return (float(red.cost), np.asarray(red.R), np.asarray(red.grad),
                 int(red.n_nonfinite))
@@ -101,8 +101,8 @@ def test_ill_conditioned_gram_falls_back_to_qr(gram: str, block: int) -> None:
         return p[0] + p[1] * x + p[2] * x * x
 
     with jax.enable_x64(True):
-        fn = pointwise_reducer(quad, "fwd", jnp.asarray(x), jnp.asarray(y), None, None,
-                               None, jnp.asarray(1.0), block, gram=gram)
+        fn = pointwise_reducer(PointwiseData(quad, "fwd", jnp.asarray(x), jnp.asarray(y), None,
+                                             None, None, jnp.asarray(1.0), block, gram=gram))
         red = jax.jit(fn)(jnp.asarray([1.0, 0.0, 0.0]))
         R = np.asarray(red.R)
     J = np.stack([np.ones(n), x, x * x], axis=1)
@@ -130,11 +130,11 @@ def _count_block_evaluations(n: int, block: int, mask: np.ndarray, n_real: int |
     y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.1 * rng.standard_normal(n)
     y[~mask] = np.nan  # padding: never seen in the result
     with jax.enable_x64(True):
-        fn = pointwise_reducer(
+        fn = pointwise_reducer(PointwiseData(
             counted, "fwd", jnp.asarray(x), jnp.asarray(y), None, jnp.asarray(mask), None,
             jnp.asarray(1.0), block, gram=gram,
             n_real=None if n_real is None else jnp.int32(n_real),
-        )
+        ))
         red = jax.jit(fn)(jnp.asarray([2.4, 1.56, 0.6]))
         jax.effects_barrier()
         out = (float(red.cost), np.asarray(red.R), np.asarray(red.grad), int(red.n_nonfinite))

@@ -54,6 +54,7 @@ from curvax.core.lm import lm
 from curvax.core.lm_normal import batched_covariance_factor, lm_normal
 from curvax.core.loss import get_loss
 from curvax.core.problem import (
+    PointwiseData,
     adapt_model,
     count_model_params,
     detect_param_style,
@@ -125,7 +126,7 @@ def _build_program(
         if linalg == "cholesky":
             vj = _masked_value_and_jac(g, jm, x, y, w, mask)
             return tuple(lm_normal(vj, p0, xs_, ftol, xtol, gtol, max_nfev))
-        reduce_fn = pointwise_reducer(g, jm, x, y, w, mask, rho_fn, f_scale, n)
+        reduce_fn = pointwise_reducer(PointwiseData(g, jm, x, y, w, mask, rho_fn, f_scale, n))
         if method == "lm":
             out = lm(reduce_fn, p0, xs_, ftol, xtol, gtol, max_nfev, n, svd=svd)
         else:

@@ -46,6 +46,7 @@ from curvax.core.lm import lm
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
 from curvax.core.monitor import make_hook
 from curvax.core.problem import (
+    PointwiseData,
     adapt_model,
     dense_reducer,
     host_model,
@@ -217,10 +218,11 @@ def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     return g, k.jac
 
 
-def pointwise_arguments(k: Kernel, data: dict, f_scale: Array) -> tuple:
-    """The leading arguments of :func:`~curvax.core.problem.pointwise_reducer` and
-    :func:`~curvax.core.problem.pointwise_gram` for kernel ``k`` (kind ``'pointwise'``)
-    on ``data``: model and Jacobian of the free parameters, data, loss, blocks."""
+def pointwise_data(k: Kernel, data: dict, f_scale: Array) -> PointwiseData:
+    """What :func:`~curvax.core.problem.pointwise_reducer` and
+    :func:`~curvax.core.problem.pointwise_gram` need for kernel ``k`` (kind
+    ``'pointwise'``) on ``data``: model and Jacobian of the free parameters, data, loss,
+    blocks."""
     rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
     idx = _free_index(k)
     g0, jac0 = _model_parts(k)
@@ -235,9 +237,10 @@ def pointwise_arguments(k: Kernel, data: dict, f_scale: Array) -> tuple:
             return jac0(x, _embed(k, data, q))[:, idx]  # type: ignore[operator]
 
         jm = jfree if callable(jac0) else jac0
-    return (
+    return PointwiseData(
         gm, jm, data["x"], data["y"], data.get("w"), data.get("mask"), rho_fn, f_scale,
-        k.block_size, k.x_axis, data.get("sparsity"), k.jac_colours,
+        k.block_size, k.x_axis, data.get("sparsity"), k.jac_colours, k.gram,
+        data.get("n_real"),
     )
 
 
@@ -313,9 +316,7 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
 
     def local_reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
         if k.kind == "pointwise":
-            return pointwise_reducer(
-                *pointwise_arguments(k, data, f_scale), k.gram, n_real=data.get("n_real")
-            )
+            return pointwise_reducer(pointwise_data(k, data, f_scale))
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
         return dense_reducer(
             lambda q: resid(data, q), jfun, rho_fn, f_scale, data.get("sparsity"), k.jac_colours
@@ -379,18 +380,13 @@ def _compile(k: Kernel) -> Program:
         """The reducer; with ``k.workers > 1`` the Gram matrix comes from host threads."""
         if k.workers > 1 and k.kind == "pointwise" and k.mesh is None:
             return pointwise_reducer(
-                *pointwise_arguments(k, data, f_scale),
-                k.gram,
-                gram_total=lambda q: host_gram(tok, q),
-                n_real=data.get("n_real"),
+                pointwise_data(k, data, f_scale), gram_total=lambda q: host_gram(tok, q)
             )
         return reducer(data, f_scale)
 
     def gram_part(data: dict, f_scale: Array, q: Array) -> tuple[Array, Array]:
         """``(cost, G)`` of the points of ``data``: one thread's part (curvax.core.threaded)."""
-        return pointwise_gram(
-            *pointwise_arguments(k, data, f_scale), k.gram, n_real=data.get("n_real")
-        )(q)
+        return pointwise_gram(pointwise_data(k, data, f_scale))(q)
 
     def final_jacobian(data: dict, q: Array, f_scale: Array) -> Array:
         """Loss-rescaled Jacobian at ``q`` (m, n_free), materialised on request only."""

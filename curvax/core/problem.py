@@ -40,7 +40,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -347,6 +347,15 @@ def _slicer(
     return sliced
 
 
+def _blocks(d: PointwiseData) -> tuple[int, int, int, Callable[[Array | int, int], tuple]]:
+    """``(block size, number of full blocks, size of the ragged last one, slicer)``."""
+    n = d.y.shape[0]
+    bs = min(d.block_size, n)
+    n_full = n // bs
+    sliced = _slicer(d.x, d.y, d.w, d.mask, d.sparsity, d.colours, d.x_axis)
+    return bs, n_full, n - n_full * bs, sliced
+
+
 def _blocks_to_visit(
     mask: Array | None, n_real: Array | None, n_full: int, bs: int, gram: str
 ) -> int | Array:
@@ -358,40 +367,50 @@ def _blocks_to_visit(
     return n_full if gram == "fused" else used_blocks(mask, n_full, bs, n_real)
 
 
+class PointwiseData(NamedTuple):
+    """What the reduction of independent points needs (:func:`pointwise_reducer`,
+    :func:`pointwise_gram`).
+
+    ``model(x, p)`` and ``jac`` (a JAX mode name, or a callable returning the model's
+    (n, p) Jacobian); ``x`` with the points on axis ``x_axis`` (the last by default);
+    ``y``, ``w`` (= 1/σ, or None) and ``mask`` (or None), all (N,); the loss ``rho_fn``
+    (None: linear) and ``f_scale``; the points per block ``block_size``; the (N, p)
+    boolean ``sparsity`` pattern and its column groups ``colours`` (or None: dense); the
+    Gram style ``gram`` of :func:`curvax.core.reduction.block_gram`; and ``n_real``,
+    one past the index of the last real point when padding follows it (or None).
+    """
+
+    model: Callable[[Any, Array], Array]
+    jac: Callable[[Any, Array], Array] | str
+    x: Array
+    y: Array
+    w: Array | None
+    mask: Array | None
+    rho_fn: Callable[[Array], Array] | None
+    f_scale: Array
+    block_size: int
+    x_axis: int = -1
+    sparsity: Array | None = None
+    colours: tuple[int, ...] | None = None
+    gram: str = "dot"
+    n_real: Array | None = None
+
+
 def pointwise_gram(
-    model: Callable[[Any, Array], Array],
-    jac: Callable[[Any, Array], Array] | str,
-    x: Array,
-    y: Array,
-    w: Array | None,
-    mask: Array | None,
-    rho_fn: Callable[[Array], Array] | None,
-    f_scale: Array,
-    block_size: int,
-    x_axis: int = -1,
-    sparsity: Array | None = None,
-    colours: tuple[int, ...] | None = None,
-    gram: str = "dot",
-    with_tail: bool = True,
-    n_real: Array | None = None,
+    d: PointwiseData, with_tail: bool = True
 ) -> Callable[[Array], tuple[Array, Array]]:
     """``p ↦ (cost, G)``: the cost and Gram matrix ``[J̃ r̃]ᵀ[J̃ r̃]`` of all points.
 
-    Arguments as for :func:`pointwise_reducer`; the full blocks are summed in a
-    loop, the ragged last one added (unless ``with_tail`` is False).  Nothing
-    is checked here (a non-finite entry makes ``G`` non-finite):
-    :func:`pointwise_reducer` tests the factor and falls back to QR.
+    The full blocks are summed in a loop, the ragged last one added (unless
+    ``with_tail`` is False).  Nothing is checked here (a non-finite entry makes ``G``
+    non-finite): :func:`pointwise_reducer` tests the factor and falls back to QR.
     """
-    n = y.shape[0]
-    bs = min(block_size, n)
-    n_full = n // bs
-    tail = n - n_full * bs
-    sliced = _slicer(x, y, w, mask, sparsity, colours, x_axis)
+    bs, n_full, tail, sliced = _blocks(d)
 
     def gram_block(p: Array, start: Array | int, size: int) -> tuple[Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
-        r, Jt = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb, True)
-        return block_gram(r, Jt, mb, rho_fn, f_scale, gram)
+        r, Jt = weighted_value_and_jacobian(d.model, d.jac, xb, yb, wb, p, d.colours, pb, True)
+        return block_gram(r, Jt, mb, d.rho_fn, d.f_scale, d.gram)
 
     def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
         return gram_block(p, i * bs, bs)
@@ -400,7 +419,7 @@ def pointwise_gram(
         if n_full == 1:
             cost, G = gram_block(p, 0, bs)
         else:
-            visit = _blocks_to_visit(mask, n_real, n_full, bs, gram)
+            visit = _blocks_to_visit(d.mask, d.n_real, n_full, bs, d.gram)
             cost, G = reduce_blocks_gram(gram_fn, p, visit, p.shape[0])
         if tail and with_tail:
             cost_t, G_t = gram_block(p, n_full * bs, tail)
@@ -411,27 +430,11 @@ def pointwise_gram(
 
 
 def pointwise_reducer(
-    model: Callable[[Any, Array], Array],
-    jac: Callable[[Any, Array], Array] | str,
-    x: Array,
-    y: Array,
-    w: Array | None,
-    mask: Array | None,
-    rho_fn: Callable[[Array], Array] | None,
-    f_scale: Array,
-    block_size: int,
-    x_axis: int = -1,
-    sparsity: Array | None = None,
-    colours: tuple[int, ...] | None = None,
-    gram: str = "dot",
-    gram_total: Callable[[Array], tuple[Array, Array]] | None = None,
-    n_real: Array | None = None,
+    d: PointwiseData, gram_total: Callable[[Array], tuple[Array, Array]] | None = None
 ) -> Callable[[Array], Reduction]:
-    """Reduction function for independent points, visited in blocks of ``block_size``.
+    """Reduction function for independent points (:class:`PointwiseData` ``d``), visited
+    in blocks of ``d.block_size``.
 
-    ``x`` has the points on axis ``x_axis`` (the last by default); ``y``, ``w`` (= 1/σ)
-    and ``mask`` are (N,).
-    ``jac`` is a JAX mode name or a callable returning the model's (n, p) Jacobian.
     With ``colours`` and the (N, p) boolean ``sparsity`` pattern, each block's Jacobian
     comes from one pass per column group (:mod:`curvax.core.sparsity`).
     The blocks are taken by ``dynamic_slice`` inside a loop (no copy of the data); a
@@ -450,24 +453,19 @@ def pointwise_reducer(
     elsewhere — by several CPU threads (:mod:`curvax.core.threaded`) — in place of
     :func:`pointwise_gram`; the conditioning test and the QR fallback stay here.
     """
-    n = y.shape[0]
-    bs = min(block_size, n)
-    n_full = n // bs
-    tail = n - n_full * bs
-    sliced = _slicer(x, y, w, mask, sparsity, colours, x_axis)
-    parts = (model, jac, x, y, w, mask, rho_fn, f_scale, block_size, x_axis, sparsity, colours)
+    bs, n_full, tail, sliced = _blocks(d)
 
     def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
-        r, J = weighted_value_and_jacobian(model, jac, xb, yb, wb, p, colours, pb)
-        return block_rows(r, J, mb, rho_fn, f_scale)
+        r, J = weighted_value_and_jacobian(d.model, d.jac, xb, yb, wb, p, d.colours, pb)
+        return block_rows(r, J, mb, d.rho_fn, d.f_scale)
 
     def indexed_block(q: Array, i: Array) -> tuple[Array, Array, Array]:
         return block_fn(q, i * bs, bs)
 
     def qr_reduce(p: Array, with_tail: bool) -> Reduction:
         """Block QR of the full blocks (and of the ragged one, merged, ``with_tail``)."""
-        visit = _blocks_to_visit(mask, n_real, n_full, bs, gram)
+        visit = _blocks_to_visit(d.mask, d.n_real, n_full, bs, d.gram)
         red = reduce_blocks(indexed_block, p, visit, p.shape[0])
         if with_tail and tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)
@@ -493,8 +491,8 @@ def pointwise_reducer(
         if gram_total is not None:
             cost, G = gram_total(p)
             return gram_or_qr(p, cost, G, with_tail=True)
-        if gram == "fused":  # every block through the Gram matrix, the ragged one too
-            cost, G = pointwise_gram(*parts, gram, n_real=n_real)(p)
+        if d.gram == "fused":  # every block through the Gram matrix, the ragged one too
+            cost, G = pointwise_gram(d)(p)
             return gram_or_qr(p, cost, G, with_tail=True)
         if n_full == 1 and tail == 0:
             cost, rows, bad = block_fn(p, 0, bs)
@@ -502,7 +500,7 @@ def pointwise_reducer(
         if n_full == 1:
             red = qr_reduce(p, with_tail=False)
         else:  # Gram of the full blocks; the ragged one by QR, merged below
-            cost, G = pointwise_gram(*parts, gram, with_tail=False, n_real=n_real)(p)
+            cost, G = pointwise_gram(d, with_tail=False)(p)
             red = gram_or_qr(p, cost, G, with_tail=False)
         if tail:
             cost, rows, bad = block_fn(p, n_full * bs, tail)
