@@ -434,3 +434,55 @@ def test_threads_not_used_for_programs_with_lapack_calls() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[:2] == ["[False,", "True]"]  # trf: one thread; lm: threads
+
+
+def _line(x, a, b):
+    return a + b * x
+
+
+def test_lm_solves_columns_scaled_100_orders_apart():
+    """Regression: the damping of a column was floored at ε times the largest one, so a
+    column 10¹⁰⁰ smaller was damped as if it were 10⁸⁴ larger; the first step barely
+    moved it and the xtol test claimed convergence at the start (status 3, p0
+    returned).  Reference: the linear least-squares solution."""
+    n = 24
+    t = np.linspace(1.0, 2.0, n)
+    y0 = 1.5 + 0.7 * t + 0.01 * np.random.default_rng(20261122).normal(size=n)
+    ref = np.linalg.lstsq(np.column_stack([np.ones(n), t]), y0, rcond=None)[0] * [1e100, 1e50]
+    for p0 in ([1.0, 1.0], [1e100, 1e50]):
+        res = curve_fit_batch(_line, t * 1e50, np.tile(y0 * 1e100, (3, 1)), p0=p0)
+        assert np.all(res.success), res.status
+        np.testing.assert_allclose(res.popt, np.tile(ref, (3, 1)), rtol=1e-8)
+
+
+def test_far_convergence_refused_on_the_normal_equations():
+    """lm_normal's -4 test against closed forms on a linear model r = Jp − y: far from
+    the least-squares solution a Gauss–Newton step removes almost all of the cost and
+    moves p a long way (refused); at the solution the gradient vanishes (kept); a zero
+    column or a status other than 1-4 is left alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from curvax.core.lm_normal import refuse_far_convergence_normal
+
+    rng = np.random.default_rng(5)
+    J = np.column_stack([np.ones(30), np.linspace(0.0, 3.0, 30)])
+    y = J @ [2.0, -1.0] + 0.01 * rng.normal(size=30)
+    p_star = np.linalg.lstsq(J, y, rcond=None)[0]
+
+    def status_at(p, status=2, J=J):
+        r = J @ p - y
+        with jax.enable_x64(True):
+            out = refuse_far_convergence_normal(
+                jnp.int32(status), jnp.asarray(p), jnp.asarray(J.T @ J), jnp.asarray(J.T @ r),
+                jnp.asarray(0.5 * r @ r),
+            )
+        return int(out)
+
+    far = p_star + [50.0, 30.0]
+    assert status_at(far) == -4
+    assert status_at(p_star) == 2
+    assert status_at(far, status=0) == 0
+    J0 = J.copy()
+    J0[:, 1] = 0.0  # a zero column: the system is singular, no verdict
+    assert status_at(far, J=J0) == 2

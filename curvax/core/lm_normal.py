@@ -31,7 +31,9 @@ Termination (MINPACK's tests, with the status codes of ``least_squares``):
 * status 3 (``xtol``): ``‖D^½ δ‖ ≤ xtol (xtol + ‖D^½ p‖)``;
 * status 4: both 2 and 3;
 * status 0: ``max_nfev`` evaluations were spent;
-* status -1: the residuals or Jacobian are not finite at the start.
+* status -1: the residuals or Jacobian are not finite at the start;
+* status -4: a convergence test passed far from a minimum
+  (:func:`refuse_far_convergence_normal`, the test of the single-fit solvers).
 
 Compared with :mod:`curvax.core.lm` (Moré's trust-region LM on the QR factor, the
 single-fit solver) the iterates differ but the minimum is the same: the normal
@@ -54,6 +56,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from curvax.core import trust_region as tr
 from curvax.core.small_linalg import (
     cholesky_factor,
     cholesky_solve,
@@ -163,9 +166,10 @@ def lm_normal(
         return (s.status == _RUNNING) & (s.nfev < max_nfev)
 
     def body(s: _State) -> _State:
-        # Marquardt scaling, floored so that a zero column still gets some damping.
-        Dm = jnp.maximum(s.D, jnp.finfo(dtype).eps * jnp.max(s.D))
-        Dm = jnp.where(Dm > 0, Dm, 1.0)
+        # Marquardt scaling; a column that has always been zero gets 1 (as in MINPACK).
+        # (Not a floor relative to the largest column: with column norms 10¹⁰⁰ apart
+        # that over-damped the small one and passed the xtol test at the start.)
+        Dm = jnp.where(s.D > 0, s.D, 1.0)
         M = s.A + jnp.diag(s.lam * Dm)
         d = -cholesky_solve(M, s.g)
         pt = s.p + d
@@ -217,6 +221,7 @@ def lm_normal(
 
     s = jax.lax.while_loop(cond, body, state)
     status = jnp.where(s.status == _RUNNING, 0, s.status)
+    status = refuse_far_convergence_normal(status, s.p, s.A, s.g, s.cost)
     return NormalLMOutput(
         x=s.p,
         A=s.A,
@@ -227,6 +232,47 @@ def lm_normal(
         status=status,
         optimality=jnp.max(jnp.abs(s.g)),
     )
+
+
+def refuse_far_convergence_normal(
+    status: Array, x: Array, A: Array, g: Array, cost: Array
+) -> Array:
+    """Status -4 instead of a convergence claim far from a minimum, from ``A = JᵀJ`` and
+    ``g = Jᵀr`` at ``x``: :func:`curvax.core.trust_region.refuse_far_convergence` on
+    the normal equations.
+
+    Started many orders of magnitude away, every step the damping allows can change
+    the cost by less than float64 resolves, and the ``ftol`` test passes at a point that
+    is no minimum.  With ``D = diag(A)^½`` (unit columns), the Gauss–Newton step is
+    ``δ = −D⁻¹ (D⁻¹AD⁻¹)⁻¹ D⁻¹g`` and the linear model predicts that it lowers ``C`` by
+    ``½ gᵀA⁻¹g``.  The claim is refused when that is more than
+    :data:`~curvax.core.trust_region.FAR_FROM_MINIMUM` of ``C`` and the step moves some
+    parameter by more than :data:`~curvax.core.trust_region.FAR_STEP_RTOL` of the
+    largest one.  The test is skipped (the status kept) where the Gauss–Newton system
+    cannot be solved reliably: a zero column, or a Cholesky solve whose residual
+    exceeds ``10⁻⁶`` of the right-hand side (a scaled condition number near ``1/√ε``).
+    """
+    d = jnp.sqrt(jnp.diagonal(A))
+    solvable = jnp.all(d > 0) & jnp.isfinite(cost) & (cost > 0)
+    d_safe = jnp.where(d > 0, d, 1.0)
+    As = A / d_safe[:, None] / d_safe[None, :]
+    gs = g / d_safe
+    step_s = -cholesky_solve(As, gs)
+    accurate = tr.norm(matvec(As, step_s) + gs) <= 1e-6 * tr.norm(gs)
+    gain = -0.5 * jnp.sum(gs * step_s)
+    share = gain / jnp.where(solvable, cost, 1.0)
+    step = step_s / d_safe
+    big = jnp.max(jnp.abs(step)) > tr.FAR_STEP_RTOL * jnp.maximum(jnp.max(jnp.abs(x)), 1e-300)
+    converged = (status >= 1) & (status <= 4)
+    far = (
+        converged
+        & solvable
+        & jnp.all(jnp.isfinite(step_s))
+        & accurate
+        & (share > tr.FAR_FROM_MINIMUM)
+        & big
+    )
+    return jnp.where(far, tr.FAR_FROM_MINIMUM_STATUS, status).astype(status.dtype)
 
 
 def _scaled_condition_bound(R: Array) -> Array:
