@@ -479,7 +479,7 @@ def test_far_convergence_refused_on_the_normal_equations():
             )
         return int(out)
 
-    far = p_star + [50.0, 30.0]
+    far = p_star + np.array([50.0, 30.0])
     assert status_at(far) == -4
     assert status_at(p_star) == 2
     assert status_at(far, status=0) == 0
