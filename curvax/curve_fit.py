@@ -783,7 +783,7 @@ def fit_curve(
         detect = isinstance(jac_sparsity, str)  # 'auto': detected on the points kept
         with jax.enable_x64(dt == np.float64):
             pattern = pointwise_pattern(
-                jac_sparsity, adapt_model(model, style), x_arg, ax,
+                jac_sparsity, model, style, x_arg, ax,
                 n_pts if detect else n_given, p0a, lb, ub, int(block_size),
             )
         if kept is not None and not detect:

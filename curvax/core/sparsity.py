@@ -138,31 +138,71 @@ def sample_points(p0: np.ndarray, lb: np.ndarray, ub: np.ndarray, k: int = AUTO_
 
 
 def detect_pattern(
-    jac_fn: Callable[[Any, Array, int, Array], Array],
-    data: Any,
-    points: np.ndarray,
-    n_rows: int,
-    block: int,
+    block_pattern: Callable[[int, int], Array], n_rows: int, block: int
 ) -> np.ndarray:
-    """Union over ``points`` of the non-zero (or non-finite) entries of the Jacobian.
+    """Union over the sample points of the non-zero (or non-finite) Jacobian entries.
 
-    ``jac_fn(data, start, size, p)`` returns the dense Jacobian (size, n) of rows
-    ``start … start+size−1`` at ``p`` (``start`` is traced, ``size`` static).  Rows are
-    visited ``block`` at a time in one compiled program per block size, so the full
-    dense Jacobian is never held.  Returns the (n_rows, n) boolean pattern.
+    ``block_pattern(start, size)`` returns the (size, n) pattern of rows
+    ``start … start+size−1`` (one compiled program per block size, reused by later fits
+    of the same model: :func:`_pointwise_block_pattern`); rows are visited ``block`` at
+    a time, so the full dense Jacobian is never held.  Returns the (n_rows, n) boolean
+    pattern.
+    """
+    out = [
+        np.asarray(block_pattern(start, min(block, n_rows - start)))
+        for start in range(0, n_rows, block)
+    ]
+    return np.concatenate(out, axis=0)
+
+
+def _union_of_nonzeros(J: Array) -> Array:
+    """(k, size, n) Jacobians at k points -> (size, n) pattern (non-finite counts)."""
+    return jnp.any((J != 0) | ~jnp.isfinite(J), axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "style", "x_axis", "size"))
+def _pointwise_block_pattern(
+    x: Array, start: Array, pts: Array, *, model: _Same, style: str, x_axis: int, size: int
+) -> Array:
+    """Pattern of rows ``start … start+size−1`` of a curve fit's Jacobian at ``pts``.
+
+    The model enters as a static argument, so the program is compiled once per model,
+    parameter style and block size, and reused by later fits ('auto' used to compile
+    it anew for every fit: ~0.35 s).
+    """
+    from curvax.core.problem import adapt_model  # (problem imports this module)
+
+    g = adapt_model(model.fn, style)
+    xb = jax.lax.dynamic_slice_in_dim(x, start, size, axis=x_axis)
+    J = jax.vmap(jax.jacfwd(lambda t: jnp.broadcast_to(g(xb, t), (size,))))(pts)
+    return _union_of_nonzeros(J)
+
+
+@functools.partial(jax.jit, static_argnames=("fun",))
+def _residual_pattern(args: Any, kwargs: Any, pts: Array, *, fun: _Same) -> Array:
+    """Pattern of the Jacobian of ``fun(p, *args, **kwargs)`` at ``pts`` (compiled once
+    per residual function)."""
+    J = jax.vmap(jax.jacfwd(lambda t: jnp.atleast_1d(fun.fn(t, *args, **kwargs))))(pts)
+    return _union_of_nonzeros(J)
+
+
+class _Same:
+    """A callable as a static argument of ``jax.jit``, equal only to itself (identity).
+
+    Works for callables that cannot be hashed; JAX's cache keeps the object alive while
+    its entry exists, so an identity cannot be reused by another object meanwhile.
     """
 
-    @functools.partial(jax.jit, static_argnums=2)
-    def block_pattern(d: Any, start: Array, size: int, pts: Array) -> Array:
-        J = jax.vmap(lambda q: jac_fn(d, start, size, q))(pts)  # (k, size, n)
-        return jnp.any((J != 0) | ~jnp.isfinite(J), axis=0)
+    __slots__ = ("fn",)
 
-    pts = jnp.asarray(points)
-    out = []
-    for start in range(0, n_rows, block):
-        size = min(block, n_rows - start)
-        out.append(np.asarray(block_pattern(data, jnp.int32(start), size, pts)))
-    return np.concatenate(out, axis=0)
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.fn is self.fn
 
 
 def check_mode(jac_mode: Any, user_jac: Any) -> str:
@@ -185,7 +225,8 @@ def check_mode(jac_mode: Any, user_jac: Any) -> str:
 
 def pointwise_pattern(
     spec: Any,
-    g: Callable[[Any, Array], Array],
+    model: Callable[..., Array],
+    style: str,
     x: Any,
     x_axis: int,
     n_rows: int,
@@ -196,9 +237,10 @@ def pointwise_pattern(
 ) -> np.ndarray:
     """The (n_rows, n) pattern of a curve fit: validated ``spec``, or detected (``'auto'``).
 
-    Detection differentiates the canonical model ``g(x, p)`` at :func:`sample_points` on
-    the actual ``x`` (rows ``block`` at a time); call it inside the fit's precision
-    scope.  The free-parameter check is left to the caller.
+    Detection differentiates the model (``model`` called in its parameter ``style``,
+    :func:`curvax.core.problem.adapt_model`) at :func:`sample_points` on the actual
+    ``x`` (rows ``block`` at a time); call it inside the fit's precision scope.  The
+    free-parameter check is left to the caller.
     """
     from curvax.core.validation import check_jac_sparsity
 
@@ -206,14 +248,16 @@ def pointwise_pattern(
         if spec != "auto":
             raise ValueError(f"jac_sparsity: expected an array, 'auto' or None, got {spec!r}")
         dt = jnp.zeros(()).dtype  # float64 inside an x64 scope, else float32
-
-        def jac_fn(d: Any, start: Array, size: int, q: Array) -> Array:
-            xb = jax.lax.dynamic_slice_in_dim(d, start, size, axis=x_axis)
-            return jax.jacfwd(lambda t: jnp.broadcast_to(g(xb, t), (size,)))(q)
-
-        pts = sample_points(p0, lb, ub).astype(dt)
+        pts = jnp.asarray(sample_points(p0, lb, ub).astype(dt))
         xd = jnp.asarray(x, dtype=dt)
-        return detect_pattern(jac_fn, xd, pts, n_rows, block)
+        key = _Same(model)
+
+        def block_pattern(start: int, size: int) -> Array:
+            return _pointwise_block_pattern(
+                xd, jnp.int32(start), pts, model=key, style=style, x_axis=x_axis, size=size
+            )
+
+        return detect_pattern(block_pattern, n_rows, block)
     return check_jac_sparsity(spec, n_rows, p0.size, np.zeros(p0.size, dtype=bool))
 
 
@@ -237,9 +281,11 @@ def residual_pattern(
         if spec != "auto":
             raise ValueError(f"jac_sparsity: expected an array, 'auto' or None, got {spec!r}")
         dt = jnp.zeros(()).dtype
+        pts = jnp.asarray(sample_points(x0, lb, ub).astype(dt))
+        key = _Same(fun)
 
-        def jac_fn(d: Any, start: Array, size: int, q: Array) -> Array:
-            return jax.jacfwd(lambda t: jnp.atleast_1d(fun(t, *d[0], **d[1])))(q)
+        def block_pattern(start: int, size: int) -> Array:
+            return _residual_pattern(data_args[0], data_args[1], pts, fun=key)
 
-        return detect_pattern(jac_fn, data_args, sample_points(x0, lb, ub).astype(dt), m, m)
+        return detect_pattern(block_pattern, m, m)
     return check_jac_sparsity(spec, m, x0.size, np.zeros(x0.size, dtype=bool))
