@@ -421,10 +421,15 @@ def test_threads_not_used_for_programs_with_lapack_calls() -> None:
         from curvax.batch import curve_fit_batch
         from curvax.models import gaussian_2d
         _, y, p0 = spots(2000, 31)  # sub-chunks of 256: LAPACK splits them over threads
-        two = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=2)
-        one = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=1)
+        kw = dict(method="trf", linalg="lapack")
+        two = curve_fit_batch(gaussian_2d, XY, y, p0, workers=2, **kw)
+        one = curve_fit_batch(gaussian_2d, XY, y, p0, workers=1, **kw)
         assert np.array_equal(one.popt, two.popt, equal_nan=True)
         lm = curve_fit_batch(gaussian_2d, XY, y, p0, workers=2)
+        # trf with the Jacobi SVD and Gram-Schmidt factors: no LAPACK call, threads
+        jt = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=2)
+        j1 = curve_fit_batch(gaussian_2d, XY, y, p0, method="trf", workers=1)
+        assert np.array_equal(jt.popt, j1.popt, equal_nan=True)
         print(sorted(th._SAFE.values()), int(lm.success.sum()))
         """
     ).format(tests=str(Path(__file__).parent))
@@ -433,7 +438,8 @@ def test_threads_not_used_for_programs_with_lapack_calls() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[:2] == ["[False,", "True]"]  # trf: one thread; lm: threads
+    # LAPACK trf: one thread; lm and Jacobi trf: threads
+    assert out.stdout.split()[:3] == ["[False,", "True,", "True]"], out.stdout
 
 
 def _line(x, a, b):

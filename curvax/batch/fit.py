@@ -28,9 +28,10 @@ Two solver families (the ``linalg`` option):
   normal equations with an unrolled Cholesky solve (:mod:`curvax.core.lm_normal`), the
   Gpufit approach — a few dozen vector operations per iteration across the batch.
 * ``'jacobi'`` (the default for ``method='trf'``) and ``'lapack'``: the single-fit
-  solvers themselves, with the trust-region subproblem's SVD done by the vectorised
-  Jacobi SVD of :mod:`curvax.core.small_linalg` or by LAPACK: the iterates of
-  :func:`curvax.curve_fit`, up to rounding.
+  solvers themselves, with the trust-region subproblem's SVD and each fit's data
+  factor done by the vectorised Jacobi SVD and modified Gram–Schmidt of
+  :mod:`curvax.core.small_linalg` (no LAPACK call, so the program may run on threads)
+  or by LAPACK: the iterates of :func:`curvax.curve_fit`, up to rounding.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from curvax.core.problem import (
     weighted_value_and_jacobian,
 )
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
-from curvax.core.small_linalg import jacobi_svd
+from curvax.core.small_linalg import gram_schmidt_r, jacobi_svd
 from curvax.core.solve import precision, strictly_feasible
 from curvax.core.start import initial_feasible
 from curvax.core.threaded import default_workers, safe_on_threads
@@ -119,6 +120,8 @@ def _build_program(
     jm = adapt_model(jac, style) if callable(jac) else jac
     rho_fn = None if (isinstance(loss, str) and loss == "linear") else get_loss(loss)
     svd = jacobi_svd if linalg == "jacobi" else None
+    # without LAPACK calls the program vectorises and may run on several threads
+    factorize = gram_schmidt_r if linalg == "jacobi" else None
 
     def one(x, y, w, mask, p0, lb, ub, xs, f_scale, ftol, xtol, gtol, max_nfev):  # type: ignore[no-untyped-def]
         n = y.shape[0]
@@ -126,7 +129,9 @@ def _build_program(
         if linalg == "cholesky":
             vj = _masked_value_and_jac(g, jm, x, y, w, mask)
             return tuple(lm_normal(vj, p0, xs_, ftol, xtol, gtol, max_nfev))
-        reduce_fn = pointwise_reducer(PointwiseData(g, jm, x, y, w, mask, rho_fn, f_scale, n))
+        reduce_fn = pointwise_reducer(
+            PointwiseData(g, jm, x, y, w, mask, rho_fn, f_scale, n, factorize=factorize)
+        )
         if method == "lm":
             out = lm(reduce_fn, p0, xs_, ftol, xtol, gtol, max_nfev, n, svd=svd)
         else:

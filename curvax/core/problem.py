@@ -376,8 +376,12 @@ class PointwiseData(NamedTuple):
     ``y``, ``w`` (= 1/σ, or None) and ``mask`` (or None), all (N,); the loss ``rho_fn``
     (None: linear) and ``f_scale``; the points per block ``block_size``; the (N, p)
     boolean ``sparsity`` pattern and its column groups ``colours`` (or None: dense); the
-    Gram style ``gram`` of :func:`curvax.core.reduction.block_gram`; and ``n_real``,
-    one past the index of the last real point when padding follows it (or None).
+    Gram style ``gram`` of :func:`curvax.core.reduction.block_gram`; ``n_real``,
+    one past the index of the last real point when padding follows it (or None); and
+    ``factorize``, the upper-triangular factor of a single block's rows (None: LAPACK's
+    QR, :func:`~curvax.core.reduction.triangularize`; batches of small fits pass
+    :func:`~curvax.core.small_linalg.gram_schmidt_r`, which vectorises without a custom
+    call).
     """
 
     model: Callable[[Any, Array], Array]
@@ -394,6 +398,7 @@ class PointwiseData(NamedTuple):
     colours: tuple[int, ...] | None = None
     gram: str = "dot"
     n_real: Array | None = None
+    factorize: Callable[[Array], Array] | None = None
 
 
 def pointwise_gram(
@@ -496,7 +501,7 @@ def pointwise_reducer(
             return gram_or_qr(p, cost, G, with_tail=True)
         if n_full == 1 and tail == 0:
             cost, rows, bad = block_fn(p, 0, bs)
-            return Reduction(cost, triangularize(rows), bad)
+            return Reduction(cost, (d.factorize or triangularize)(rows), bad)
         if n_full == 1:
             red = qr_reduce(p, with_tail=False)
         else:  # Gram of the full blocks; the ragged one by QR, merged below
