@@ -167,3 +167,38 @@ def test_each_part_program_compiles_once() -> None:
     assert r.success and r2.success
     assert compiled.count("jit(gram_part)") == 1, compiled
     assert compiled.count("jit(run)") == 1, compiled
+
+
+@pytest.mark.parametrize("parts", [2, 3, 4])
+def test_balanced_windows_count_every_real_point_once(parts: int) -> None:
+    from curvax.core.threaded import balanced_windows, part_length
+
+    rng = np.random.default_rng(parts)
+    for _ in range(200):
+        n = int(rng.integers(64, 5000))
+        n_real = int(rng.integers(1, n + 1))
+        windows = balanced_windows(n, n_real, parts, 8)
+        if windows is None:  # the windows would not fit: contiguous ranges are used
+            continue
+        length = part_length(n, parts, 8)
+        counted = np.zeros(n, dtype=int)
+        for start, real in windows:
+            assert start % 8 == 0 and start + length <= n and 0 <= real <= length
+            counted[start : start + real] += 1
+        np.testing.assert_array_equal(counted[:n_real], 1)
+        np.testing.assert_array_equal(counted[n_real:], 0)
+        shares = [real for _, real in windows]
+        assert max(shares) - min(shares) <= 8 * parts  # even, up to the 64-byte cuts
+
+
+def test_padded_data_split_by_real_points_give_the_one_program_answer() -> None:
+    """20 001 points pad to a bucket of 32 768: an equal cut of the padded length would
+    leave the last part mostly padding; the windows share the real points instead."""
+    x, y = data(20_001, seed=3)
+    r1 = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], workers=1)
+    for workers in (2, 3):
+        rw = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], workers=workers)
+        assert rw.success
+        np.testing.assert_allclose(rw.x, r1.x, rtol=1e-11)
+        np.testing.assert_allclose(rw.pcov, r1.pcov, rtol=1e-9, atol=1e-14)
+        assert rw.cost == pytest.approx(r1.cost, rel=1e-12)

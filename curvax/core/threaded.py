@@ -122,11 +122,15 @@ def compile_in_background(lowered: Any) -> Future:
     return future
 
 
+def part_length(n: int, parts: int, step: int) -> int:
+    """``⌈n / parts⌉`` rounded up to a multiple of ``step``: the points of one part."""
+    size = -(-n // parts)
+    return -(-size // step) * step
+
+
 def split_points(n: int, parts: int, itemsize: int) -> list[tuple[int, int]]:
     """``parts`` contiguous ranges covering ``0 … n-1``, cut at 64-byte boundaries."""
-    step = max(1, 64 // itemsize)
-    size = -(-n // parts)
-    size = -(-size // step) * step
+    size = part_length(n, parts, max(1, 64 // itemsize))
     bounds = [min(n, i * size) for i in range(parts + 1)]
     return [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
@@ -149,11 +153,50 @@ def _part(data: dict, lo: int, hi: int, x_axis: int) -> dict:
     return out
 
 
+def balanced_windows(n: int, n_real: int, parts: int, step: int) -> list[tuple[int, int]] | None:
+    """``(start, real)`` of ``parts`` equal-length windows of ``n`` padded points that
+    share the ``n_real`` leading real points evenly, or None when they do not fit.
+
+    With size buckets the real points fill only the front of the data (up to 25 % is
+    padding above 2¹⁷ points).  Cutting the padded length in equal parts would give the
+    first thread all real points and the last one most of the padding, which it skips:
+    the pass then takes as long as the first part (at 10⁶ points 610 000 real points
+    against 390 000).  Instead window ``i`` starts at ``i·n_real/parts`` (rounded down to
+    ``step`` points, a 64-byte boundary) and counts its first ``real`` points, up to the
+    next window's start; every window has the length of an equal split, so one compiled
+    part program serves them all.  The windows overlap; each point is counted once.
+    """
+    length = part_length(n, parts, step)
+    starts = [(i * n_real // parts) // step * step for i in range(parts)]
+    ends = [*starts[1:], n_real]
+    if starts[-1] + length > n or any(e - a > length for a, e in zip(starts, ends, strict=True)):
+        return None
+    return [(a, e - a) for a, e in zip(starts, ends, strict=True)]
+
+
 def split_data(data: dict, workers: int, x_axis: int) -> list[dict]:
-    """``data`` cut into ``workers`` contiguous parts (:func:`split_points`), each on the
-    device once per fit (a NumPy view would be handed over on every call)."""
+    """``data`` cut into ``workers`` parts, each on the device once per fit (a NumPy
+    view would be handed over on every call): :func:`balanced_windows` over the real
+    points when ``data`` says how many lead (``n_real``, with its ``mask``), otherwise
+    contiguous ranges (:func:`split_points`)."""
     n = data["y"].shape[0]
-    return [jax.device_put(_part(data, lo, hi, x_axis)) for lo, hi in split_points(n, workers, 8)]
+    n_real, mask = data.get("n_real"), data.get("mask")
+    windows = None
+    if n_real is not None and mask is not None:
+        windows = balanced_windows(n, int(n_real), workers, 8)
+    if windows is None:
+        return [
+            jax.device_put(_part(data, lo, hi, x_axis)) for lo, hi in split_points(n, workers, 8)
+        ]
+    length = part_length(n, workers, 8)
+    parts = []
+    for start, real in windows:
+        part = _part(data, start, start + length, x_axis)
+        own = np.array(part["mask"], dtype=bool)  # the next window's points are not ours
+        own[real:] = False
+        part["mask"], part["n_real"] = own, np.int32(real)
+        parts.append(jax.device_put(part))
+    return parts
 
 
 class PartedGram:
