@@ -155,6 +155,25 @@ def detect_pattern(
     return np.concatenate(out, axis=0)
 
 
+class _Same:
+    """A callable as a static argument of ``jax.jit``, equal only to itself (identity).
+
+    Works for callables that cannot be hashed; JAX's cache keeps the object alive while
+    its entry exists, so an identity cannot be reused by another object meanwhile.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.fn is self.fn
+
+
 def _union_of_nonzeros(J: Array) -> Array:
     """(k, size, n) Jacobians at k points -> (size, n) pattern (non-finite counts)."""
     return jnp.any((J != 0) | ~jnp.isfinite(J), axis=0)
@@ -184,25 +203,6 @@ def _residual_pattern(args: Any, kwargs: Any, pts: Array, *, fun: _Same) -> Arra
     per residual function)."""
     J = jax.vmap(jax.jacfwd(lambda t: jnp.atleast_1d(fun.fn(t, *args, **kwargs))))(pts)
     return _union_of_nonzeros(J)
-
-
-class _Same:
-    """A callable as a static argument of ``jax.jit``, equal only to itself (identity).
-
-    Works for callables that cannot be hashed; JAX's cache keeps the object alive while
-    its entry exists, so an identity cannot be reused by another object meanwhile.
-    """
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable) -> None:
-        self.fn = fn
-
-    def __hash__(self) -> int:
-        return id(self.fn)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Same) and other.fn is self.fn
 
 
 def check_mode(jac_mode: Any, user_jac: Any) -> str:
