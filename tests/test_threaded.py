@@ -195,9 +195,10 @@ def test_padded_data_split_by_real_points_give_the_one_program_answer() -> None:
     """20 001 points pad to a bucket of 32 768: an equal cut of the padded length would
     leave the last part mostly padding; the windows share the real points instead."""
     x, y = data(20_001, seed=3)
-    r1 = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], workers=1)
+    sigma = 0.05 + 0.05 * np.random.default_rng(3).uniform(size=x.size)  # weights too
+    r1 = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], sigma=sigma, workers=1)
     for workers in (2, 3):
-        rw = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], workers=workers)
+        rw = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.4], sigma=sigma, workers=workers)
         assert rw.success
         np.testing.assert_allclose(rw.x, r1.x, rtol=1e-11)
         np.testing.assert_allclose(rw.pcov, r1.pcov, rtol=1e-9, atol=1e-14)
