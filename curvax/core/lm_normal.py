@@ -261,18 +261,8 @@ def refuse_far_convergence_normal(
     accurate = tr.norm(matvec(As, step_s) + gs) <= 1e-6 * tr.norm(gs)
     gain = -0.5 * jnp.sum(gs * step_s)
     share = gain / jnp.where(solvable, cost, 1.0)
-    step = step_s / d_safe
-    big = jnp.max(jnp.abs(step)) > tr.FAR_STEP_RTOL * jnp.maximum(jnp.max(jnp.abs(x)), 1e-300)
-    converged = (status >= 1) & (status <= 4)
-    far = (
-        converged
-        & solvable
-        & jnp.all(jnp.isfinite(step_s))
-        & accurate
-        & (share > tr.FAR_FROM_MINIMUM)
-        & big
-    )
-    return jnp.where(far, tr.FAR_FROM_MINIMUM_STATUS, status).astype(status.dtype)
+    trusted = solvable & jnp.all(jnp.isfinite(step_s)) & accurate
+    return tr.far_from_minimum_status(status, x, share, step_s / d_safe, trusted)
 
 
 def _scaled_condition_bound(R: Array) -> Array:

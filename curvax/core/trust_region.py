@@ -171,11 +171,25 @@ def refuse_far_convergence(
     sub = subproblem_from_factor(R / safe, red.qtf, svd)
     share = gauss_newton_share(sub, red.cost, n_residuals)
     step = minimum_norm_step(sub, n_residuals) / safe
+    trusted = jnp.asarray(True) if at_bound is None else ~jnp.any(at_bound)
+    return far_from_minimum_status(status, x, share, step, trusted)
+
+
+def far_from_minimum_status(
+    status: Array, x: Array, share: Array, step: Array, trusted: Array
+) -> Array:
+    """The verdict of :func:`refuse_far_convergence` (and of the batch solver's
+    :func:`~curvax.core.lm_normal.refuse_far_convergence_normal`).
+
+    A convergence status (1–4) becomes :data:`FAR_FROM_MINIMUM_STATUS` when the full
+    Gauss–Newton ``step`` from ``x`` is predicted to remove more than
+    :data:`FAR_FROM_MINIMUM` of the cost (``share``) and moves some parameter by more
+    than :data:`FAR_STEP_RTOL` of the largest one; ``trusted`` False (the step could not
+    be computed reliably, or a bound is near) keeps the status.
+    """
     big = jnp.max(jnp.abs(step)) > FAR_STEP_RTOL * jnp.maximum(jnp.max(jnp.abs(x)), 1e-300)
     converged = (status >= 1) & (status <= 4)
-    far = converged & (share > FAR_FROM_MINIMUM) & big
-    if at_bound is not None:
-        far = far & ~jnp.any(at_bound)
+    far = converged & trusted & (share > FAR_FROM_MINIMUM) & big
     return jnp.where(far, FAR_FROM_MINIMUM_STATUS, status).astype(status.dtype)
 
 
