@@ -31,6 +31,7 @@ import numpy as np
 from curvax.compilation_cache import persistent_cache_enabled
 from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
 from curvax.core.engine import Kernel, reduction_defaults
+from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.mixed_precision import (
     FLOAT32_TOL,
@@ -57,7 +58,7 @@ from curvax.core.sharding import (
     resolve_mesh,
     round_up,
 )
-from curvax.core.solve import aligned_empty, precision, solve, to_device
+from curvax.core.solve import precision, solve, to_device
 from curvax.core.sparsity import check_mode as check_sparse_mode
 from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.start import default_start
@@ -333,7 +334,8 @@ def pad_points(a: Any, size: int, axis: int) -> Any:
     """Pad ``a`` along ``axis`` to ``size`` by repeating its last point.
 
     The padded copy is C-contiguous and 64-byte aligned, as the compiled fit takes its
-    arguments (:func:`curvax.core.solve.aligned`), so it is not copied again.  A
+    arguments (:func:`curvax.core.host_buffers.aligned`), so it is not copied again; its
+    memory is reused from fit to fit (:mod:`curvax.core.host_buffers`).  A
     ``jax.Array`` is padded on its device (:func:`curvax.core.device_data.pad_device`).
     """
     n = a.shape[axis]
@@ -344,20 +346,23 @@ def pad_points(a: Any, size: int, axis: int) -> Any:
     axis = axis % a.ndim
     shape = list(a.shape)
     shape[axis] = size
-    out = aligned_empty(tuple(shape), a.dtype)
+    out = pooled_empty(tuple(shape), a.dtype)
     lead = (slice(None),) * axis
     out[(*lead, slice(0, n))] = a
     out[(*lead, slice(n, size))] = a[(*lead, slice(n - 1, n))]
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _point_mask(n: int, size: int) -> np.ndarray:
-    mask = aligned_empty((size,), np.dtype(bool))
+def _filled_mask(mask: np.ndarray, n: int) -> np.ndarray:
     mask[:n] = True
     mask[n:] = False
     mask.flags.writeable = False
     return mask
+
+
+@functools.lru_cache(maxsize=16)
+def _point_mask(n: int, size: int) -> np.ndarray:
+    return _filled_mask(aligned_empty((size,), np.dtype(bool)), n)
 
 
 def point_mask(n: int, size: int) -> np.ndarray:
@@ -365,11 +370,12 @@ def point_mask(n: int, size: int) -> np.ndarray:
     :func:`pad_points`; read-only.
 
     Masks of up to 2¹⁶ points are kept (the last 16: at most 1 MB), since fits of
-    the same size bucket repeat them.
+    the same size bucket repeat them; larger ones are written into pooled memory
+    (:mod:`curvax.core.host_buffers`).
     """
     if size <= 1 << 16:
         return _point_mask(n, size)
-    return _point_mask.__wrapped__(n, size)
+    return _filled_mask(pooled_empty((size,), np.dtype(bool)), n)
 
 
 def _fit_mixed_precision(

@@ -8,7 +8,7 @@ import pytest
 
 import curvax
 from curvax.core.engine import COMPILE_CACHE
-from curvax.core.solve import ALIGNMENT
+from curvax.core.host_buffers import ALIGNMENT
 from curvax.curve_fit import bucket_size, pad_points, point_mask
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,6 +18,7 @@ import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel, jacobian_at, parted_gram, residuals_at, run_kernel
+from curvax.core.host_buffers import aligned, aligned_vectors
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
 from curvax.core.sharding import fetch_replicated, local_rows
@@ -33,60 +34,6 @@ def precision(dtype: np.dtype) -> contextlib.AbstractContextManager:
     does not change.  For float32 the scope changes nothing.
     """
     return jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
-
-
-ALIGNMENT = 64
-
-
-def aligned(a: np.ndarray) -> np.ndarray:
-    """``a`` if its data start on a 64-byte boundary and are C-contiguous, else such a copy.
-
-    Why: ``jax.jit`` on a CPU may read NumPy arguments in place, and vectorised
-    kernels can sum in an order that depends on where the data start (unaligned
-    leading elements are peeled off).  NumPy only guarantees 16-byte alignment for
-    small arrays; aligning every argument makes results independent of where the
-    caller's arrays happen to lie.  (A guard added while tracking down run-to-run
-    differences of chunked fits, whose cause turned out to be float64 values rounded
-    to float32 on their way into a host callback: see :mod:`curvax.core.wire`.)
-    """
-    if a.flags.c_contiguous and _address(a) % ALIGNMENT == 0:
-        return a
-    out = aligned_empty(a.shape, a.dtype)
-    out[...] = a
-    return out
-
-
-def _address(a: np.ndarray) -> int:
-    """Address of the first element of ``a`` (cheaper to read than ``a.ctypes.data``)."""
-    return a.__array_interface__["data"][0]
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data start on a 64-byte boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
-    off = (-_address(raw)) % ALIGNMENT
-    return raw[off : off + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_vectors(vectors: Sequence[np.ndarray], dtype: np.dtype) -> list[np.ndarray]:
-    """Equal-length 1-D ``vectors`` cast to ``dtype``, each starting on a 64-byte boundary.
-
-    The values are those of ``[aligned(v.astype(dtype)) for v in vectors]``; the
-    vectors share one allocation (rows of a padded 2-D array), which makes this much
-    cheaper than one aligned copy each for the handful of parameter-sized vectors
-    (start, bounds, scales) of every fit.
-    """
-    n = vectors[0].shape[0]
-    per_row = ALIGNMENT // dtype.itemsize
-    stride = max(per_row, -(-n // per_row) * per_row)  # a whole number of 64-byte lines
-    buf = aligned_empty((len(vectors), stride), dtype)
-    rows = []
-    for i, v in enumerate(vectors):
-        buf[i, :n] = v
-        rows.append(buf[i, :n])
-    return rows
 
 
 def _convert(a: Any, dtype: np.dtype) -> Any:

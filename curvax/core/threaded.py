@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from curvax.core.host_buffers import pooled_empty
 from curvax.core.wire import (
     TokenRegistry,
     from_host,
@@ -193,8 +194,9 @@ def split_data(data: dict, workers: int, x_axis: int) -> list[dict]:
     parts = []
     for start, real in windows:
         part = _part(data, start, start + length, x_axis)
-        own = np.array(part["mask"], dtype=bool)  # the next window's points are not ours
-        own[real:] = False
+        own = pooled_empty(part["mask"].shape, np.dtype(bool))
+        own[:real] = part["mask"][:real]
+        own[real:] = False  # the next window's points are not ours
         part["mask"], part["n_real"] = own, np.int32(real)
         parts.append(jax.device_put(part))
     return parts

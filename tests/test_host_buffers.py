@@ -1,0 +1,112 @@
+"""Pooled host buffers: reused only when nothing refers to them, aligned, bounded."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import curvax
+from curvax.core import host_buffers
+from curvax.core.host_buffers import ALIGNMENT, BufferPool
+from curvax.curve_fit import pad_points
+
+N = 100_000  # 800 kB of float64: above the pooling threshold
+
+
+def address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_a_buffer_is_handed_out_again_only_when_no_view_is_alive() -> None:
+    pool = BufferPool(16 * 2**20)
+    a = pool.empty((N,), np.float64)
+    b = pool.empty((N,), np.float64)
+    assert address(a) % ALIGNMENT == 0 and address(b) % ALIGNMENT == 0
+    assert address(a) != address(b)  # a is alive
+    first = address(a)
+    tail = a[N // 2 :]  # a view keeps the buffer in use
+    del a
+    c = pool.empty((N,), np.float64)
+    assert address(c) not in (first, address(b))
+    del tail
+    d = pool.empty((N,), np.float64)
+    assert address(d) == first  # free again: reused, not allocated
+    assert pool.nbytes == 3 * (N * 8 + ALIGNMENT)
+
+
+def test_a_device_array_sharing_the_memory_keeps_it_in_use() -> None:
+    pool = BufferPool(16 * 2**20)
+    a = pool.empty((N,), np.float64)
+    a[:] = np.arange(N)
+    first = address(a)
+    with jax.enable_x64(True):
+        d = jax.device_put(a)
+    del a
+    b = pool.empty((N,), np.float64)
+    b[:] = -1.0
+    assert address(b) != first
+    np.testing.assert_array_equal(np.asarray(d), np.arange(N))  # not overwritten
+    del b
+
+
+def test_limits_small_requests_and_eviction() -> None:
+    pool = BufferPool(2 * (N * 8 + ALIGNMENT))
+    small = pool.empty((100,), np.float64)
+    assert pool.nbytes == 0 and address(small) % ALIGNMENT == 0  # below 64 KiB: not pooled
+    big = pool.empty((4 * N,), np.float64)
+    assert pool.nbytes == 0 and big.shape == (4 * N,)  # over the limit: unpooled
+    a = pool.empty((N,), np.float64)
+    b = pool.empty((N,), np.float64)
+    assert pool.nbytes == 2 * (N * 8 + ALIGNMENT)
+    c = pool.empty((N,), np.float64)  # full and both in use: c is not kept
+    assert pool.nbytes == 2 * (N * 8 + ALIGNMENT)
+    del a, c
+    d = pool.empty((N // 2,), np.int64)  # another size: the free buffer of a makes room
+    assert pool.nbytes == N * 8 + ALIGNMENT + N // 2 * 8 + ALIGNMENT
+    del b, d
+    off = BufferPool(0)
+    e = off.empty((N,), np.float64)
+    assert off.nbytes == 0 and address(e) % ALIGNMENT == 0
+
+
+def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURVAX_HOST_BUFFER_MB", "1.5")
+    assert host_buffers._limit_from_environment() == int(1.5 * 2**20)
+    monkeypatch.setenv("CURVAX_HOST_BUFFER_MB", "0")
+    assert host_buffers._limit_from_environment() == 0
+    for bad in ("lots", "-1", "nan"):
+        monkeypatch.setenv("CURVAX_HOST_BUFFER_MB", bad)
+        with pytest.raises(ValueError, match="CURVAX_HOST_BUFFER_MB"):
+            host_buffers._limit_from_environment()
+    monkeypatch.delenv("CURVAX_HOST_BUFFER_MB")
+    assert host_buffers._limit_from_environment() == host_buffers.DEFAULT_LIMIT_MB * 2**20
+
+
+def pooled_decay(x, a, b, c):
+    return a * jnp.exp(-b * x) + c
+
+
+def test_fits_reuse_padded_copies_and_keep_their_answers() -> None:
+    """Consecutive fits write their padded data into the same memory; a padded copy
+    the caller still holds is never reused, and the answers are those of fits that
+    each had fresh memory (the same fit with the pool off)."""
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 5, N)
+    ys = [2.5 * np.exp(-1.3 * x) + 0.5 + 0.01 * rng.normal(size=N) for _ in range(3)]
+    held = pad_points(ys[0], 131_072, 0)
+    fits = [curvax.fit_curve(pooled_decay, x, y, p0=[1, 1, 0]) for y in ys]
+    np.testing.assert_array_equal(held[:N], ys[0])  # not overwritten by the fits
+    first = address(pad_points(ys[1], 131_072, 0))
+    assert address(pad_points(ys[2], 131_072, 0)) == first  # the freed copy is reused
+    fresh = BufferPool(0)
+    saved = host_buffers.POOL
+    try:
+        host_buffers.POOL = fresh
+        again = [curvax.fit_curve(pooled_decay, x, y, p0=[1, 1, 0]) for y in ys]
+    finally:
+        host_buffers.POOL = saved
+    for a, b in zip(fits, again, strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.pcov, b.pcov)
