@@ -16,12 +16,13 @@ It measures, in one process on this machine:
    ``bench_fit.py`` over 2²⁰ points visited in 4096-point blocks, one core:
 
    * ``forward``: the model and ``½Σr²`` (no Jacobian);
-   * ``form``: residuals and forward-mode Jacobian ``[J | r]`` of each block, added
-     into a block-sized buffer (what forming the rows costs, without a reduction);
    * ``gram``: the product ``AAᵀ`` of already formed (p+1)×4096 blocks (its rate in
      GFlop/s; ``2(p+1)²`` flops per point);
    * ``evaluation``: one whole evaluation as a fit runs it
-     (:func:`curvax.core.problem.pointwise_gram`).
+     (:func:`curvax.core.problem.pointwise_gram`): residuals and forward-mode Jacobian
+     ``[J | r]`` of each block, then their Gram product.  (Forming the rows alone cannot
+     be timed apart: any consumer that keeps XLA from discarding them — a sum, a
+     buffer they are added into — costs more than the product it replaces.)
 3. **Fixed costs**: calling a trivial compiled program, one ``jax.pure_callback``
    round trip (the threaded reduction makes one per evaluation), a warm fit of 32
    points.
@@ -110,16 +111,6 @@ def xla_rates(name: str) -> dict:
         def forward(q):
             return blocks(lambda xb, yb, c: c + 0.5 * jnp.sum((model(xb, q) - yb) ** 2), 0.0)
 
-        def form(q):
-            eye = jnp.eye(q.shape[0])
-
-            def body(xb, yb, c):  # rows added into a block-sized buffer: no reduction
-                r = model(xb, q) - yb
-                jt = jax.vmap(lambda t: jax.jvp(lambda w: model(xb, w), (q,), (t,))[1])(eye)
-                return c + jnp.concatenate([jt, r[None]])
-
-            return blocks(body, jnp.zeros((q.shape[0] + 1, BLOCK)))
-
         a = jax.random.normal(jax.random.key(0), (k, POINTS), dtype=jnp.float64)
 
         def gram(a):
@@ -139,7 +130,6 @@ def xla_rates(name: str) -> dict:
         out = {}
         for label, fn, arg in (
             ("forward", forward, p),
-            ("form", form, p),
             ("gram", gram, a),
             ("evaluation", evaluation, p),
         ):
@@ -243,7 +233,7 @@ def main() -> None:
     for name in models:
         rates[name] = r = xla_rates(name)
         print(f"{name:10s} per point, one core: forward {r['forward_ns_per_point']:.2f} ns, "
-              f"[J|r] {r['form_ns_per_point']:.2f} ns, Gram {r['gram_ns_per_point']:.2f} ns "
+              f"Gram {r['gram_ns_per_point']:.2f} ns "
               f"({r['gram_gflop_s']:.1f} GFlop/s), evaluation "
               f"{r['evaluation_ns_per_point']:.2f} ns")
     fixed = fixed_costs()
