@@ -1066,7 +1066,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subset of {','.join(PROBLEMS)} (default: all)")
     p.add_argument("--repeats", type=int, default=None,
                    help=f"max warm repeats per cell (default {DEFAULT_REPEATS}, --quick "
-                        f"{QUICK_REPEATS}); capped at 3 for N>=1e6 and 1 for N>=1e7")
+                        f"{QUICK_REPEATS}); capped at 3 for N>=1e6")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timed warm fits per library/method and cell after which "
                         f"no more repeats are started (default {DEFAULT_BUDGET_S}, --quick "
