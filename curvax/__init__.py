@@ -3,6 +3,7 @@
 from curvax import callbacks, datasets, models
 from curvax.batch import BatchResult, curve_fit_batch, curve_fit_batch_stream
 from curvax.compilation_cache import _enable_from_environment, enable_persistent_cache
+from curvax.core.host_buffers import release_host_buffers
 from curvax.core.least_squares import least_squares
 from curvax.core.mixed_precision import MixedPrecisionConfig, configure_mixed_precision
 from curvax.core.result import FitResult
@@ -67,4 +68,5 @@ __all__ = [
     "models",
     "multistart",
     "predict",
+    "release_host_buffers",
 ]

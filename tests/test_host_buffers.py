@@ -110,3 +110,16 @@ def test_fits_reuse_padded_copies_and_keep_their_answers() -> None:
     for a, b in zip(fits, again, strict=True):
         np.testing.assert_array_equal(a.x, b.x)
         np.testing.assert_array_equal(a.pcov, b.pcov)
+
+
+def test_release_host_buffers_gives_back_the_free_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = BufferPool(16 * 2**20)
+    monkeypatch.setattr(host_buffers, "POOL", pool)
+    kept = host_buffers.pooled_empty((N,), np.float64)
+    free = host_buffers.pooled_empty((N,), np.float64)
+    del free
+    assert pool.nbytes == 2 * (N * 8 + ALIGNMENT)
+    assert curvax.release_host_buffers() == N * 8 + ALIGNMENT  # only the free one
+    assert pool.nbytes == 0
+    kept[:] = 1.0  # the buffer in use lives on with its array
+    assert host_buffers.pooled_empty((N,), np.float64) is not kept
