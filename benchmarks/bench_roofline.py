@@ -123,7 +123,7 @@ def xla_rates(name: str) -> dict:
             return jax.lax.fori_loop(0, POINTS // BLOCK, step, jnp.zeros((k, k)))
 
         data = PointwiseData(
-            model=lambda xb, q: model(xb, q), jac="fwd", x=x, y=y, w=None, mask=None,
+            model=model, jac="fwd", x=x, y=y, w=None, mask=None,
             rho_fn=None, f_scale=jnp.asarray(1.0), block_size=BLOCK,
         )
         evaluation = pointwise_gram(data, with_tail=False)
