@@ -7,7 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from curvax.core import covariance
 from curvax.core.covariance import (
+    SMALL_FACTOR,
+    _triangular_covariance,
     covariance_from_factor,
     covariance_from_factors,
     covariance_from_triangular,
@@ -191,3 +194,52 @@ def test_single_fit_covariance_equals_the_batched_one(absolute: bool) -> None:
             np.testing.assert_array_equal(pcov, pcov.T)
         else:
             assert np.all(np.isinf(pcov)) and np.all(np.isinf(ref[0])), i
+
+
+def test_small_factors_take_the_python_path_and_agree_with_the_svd() -> None:
+    """Up to SMALL_FACTOR parameters the single-fit covariance comes from back
+    substitution in Python floats; it must equal the SVD path, and hand back to it
+    (None) where the rank test is too close to call or R is not triangular."""
+    rng = np.random.default_rng(11)
+    for n in range(1, SMALL_FACTOR + 1):
+        for absolute in (False, True):
+            J = rng.normal(size=(40, n)) * 10.0 ** rng.uniform(-100, 100, n)
+            R = np.linalg.qr(J, mode="r")
+            cost = float(rng.uniform(0.1, 10))
+            fast = _triangular_covariance(R.tolist(), 40.0, cost, absolute)
+            assert isinstance(fast, list), n  # decided: the SVD is not needed
+            ref, ok = covariance_from_factors(R[None], np.array([40]), np.array([cost]), absolute)
+            assert ok[0]
+            np.testing.assert_allclose(np.array(fast), ref[0], rtol=1e-12, atol=0)
+    # condition number near 1/(eps·m): the bounds cannot decide, the SVD does
+    Q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    edge = 1.0 / (np.finfo(float).eps * 40)
+    R = np.linalg.qr(np.diag([1.0, 1.0, 1.0 / edge]) @ Q, mode="r")
+    assert _triangular_covariance(R.tolist(), 40.0, 1.0, True) is None
+    pcov, ok = covariance_from_factor(R, 40, 1.0, True)
+    ref, ok_ref = covariance_from_factors(R[None], np.array([40]), np.array([1.0]), True)
+    assert ok == bool(ok_ref[0])
+    if ok:
+        np.testing.assert_allclose(pcov, ref[0], rtol=1e-6)
+    full = rng.normal(size=(3, 3))  # not triangular: the SVD path
+    assert _triangular_covariance(full.tolist(), 40.0, 1.0, True) is None
+    pcov, ok = covariance_from_factor(full, 40, 1.0, True)
+    np.testing.assert_allclose(pcov, np.linalg.inv(full.T @ full), rtol=1e-10)
+
+
+def test_python_path_changes_no_fit_covariance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole single-fit covariance of random small factors, with the Python path
+    on and off (SMALL_FACTOR = 0), rank-deficient and m <= n cases included."""
+    rng = np.random.default_rng(12)
+    cases = []
+    for n in range(1, SMALL_FACTOR + 1):
+        cases.append((np.linalg.qr(rng.normal(size=(25, n)), mode="r"), 25))
+    J = rng.normal(size=(25, 3))
+    J[:, 1] = 3.0 * J[:, 2]
+    cases += [(np.linalg.qr(J, mode="r"), 25), (cases[2][0], 3)]
+    on = [covariance_from_factor(R, m, 2.5, False) for R, m in cases]
+    monkeypatch.setattr(covariance, "SMALL_FACTOR", 0)
+    off = [covariance_from_factor(R, m, 2.5, False) for R, m in cases]
+    for (a, ok_a), (b, ok_b) in zip(on, off, strict=True):
+        assert ok_a == ok_b
+        np.testing.assert_allclose(a, b, rtol=1e-12)
