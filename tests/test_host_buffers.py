@@ -123,3 +123,16 @@ def test_release_host_buffers_gives_back_the_free_ones(monkeypatch: pytest.Monke
     assert pool.nbytes == 0
     kept[:] = 1.0  # the buffer in use lives on with its array
     assert host_buffers.pooled_empty((N,), np.float64) is not kept
+
+
+def test_a_forked_child_gets_a_free_lock() -> None:
+    """The process pool re-creates its lock in a forked child (registered with
+    os.register_at_fork): a lock held by another thread at the fork would otherwise
+    stay held in the child for ever."""
+    pool = BufferPool(16 * 2**20)
+    pool._lock.acquire()  # as if another thread were inside empty() at the fork
+    pool._after_fork()
+    assert pool._lock.acquire(blocking=False)
+    pool._lock.release()
+    a = pool.empty((N,), np.float64)
+    assert a.shape == (N,)

@@ -123,6 +123,11 @@ class BufferPool:
         list and getrefcount's argument (a view of it anywhere adds one)."""
         return sys.getrefcount(self._buffers[i]) == 2
 
+    def _after_fork(self) -> None:
+        """In a forked child: a new lock (another thread of the parent may have held
+        the old one at the fork, and no thread of the child would ever release it)."""
+        self._lock = threading.Lock()
+
     def clear(self) -> int:
         """Drop every buffer (those still in use live on with their arrays); the bytes
         of the free ones, now returned to the allocator."""
@@ -144,6 +149,8 @@ def _limit_from_environment() -> int:
 
 
 POOL = BufferPool(_limit_from_environment())
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=lambda: POOL._after_fork())
 
 
 def pooled_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
