@@ -10,13 +10,10 @@ import pytest
 import curvax
 from curvax.core import host_buffers
 from curvax.core.host_buffers import ALIGNMENT, BufferPool
+from curvax.core.host_buffers import _address as address
 from curvax.curve_fit import pad_points
 
 N = 100_000  # 800 kB of float64: above the pooling threshold
-
-
-def address(a: np.ndarray) -> int:
-    return a.__array_interface__["data"][0]
 
 
 def test_a_buffer_is_handed_out_again_only_when_no_view_is_alive() -> None:

@@ -35,6 +35,9 @@ import numpy as np
 
 from curvax.core.small_linalg import column_scaled_inverse, inverse_column_norms, outer_gram
 
+#: float64 machine epsilon, of the host-side rank tests.
+_EPS = float(np.finfo(np.float64).eps)
+
 #: Margin on the bounds of the rank test of :func:`covariance_from_triangular`.
 RANK_TEST_MARGIN = 8.0
 
@@ -77,7 +80,7 @@ def covariance_from_factor(
     if not np.isfinite(d).all():  # a subnormal column: as singular as a zero one
         return not_estimable
     _, s, Vt = np.linalg.svd(R * d, full_matrices=False)
-    if not (s[0] > 0 and (s > np.finfo(np.float64).eps * max(m, n) * s[0]).all()):
+    if not (s[0] > 0 and (s > _EPS * max(m, n) * s[0]).all()):
         return not_estimable
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow: not estimable
         pcov = (Vt.T * (1.0 / s**2)) @ Vt * d[:, None] * d[None, :]
@@ -129,7 +132,7 @@ def _triangular_covariance(
     tf = math.sqrt(sum(v * v for row in T for v in row))
     if not (math.isfinite(tf) and tf > 0.0):
         return None
-    thr = np.finfo(np.float64).eps * max(m, n)
+    thr = _EPS * max(m, n)
     root_n = math.sqrt(n)
     if root_n / tf < thr / RANK_TEST_MARGIN:
         return False
@@ -178,7 +181,7 @@ def covariance_from_factors(
     with np.errstate(over="ignore"):
         cn, d = inverse_column_norms(Rs, np)
     _, s, Vt = np.linalg.svd(Rs * d[:, None, :], full_matrices=False)
-    threshold = np.finfo(np.float64).eps * np.maximum(m, n) * s[:, 0]
+    threshold = _EPS * np.maximum(m, n) * s[:, 0]
     ok = finite & np.all(cn > 0, axis=1) & (s[:, 0] > 0) & np.all(s > threshold[:, None], axis=1)
     s_safe = np.where(ok[:, None], s, 1.0)
     pcov = np.einsum("bki,bk,bkj->bij", Vt, 1.0 / s_safe**2, Vt)
