@@ -570,21 +570,24 @@ def gauss_newton_polish(
     """Refine a converged point with full Gauss–Newton steps; returns ``(x, red, nfev)``.
 
     The cost is flat near a minimum: once its relative decrease falls below machine
-    precision, a cost-based test (``ftol``) cannot see that the parameters are still
-    off by up to √ε in poorly determined directions.  The gradient ``Rᵀ Qᵀr`` is
-    computed far more accurately, so a few undamped steps ``s = −R⁺ Qᵀr`` (the
-    minimum-norm least-squares solution, singular values below ``eps·m·σ_max``
-    ignored) bring the point to the precision the gradient allows — the same idea as
-    iterative refinement of a linear solve.  A step is kept only while it stays inside
-    the bounds, does not raise the cost beyond its rounding noise and reduces the scaled
-    gradient norm.  The computed cost is uncertain by more than ``ε·C``: each residual
-    ``f − y`` carries the cancellation error ``ε|y|``, so ``C`` is uncertain by about
-    ``2ε‖y‖/‖r‖`` relatively (``1e-11`` for a signal-to-noise ratio of ``10⁵``), and the
-    sum of ``m`` squares by ``~ε√m``; a step to the true minimum can *appear* to raise
-    it.  The allowance is ``max(8ε√m, 10⁻¹⁰)·C`` — harmless, because the step must also
-    lower the gradient, which near a minimum cannot fall while the cost truly rises.  The
-    refinement stops at the first step that fails, and
-    before evaluating a step too small to change ``x`` in its last bits.
+    precision, a cost-based test (``ftol``) cannot see that the parameters are still off by
+    up to √ε in poorly determined directions.  The gradient ``Rᵀ Qᵀr`` is computed far more
+    accurately, so a few undamped steps ``s = −D⁻¹(RD⁻¹)⁺ Qᵀr`` (``D`` the column norms of
+    ``R``: the minimum-norm least-squares solution in column-scaled variables, singular
+    values below ``eps·m·σ_max`` ignored) bring the point to the precision the gradient
+    allows — the same idea as iterative refinement of a linear solve.  The rank decision is
+    taken on the scaled factor so that it does not depend on the parameters' units: with
+    columns 10⁵⁰ apart the unscaled test dropped the small one, and a fit started 100 orders
+    of magnitude off stayed there.  A step is kept only while it stays inside the bounds,
+    does not raise the cost beyond its rounding noise and reduces the scaled gradient
+    norm.  The computed cost is uncertain by more than ``ε·C``: each residual ``f − y``
+    carries the cancellation error ``ε|y|``, so ``C`` is uncertain by about ``2ε‖y‖/‖r‖``
+    relatively (``1e-11`` for a signal-to-noise ratio of ``10⁵``), and the sum of ``m``
+    squares by ``~ε√m``; a step to the true minimum can *appear* to raise it.  The allowance
+    is ``max(8ε√m, 10⁻¹⁰)·C`` — harmless, because the step must also lower the gradient,
+    which near a minimum cannot fall while the cost truly rises.  The refinement stops at the
+    first step that fails, and before evaluating a step too small to change ``x`` in its
+    last bits.
 
     Bounds: an interior method approaches an active bound only geometrically, so with a
     bound active the cost-based tests stop with the *free* parameters still ~√ε off.
@@ -610,7 +613,11 @@ def gauss_newton_polish(
     def gn_point(x: Array, red: Any) -> tuple[Array, Array, Array]:
         active = active_set(x, red.grad)
         R_free = jnp.where(active[None, :], 0.0, red.R)  # active columns drop out
-        step = minimum_norm_step(subproblem_from_factor(R_free, red.qtf, svd), n_residuals)
+        # on the column-scaled factor: the rank decision must not depend on units
+        cn = jnp.sqrt(jnp.sum(R_free * R_free, axis=0))
+        safe = jnp.where(cn > 0, cn, 1.0)
+        sub = subproblem_from_factor(R_free / safe, red.qtf, svd)
+        step = minimum_norm_step(sub, n_residuals) / safe
         step = jnp.where(active, 0.0, step)
         x_new = jnp.where(active & (red.grad > 0), lb, jnp.where(active, ub, x + step))
         # a change below rounding of x changes nothing: stop without evaluating it
