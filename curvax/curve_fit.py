@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import hashlib
 import math
-import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from curvax.core.device_data import data_stats, is_device_data, mask_device, pad
 from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
+from curvax.core.locks import ForkSafeLock
 from curvax.core.mixed_precision import (
     FLOAT32_TOL,
     MixedPrecisionConfig,
@@ -251,7 +251,7 @@ def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | 
 
 
 _PROBE_CACHE: OrderedDict[tuple, tuple[bool, tuple]] = OrderedDict()
-_PROBE_LOCK = threading.Lock()
+_PROBE_LOCK = ForkSafeLock()
 
 
 def probe_model(

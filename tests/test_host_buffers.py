@@ -11,6 +11,7 @@ import curvax
 from curvax.core import host_buffers
 from curvax.core.host_buffers import ALIGNMENT, BufferPool
 from curvax.core.host_buffers import _address as address
+from curvax.core.locks import renew_after_fork
 from curvax.curve_fit import pad_points
 
 N = 100_000  # 800 kB of float64: above the pooling threshold
@@ -123,12 +124,12 @@ def test_release_host_buffers_gives_back_the_free_ones(monkeypatch: pytest.Monke
 
 
 def test_a_forked_child_gets_a_free_lock() -> None:
-    """The process pool re-creates its lock in a forked child (registered with
+    """The pool's lock is renewed in a forked child (curvax.core.locks, registered with
     os.register_at_fork): a lock held by another thread at the fork would otherwise
     stay held in the child for ever."""
     pool = BufferPool(16 * 2**20)
     pool._lock.acquire()  # as if another thread were inside empty() at the fork
-    pool._after_fork()
+    renew_after_fork()
     assert pool._lock.acquire(blocking=False)
     pool._lock.release()
     a = pool.empty((N,), np.float64)

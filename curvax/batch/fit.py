@@ -53,6 +53,7 @@ from curvax.core.covariance import covariance_from_factors, covariance_from_tria
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.lm_normal import batched_covariance_factor, lm_normal
+from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss
 from curvax.core.problem import (
     PointwiseData,
@@ -210,7 +211,7 @@ def _masked_value_and_jac(
 
 
 _PROGRAMS: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
-_PROGRAMS_LOCK = threading.Lock()
+_PROGRAMS_LOCK = ForkSafeLock()
 
 
 def _program(key: tuple) -> Callable[..., Any]:

@@ -30,7 +30,6 @@ fixed parameters, when ``Kernel.fixed`` marks some).
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -43,6 +42,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 
 from curvax.core.lm import lm
+from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
 from curvax.core.monitor import make_hook
 from curvax.core.problem import (
@@ -431,7 +431,7 @@ class CompileCache:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._entries: OrderedDict[Kernel, Program] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def get(self, k: Kernel) -> Program:
         try:

@@ -36,10 +36,11 @@ from __future__ import annotations
 import math
 import os
 import sys
-import threading
 from collections.abc import Sequence
 
 import numpy as np
+
+from curvax.core.locks import ForkSafeLock
 
 ALIGNMENT = 64
 MIN_POOLED_BYTES = 1 << 16
@@ -78,7 +79,7 @@ class BufferPool:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = int(max_bytes)
         self._buffers: list[np.ndarray] = []  # uint8 buffers, least recently used first
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()  # a forked child gets it back unlocked
 
     @property
     def nbytes(self) -> int:
@@ -123,11 +124,6 @@ class BufferPool:
         list and getrefcount's argument (a view of it anywhere adds one)."""
         return sys.getrefcount(self._buffers[i]) == 2
 
-    def _after_fork(self) -> None:
-        """In a forked child: a new lock (another thread of the parent may have held
-        the old one at the fork, and no thread of the child would ever release it)."""
-        self._lock = threading.Lock()
-
     def clear(self) -> int:
         """Drop every buffer (those still in use live on with their arrays); the bytes
         of the free ones, now returned to the allocator."""
@@ -149,8 +145,6 @@ def _limit_from_environment() -> int:
 
 
 POOL = BufferPool(_limit_from_environment())
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=lambda: POOL._after_fork())
 
 
 def pooled_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

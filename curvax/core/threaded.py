@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from curvax.core.host_buffers import pooled_empty
+from curvax.core.locks import ForkSafeLock
 from curvax.core.wire import (
     TokenRegistry,
     from_host,
@@ -58,7 +59,7 @@ MIN_POINTS = 1 << 20
 #: Custom calls known not to run work on XLA's thread pool (sharding annotations).
 HARMLESS_CUSTOM_CALLS = ("Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape")
 _SAFE: dict[Any, bool] = {}
-_SAFE_LOCK = threading.Lock()
+_SAFE_LOCK = ForkSafeLock()
 
 
 def default_workers() -> int:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from curvax.core.locks import ForkSafeLock
 
 Array = jax.Array
 
@@ -64,7 +65,7 @@ class TokenRegistry:
 
     def __init__(self) -> None:
         self._objects: dict[int, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._tokens = itertools.count(1)
 
     def new_token(self) -> int:

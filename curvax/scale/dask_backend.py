@@ -37,7 +37,6 @@ it until a Dask object is used.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvax.core.locks import ForkSafeLock
 from curvax.core.reduction import triangularize
 from curvax.scale.host_reduce import HostReducer, PassStats
 from curvax.scale.sources import ArraySource, Chunk, ChunkSource, make_chunk
@@ -112,7 +112,7 @@ class Shipped(NamedTuple):
 
 
 _SHIPPED: OrderedDict[str, Any] = OrderedDict()
-_SHIPPED_LOCK = threading.Lock()
+_SHIPPED_LOCK = ForkSafeLock()
 
 
 def shipped(item: Shipped) -> Any:

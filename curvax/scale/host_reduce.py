@@ -19,7 +19,6 @@ the pass when the device runs out of memory.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.engine import Kernel, kernel_functions
+from curvax.core.locks import ForkSafeLock
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
 from curvax.core.solve import to_device
@@ -59,7 +59,7 @@ def _is_oom(err: BaseException) -> bool:
 
 
 _KERNEL_CACHE: dict[Any, Callable] = {}
-_KERNEL_LOCK = threading.Lock()
+_KERNEL_LOCK = ForkSafeLock()
 
 
 def chunk_kernel(kernel: Kernel) -> Callable:
