@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from curvax.batch import fit as batch_fit
-from curvax.core import engine, host_buffers, threaded
+from curvax.core import engine, host_buffers, sparsity, threaded
 from curvax.core.locks import ForkSafeLock, renew_after_fork
 from curvax.scale import dask_backend, host_reduce
 
@@ -55,6 +55,7 @@ def test_the_process_wide_locks_are_fork_safe() -> None:
         host_reduce._KERNEL_LOCK,
         dask_backend._SHIPPED_LOCK,
         batch_fit._PROGRAMS_LOCK,
+        sparsity._DETECTED._lock,
     ]
     assert all(isinstance(lock, ForkSafeLock) for lock in locks)
 

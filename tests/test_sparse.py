@@ -272,3 +272,48 @@ def test_auto_detection_compiles_once_per_model(data) -> None:
     assert first.success and second.success
     assert compiled == [], compiled
     assert second.extra["jac_groups"] == first.extra["jac_groups"]
+
+
+def test_auto_detection_is_reused_for_the_same_model_x_and_start(data, monkeypatch) -> None:
+    """'auto' detects once per (model, x, p0, bounds): a refit with new y reuses the
+    pattern (detection costs several times the fit); other x values, another start or
+    another model detect anew, and every fit equals the one with the pattern given."""
+    from curvax.core import sparsity
+
+    x, y, p0, _ = data
+    calls: list[int] = []
+    detect = sparsity.detect_pattern
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(sparsity, "detect_pattern", counting)
+    sparsity._DETECTED.clear()
+    rng = np.random.default_rng(11)
+
+    def fit(model, xs, ys, start, spec="auto"):
+        return curvax.fit_curve(model, xs, ys, p0=start, jac_sparsity=spec)
+
+    first = fit(peaks, x, y, p0)
+    assert len(calls) == 1
+    y2 = y + 0.01 * rng.standard_normal(x.size)
+    second = fit(peaks, x, y2, p0)
+    assert len(calls) == 1  # reused
+    given = fit(peaks, x, y2, p0, spec=window_pattern(x))
+    np.testing.assert_array_equal(second.x, given.x)
+    assert second.extra["jac_groups"] == first.extra["jac_groups"] == given.extra["jac_groups"]
+
+    x_shifted = x + 0.5  # same shape, other values: the windows cut elsewhere
+    fit(peaks, x_shifted, y, p0)
+    assert len(calls) == 2
+    fit(peaks, x, y, p0 * 1.01)  # another start: other sample points
+    assert len(calls) == 3
+
+    def peaks_again(x, p):
+        return peaks(x, p)
+
+    fit(peaks_again, x, y, p0)  # another model function
+    assert len(calls) == 4
+    fit(peaks, x, y, p0)
+    assert len(calls) == 4  # the first entry is still there
