@@ -317,3 +317,34 @@ def test_auto_detection_is_reused_for_the_same_model_x_and_start(data, monkeypat
     assert len(calls) == 4
     fit(peaks, x, y, p0)
     assert len(calls) == 4  # the first entry is still there
+
+
+def test_least_squares_auto_detection_is_reused(monkeypatch) -> None:
+    """least_squares with 'auto': one detection per (function, extra arguments, start,
+    bounds); other argument values detect anew."""
+    from curvax.core import sparsity
+
+    calls: list[int] = []
+    detect = sparsity.detect_pattern
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(sparsity, "detect_pattern", counting)
+    sparsity._DETECTED.clear()
+
+    def shifted(x, c):
+        return broyden_tridiagonal(x) - c
+
+    x0 = -np.ones(20)
+    c = np.zeros(20)
+    T = np.eye(20, dtype=bool) | np.eye(20, k=1, dtype=bool) | np.eye(20, k=-1, dtype=bool)
+    for _ in range(2):
+        res = curvax.least_squares(shifted, x0, jac_sparsity="auto", args=(c,))
+        assert res.success and np.max(np.abs(res.fun)) < 1e-12
+    assert len(calls) == 1
+    res = curvax.least_squares(shifted, x0, jac_sparsity="auto", args=(c + 0.1,))
+    assert len(calls) == 2
+    given = curvax.least_squares(shifted, x0, jac_sparsity=T, args=(c + 0.1,))
+    np.testing.assert_array_equal(res.x, given.x)
