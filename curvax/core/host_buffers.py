@@ -17,15 +17,21 @@ and hands one out again only once nothing refers to it any more: its CPython ref
 count is back to the pool's own.  A buffer still in use, by a view the caller kept, a
 device array that shares its memory (``jax.device_put`` and ``jax.jit`` read aligned
 NumPy arrays in place and hold a reference while they do) or a pending computation, is
-never handed out twice; it only makes the pool allocate another.  JAX lets go of a
-program's NumPy arguments shortly after the program ends, on its own thread, so the
-next fit often finds the previous fit's copies still held and takes a second set:
-successive fits alternate between two.
+never handed out twice; it only makes the pool allocate another.
+
+JAX lets go of a program's NumPy arguments on one of its own threads, where no Python
+object may be released; jaxlib queues those references and drops them at the next
+garbage collection (JAX registers a ``gc`` callback for it).  Until then the previous
+fit's copies look in use, and successive fits alternated between two sets of buffers,
+the second fit after a cold one paying fresh page faults for all of it.  So before
+allocating a buffer of at least :data:`COLLECT_BYTES` while one of that size is still
+referenced, the pool runs ``gc.collect(0)`` (the youngest generation: 0.05-0.2 ms here)
+and looks again.  A buffer the caller really holds (a kept view, a result) stays
+untouched.
 
 The pool holds at most ``CURVAX_HOST_BUFFER_MB`` MiB (read once, at import; default
-512, enough for both sets of a 10⁷-point fit, 2 × 189 MB; ``0`` turns reuse off).  At
-10⁷ points the default of 256 MiB tried first held one set only, and every other fit
-paid ~800 page faults and up to 0.35 s more.  Free buffers are dropped, least recently
+512, enough for two sets of a 10⁷-point fit, 2 × 189 MB, as when the caller keeps the
+previous fit's arrays alive; ``0`` turns reuse off).  Free buffers are dropped, least recently
 used first, to make room; a request larger than the limit gets an unpooled array.
 Buffers under 64 KiB are not pooled (malloc recycles those without faults).
 :func:`release_host_buffers` (``curvax.release_host_buffers``) drops the free ones.
@@ -33,6 +39,7 @@ Buffers under 64 KiB are not pooled (malloc recycles those without faults).
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -44,6 +51,12 @@ from curvax.core.locks import ForkSafeLock
 
 ALIGNMENT = 64
 MIN_POOLED_BYTES = 1 << 16
+#: Smallest buffer for which a miss runs a garbage collection first (BufferPool.empty).
+#: Measured on the 2-core VM (exponential model, curve_fit, the first warm fit after the
+#: cold one, without → with): 3·10⁵ points (2.6 MB copies) 15-16 → 12.6-12.9 ms, 10⁶
+#: 41-69 → 29-30 ms, 10⁷ 507 → 252 ms; a youngest-generation collection costs
+#: 0.05-0.2 ms, a fresh MiB ~256 page faults.
+COLLECT_BYTES = 1 << 20
 DEFAULT_LIMIT_MB = 512
 
 
@@ -91,23 +104,42 @@ class BufferPool:
 
         Its memory is a pooled buffer no array refers to any more when there is one of
         the right size (the most recently used: likeliest still in cache), else a new
-        one (kept in the pool when the limit allows).
+        one (kept in the pool when the limit allows).  Before allocating a buffer of at
+        least :data:`COLLECT_BYTES` while one of that size is still referenced, it runs
+        a youngest-generation garbage collection and looks again (module docstring:
+        references JAX dropped on its own threads are released there).
         """
         dtype = np.dtype(dtype)
         size = math.prod(shape) * dtype.itemsize + ALIGNMENT
         if size < MIN_POOLED_BYTES or size > self.max_bytes:
             return aligned_empty(shape, dtype)
         with self._lock:
-            for i in reversed(range(len(self._buffers))):  # most recently used first
-                if self._buffers[i].nbytes == size and self._free(i):
-                    raw = self._buffers.pop(i)
-                    self._buffers.append(raw)  # now the most recently used
-                    return _view(raw, shape, dtype)
-            self._make_room(size)
-            raw = np.empty(size, dtype=np.uint8)
-            if self.nbytes + size <= self.max_bytes:
-                self._buffers.append(raw)
-            return _view(raw, shape, dtype)
+            raw = self._reuse(size)
+            held = raw is None and size >= COLLECT_BYTES and self._has_size(size)
+        if held:
+            gc.collect(0)  # outside the lock: collection may run arbitrary finalizers
+            with self._lock:
+                raw = self._reuse(size)
+        if raw is None:
+            with self._lock:
+                self._make_room(size)
+                raw = np.empty(size, dtype=np.uint8)
+                if self.nbytes + size <= self.max_bytes:
+                    self._buffers.append(raw)
+        return _view(raw, shape, dtype)
+
+    def _reuse(self, size: int) -> np.ndarray | None:
+        """The most recently used free buffer of ``size`` bytes, marked used again; None
+        if there is none (call with the lock held)."""
+        for i in reversed(range(len(self._buffers))):
+            if self._buffers[i].nbytes == size and self._free(i):
+                raw = self._buffers.pop(i)
+                self._buffers.append(raw)  # now the most recently used
+                return raw
+        return None
+
+    def _has_size(self, size: int) -> bool:
+        return any(b.nbytes == size for b in self._buffers)
 
     def _make_room(self, size: int) -> None:
         """Drop free buffers, least recently used first, until ``size`` more bytes fit."""
