@@ -274,13 +274,12 @@ def test_auto_detection_compiles_once_per_model(data) -> None:
     assert second.extra["jac_groups"] == first.extra["jac_groups"]
 
 
-def test_auto_detection_is_reused_for_the_same_model_x_and_start(data, monkeypatch) -> None:
-    """'auto' detects once per (model, x, p0, bounds): a refit with new y reuses the
-    pattern (detection costs several times the fit); other x values, another start or
-    another model detect anew, and every fit equals the one with the pattern given."""
+@pytest.fixture
+def detections(monkeypatch) -> list[int]:
+    """One entry per pattern detection from here on (the cache of detected patterns is
+    emptied first)."""
     from curvax.core import sparsity
 
-    x, y, p0, _ = data
     calls: list[int] = []
     detect = sparsity.detect_pattern
 
@@ -290,6 +289,15 @@ def test_auto_detection_is_reused_for_the_same_model_x_and_start(data, monkeypat
 
     monkeypatch.setattr(sparsity, "detect_pattern", counting)
     sparsity._DETECTED.clear()
+    return calls
+
+
+def test_auto_detection_is_reused_for_the_same_model_x_and_start(data, detections) -> None:
+    """'auto' detects once per (model, x, p0, bounds): a refit with new y reuses the
+    pattern (detection costs several times the fit); other x values, another start or
+    another model detect anew, and every fit equals the one with the pattern given."""
+    x, y, p0, _ = data
+    calls = detections
     rng = np.random.default_rng(11)
 
     def fit(model, xs, ys, start, spec="auto"):
@@ -319,20 +327,10 @@ def test_auto_detection_is_reused_for_the_same_model_x_and_start(data, monkeypat
     assert len(calls) == 4  # the first entry is still there
 
 
-def test_least_squares_auto_detection_is_reused(monkeypatch) -> None:
+def test_least_squares_auto_detection_is_reused(detections) -> None:
     """least_squares with 'auto': one detection per (function, extra arguments, start,
     bounds); other argument values detect anew."""
-    from curvax.core import sparsity
-
-    calls: list[int] = []
-    detect = sparsity.detect_pattern
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return detect(*args, **kwargs)
-
-    monkeypatch.setattr(sparsity, "detect_pattern", counting)
-    sparsity._DETECTED.clear()
+    calls = detections
 
     def shifted(x, c):
         return broyden_tridiagonal(x) - c

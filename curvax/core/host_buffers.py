@@ -31,8 +31,9 @@ untouched.
 
 The pool holds at most ``CURVAX_HOST_BUFFER_MB`` MiB (read once, at import; default
 512, enough for two sets of a 10⁷-point fit, 2 × 189 MB, as when the caller keeps the
-previous fit's arrays alive; ``0`` turns reuse off).  Free buffers are dropped, least recently
-used first, to make room; a request larger than the limit gets an unpooled array.
+previous fit's arrays alive; ``0`` turns reuse off).  Free buffers are dropped, least
+recently used first, to make room; a request larger than the limit gets an unpooled
+array.
 Buffers under 64 KiB are not pooled (malloc recycles those without faults).
 :func:`release_host_buffers` (``curvax.release_host_buffers``) drops the free ones.
 """

@@ -54,7 +54,7 @@ from curvax.core.locks import ForkSafeLock
 Array = jax.Array
 
 AUTO_POINTS = 4  # parameter points used by the automatic detection (p0 and 3 random)
-#: Detected patterns kept per model function (most recently used first out of the way).
+#: Detected patterns kept per model function (the least recently used is dropped first).
 DETECTED_PER_MODEL = 8
 
 
