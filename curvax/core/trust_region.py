@@ -107,6 +107,17 @@ def kept_singular_values(s: Array, n_residuals: int) -> Array:
     return s > eps * max(n_residuals, 1) * s[0]
 
 
+def column_scaled_subproblem(
+    R: Array, b: Array, svd: SvdFn | None = None
+) -> tuple[Subproblem, Array]:
+    """``(subproblem of R D⁻¹ and b, D)`` with ``D`` the column norms of ``R`` (1 for a
+    zero column): a step ``s`` of the scaled subproblem is ``s / D`` in the parameters.
+    Rank decisions on it do not depend on the parameters' units."""
+    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
+    safe = jnp.where(cn > 0, cn, 1.0)
+    return subproblem_from_factor(R / safe, b, svd), safe
+
+
 def minimum_norm_step(sub: Subproblem, n_residuals: int) -> Array:
     """The full Gauss–Newton step ``−A⁺b`` of a subproblem: the minimum-norm least-squares
     solution, singular values not kept by :func:`kept_singular_values` ignored."""
@@ -165,10 +176,7 @@ def refuse_far_convergence(
     parameter at or near a bound the test is skipped: a minimum on a bound is not a
     stationary point of the unconstrained model.
     """
-    R = red.R
-    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
-    safe = jnp.where(cn > 0, cn, 1.0)
-    sub = subproblem_from_factor(R / safe, red.qtf, svd)
+    sub, safe = column_scaled_subproblem(red.R, red.qtf, svd)
     share = gauss_newton_share(sub, red.cost, n_residuals)
     step = minimum_norm_step(sub, n_residuals) / safe
     trusted = jnp.asarray(True) if at_bound is None else ~jnp.any(at_bound)
@@ -614,9 +622,7 @@ def gauss_newton_polish(
         active = active_set(x, red.grad)
         R_free = jnp.where(active[None, :], 0.0, red.R)  # active columns drop out
         # on the column-scaled factor: the rank decision must not depend on units
-        cn = jnp.sqrt(jnp.sum(R_free * R_free, axis=0))
-        safe = jnp.where(cn > 0, cn, 1.0)
-        sub = subproblem_from_factor(R_free / safe, red.qtf, svd)
+        sub, safe = column_scaled_subproblem(R_free, red.qtf, svd)
         step = minimum_norm_step(sub, n_residuals) / safe
         step = jnp.where(active, 0.0, step)
         x_new = jnp.where(active & (red.grad > 0), lb, jnp.where(active, ub, x + step))
