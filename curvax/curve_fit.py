@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from curvax.compilation_cache import persistent_cache_enabled
+from curvax.core.data_source import DataSource
 from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
 from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
@@ -824,29 +825,39 @@ def fit_curve(
         mesh=mesh,
         jac_colours=colours,
     )
-    data: dict[str, Any] = {"x": x_arg, "y": y}
-    if sparsity is not None:
-        data["sparsity"] = sparsity
-    if L is not None:
-        data["L"] = L
-    elif w is not None:
-        data["w"] = w
-    if use_bucket:
-        axis = x_axis if x.ndim > 1 else -1
-        data["x"] = pad_points(x_arg, size, axis)
-        data["y"] = pad_points(y, size, 0)
-        if w is not None:
-            data["w"] = pad_points(w, size, 0)
-        data["mask"] = mask_device(n_pts, size, y) if on_device else point_mask(n_pts, size)
-        if mesh is None:  # the real points come first: the padding blocks are skipped
-            data["n_real"] = np.int32(n_pts)
+    def build_data(xdata: Any, ydata: Any) -> dict[str, Any]:
+        """The data the compiled fit takes: the points, padded to the bucket size."""
+        data: dict[str, Any] = {"x": xdata, "y": ydata}
         if sparsity is not None:
-            data["sparsity"] = pad_points(sparsity, size, 0)
-    if any_fixed:
-        data["p_full"] = p0a
+            data["sparsity"] = sparsity
+        if L is not None:
+            data["L"] = L
+        elif w is not None:
+            data["w"] = w
+        if use_bucket:
+            axis = x_axis if x.ndim > 1 else -1
+            data["x"] = pad_points(xdata, size, axis)
+            data["y"] = pad_points(ydata, size, 0)
+            if w is not None:
+                data["w"] = pad_points(w, size, 0)
+            data["mask"] = (
+                mask_device(n_pts, size, ydata) if on_device else point_mask(n_pts, size)
+            )
+            if mesh is None:  # the real points come first: the padding blocks are skipped
+                data["n_real"] = np.int32(n_pts)
+            if sparsity is not None:
+                data["sparsity"] = pad_points(sparsity, size, 0)
+        if any_fixed:
+            data["p_full"] = p0a
+        return data
+
+    data = build_data(x_arg, y)
+    source = None  # a result rebuilds the padded data when it needs them (data_source)
     if mesh is not None:
         with precision(dt):
             data = place(to_device(data, dt), mesh, kernel.x_axis)
+    else:
+        source = DataSource(build_data, {"xdata": x_arg, "ydata": y})
     free = ~fixed if any_fixed else slice(None)  # nothing fixed: views, not copies
     solve_args = dict(
         x_scale=None if xs is None else xs[free],
@@ -860,6 +871,7 @@ def fit_curve(
         fixed_values=p0a if any_fixed else None,
         n_points=n_global,
         n_local_points=n_pts if multi else None,
+        source=source,
     )
 
     def describe() -> dict[str, Any]:

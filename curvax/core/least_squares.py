@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from curvax.core.data_source import DataSource
 from curvax.core.engine import Kernel
 from curvax.core.result import FitResult
 from curvax.core.solve import solve
@@ -205,14 +206,23 @@ def least_squares(
         jac_colours=colours,
     )
     free = ~fixed
-    data = {"args": data_args[0], "kwargs": data_args[1]}
-    if sparsity is not None:
-        data["sparsity"] = sparsity
-    if fixed.any():
-        data["p_full"] = x0a
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(data_args)
+    names = [("args" if path[0].idx == 0 else "kwargs") + jax.tree_util.keystr(path[1:])
+             for path, _ in leaves]
+
+    def build_data(**given: Any) -> dict[str, Any]:
+        args, kwargs = jax.tree_util.tree_unflatten(treedef, [given[k] for k in names])
+        data = {"args": args, "kwargs": kwargs}
+        if sparsity is not None:
+            data["sparsity"] = sparsity
+        if fixed.any():
+            data["p_full"] = x0a
+        return data
+
+    inputs = {k: leaf for k, (_, leaf) in zip(names, leaves, strict=True)}
     return solve(
         kernel,
-        data,
+        build_data(**inputs),
         x0a[free],
         lb[free],
         ub[free],
@@ -226,4 +236,5 @@ def least_squares(
         loss_name=loss if isinstance(loss, str) else "custom",
         fixed_values=x0a if fixed.any() else None,
         x0_name="x0",
+        source=DataSource(build_data, inputs),
     )

@@ -116,10 +116,15 @@ class FitResult:
         ``½ Σ ρ(r_i²)`` at the solution and at the start.
     fun : ndarray (m,)
         Residuals at the solution (weighted by 1/sigma, before robust rescaling);
-        computed on first access (it is m long, and the fit itself does not need it).
+        computed on first access (it is m long, and the fit itself does not need it)
+        from the data the fit was given, which the result keeps instead of the padded
+        copies the fit ran on (:mod:`curvax.core.data_source`).  Arrays of more than
+        64 KiB are not copied: if the caller changes them in place before ``fun`` or
+        ``jac`` is first read, reading it raises ``RuntimeError`` naming the array
+        (smaller ones are copied).
     jac : ndarray (m, n)
         Jacobian of the residuals at the solution, rescaled for the robust loss as in
-        SciPy; computed on first access (it is m × n).
+        SciPy; computed on first access (it is m × n), as ``fun``.
     grad : ndarray (n,)
         Gradient of the cost at the solution.
     optimality : float

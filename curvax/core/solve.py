@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
+from curvax.core.data_source import DataSource
 from curvax.core.engine import Kernel, jacobian_at, parted_gram, residuals_at, run_kernel
 from curvax.core.host_buffers import aligned, aligned_vectors
 from curvax.core.monitor import Monitor
@@ -159,6 +160,7 @@ def solve(
     x0_name: str = "p0",
     n_local_points: int | None = None,
     while_running: Callable[[], dict[str, Any]] | None = None,
+    source: DataSource | None = None,
 ) -> FitResult:
     """Fit and return a :class:`FitResult` with covariance.
 
@@ -177,6 +179,12 @@ def solve(
     depend on the result (e.g. the metadata of :func:`curvax.curve_fit.fit_metadata`)
     overlaps the fit instead of following it; the entries of the dict it returns are
     added to ``result.extra``.
+
+    ``source`` is where the result finds the data again when ``fun`` or ``jac`` is
+    first read (:mod:`curvax.core.data_source`): a function that rebuilds ``data`` from
+    the caller's arrays, so that the result does not pin the padded copies the fit ran
+    on; its checksums are taken while the fit runs.  Without it the result keeps
+    ``data`` itself.
 
     Raises
     ------
@@ -215,6 +223,8 @@ def solve(
                     reduce_token=reduce_token,
                 )
                 extra = {} if while_running is None else while_running()
+                if source is not None:
+                    source.seal()
                 if kernel.mesh is None:  # residuals computed when asked for
                     sol, n_res = out.solver()
                 else:
@@ -251,11 +261,13 @@ def solve(
         n_rows = residuals.shape[0] if n_points is None else min(n_points, residuals.shape[0])
         m = n_rows
     x_dev = np.asarray(sol.x)
+    if source is None:
+        source = DataSource(lambda: data, {})
     if kernel.mesh is None:
 
         def fun() -> np.ndarray:
             with precision(dtype):
-                r = residuals_at(kernel, to_device(data, dtype), x_dev)
+                r = residuals_at(kernel, to_device(source(), dtype), x_dev)
             return np.asarray(r)[:n_rows]
 
     else:
@@ -294,7 +306,7 @@ def solve(
             J = local_rows(
                 jacobian_at(
                     kernel,
-                    to_device(data, dtype),
+                    to_device(source(), dtype),
                     np.asarray(x_dev),
                     np.asarray(f_scale_v, dtype=dtype),
                 )
