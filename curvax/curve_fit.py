@@ -41,6 +41,7 @@ from curvax.core.mixed_precision import (
 )
 from curvax.core.mixed_precision import resolve as resolve_mixed_precision
 from curvax.core.monitor import Monitor
+from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import (
     adapt_model,
     count_model_params,
@@ -579,6 +580,12 @@ def fit_curve(
     every new process would compile it again (~0.9 s at 10⁶ points, against ~10 ms
     saved per fit); pass ``workers`` to choose threads anyway.
 
+    A model whose value at a point depends on the other points (``x - mean(x)``, a
+    cumulative sum, ``len(x)``, a closed-over array of the data's length) is recognised
+    on first use (:mod:`curvax.core.pointwise`) and fitted as SciPy does: on all the
+    points at once, unpadded, in one block and on one thread.  It cannot be combined
+    with ``devices``, ``workers > 1`` or ``jac_sparsity='auto'``, which split the points.
+
     ``jac_sparsity`` declares which ``∂f(x_i)/∂p_j`` may be non-zero — an (N, n) or
     (n, N) boolean array, n ``slice`` objects (the points each parameter affects), or
     ``'auto'`` (detected from the model) — so that the Jacobian is evaluated with one
@@ -735,6 +742,20 @@ def fit_curve(
     nfev = check_max_nfev(max_nfev, default_max_nfev(n))
 
     # Model and Jacobian strategy.
+    pointwise = not numeric_x or is_pointwise(f, style, x, x_axis, p0a, dt)
+    if not pointwise:  # fitted as SciPy does: the model sees all the points at once
+        if mesh is not None:
+            raise ValueError(
+                "devices: the model f is not point-by-point (its value at a point depends "
+                "on the other points, or it returns a fixed-length array), so the points "
+                "cannot be split over devices; pass devices=None"
+            )
+        if isinstance(jac_sparsity, str):
+            raise ValueError(
+                "jac_sparsity: 'auto' detects the pattern point by point, but the model f "
+                "is not point-by-point (its value at a point depends on the other points)"
+            )
+        block_size = max(block_size, n_pts)
     if numeric_x:
         model = f
         x_arg: Any = x
@@ -748,7 +769,7 @@ def fit_curve(
             model = lambda _x, p: f(obj, p)  # noqa: E731
         x_arg = np.zeros(n_pts)
         block_size = max(block_size, n_pts)
-    size = bucket_size(n_max) if (bucket and L is None and numeric_x) else n_max
+    size = bucket_size(n_max) if (bucket and L is None and numeric_x and pointwise) else n_max
     size = round_up(size, local_device_count(mesh) if multi else mesh_size(mesh))
     use_bucket = size != n_pts
     n_probe = size
@@ -797,15 +818,17 @@ def fit_curve(
             pattern = pattern[kept]
         sparsity = check_jac_sparsity(pattern, n_pts, n, ~fixed)[:, ~fixed]
         colours = greedy_colouring(sparsity)
-    can_thread = gram == "dot" and mesh is None and L is None and sparsity is None
+    can_thread = (
+        gram == "dot" and mesh is None and L is None and sparsity is None and pointwise
+    )
     if workers is None:  # threads add a host callback: never in the persistent cache
         threads = can_thread and size >= MIN_POINTS and not persistent_cache_enabled()
         workers = default_workers() if threads else 1
     elif workers > 1 and not can_thread:
         raise ValueError(
             "workers: threads share the reduction of independent points on a CPU; not "
-            "available on an accelerator, with devices=, a 2-D sigma or jac_sparsity "
-            "(pass workers=None or 1)"
+            "available on an accelerator, with devices=, a 2-D sigma, jac_sparsity or a "
+            "model that is not point-by-point (pass workers=None or 1)"
         )
     kernel = Kernel(
         kind="cov" if L is not None else "pointwise",
