@@ -108,6 +108,7 @@ _SOLVER_KWARGS = {
     "workers",
     "verbose",
     "jac_sparsity",
+    "devices",
 }
 
 
@@ -213,19 +214,34 @@ def _device_data(
     return y, x, axis
 
 
-def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
-    if sigma is None:
-        return None, None
+def _sigma_array(sigma: Any, n: int) -> np.ndarray:
+    """``sigma`` as float64, checked to be a scalar, ``n`` values or an ``n × n`` matrix."""
+    if np.iscomplexobj(sigma):
+        raise ValueError("sigma: complex values are not supported")
     try:
         s = np.asarray(sigma, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"sigma: not numeric ({err})") from err
+    if s.ndim == 1 and s.shape[0] != n:
+        raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
+    if s.ndim == 2 and s.shape != (n, n):
+        raise ValueError(
+            f"sigma: a 2-D sigma (covariance of ydata) must have shape ({n}, {n}), "
+            f"got {s.shape}"
+        )
+    if s.ndim > 2:
+        raise ValueError(f"sigma: must be a scalar, 1-D or 2-D array, got shape {s.shape}")
+    return s
+
+
+def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
+    if sigma is None:
+        return None, None
+    s = _sigma_array(sigma, n)
     if s.ndim == 0:
         s = np.full(n, float(s))
     if s.ndim == 1:
-        if s.shape[0] != n:
-            raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError("sigma: every uncertainty must be positive and finite")
         if np.any(s < SIGMA_MIN):
@@ -234,22 +250,15 @@ def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | 
                 "finite float64 weight 1/sigma; rescale ydata and sigma"
             )
         return 1.0 / s, None
-    if s.ndim == 2:
-        if s.shape != (n, n):
-            raise ValueError(
-                f"sigma: a 2-D sigma (covariance of ydata) must have shape ({n}, {n}), "
-                f"got {s.shape}"
-            )
-        if not np.all(np.isfinite(s)):
-            raise ValueError("sigma: the covariance matrix contains NaN or Inf")
-        try:
-            L = np.linalg.cholesky(s)
-        except np.linalg.LinAlgError as err:
-            raise ValueError(
-                "sigma: the 2-D sigma must be a positive definite covariance matrix"
-            ) from err
-        return None, L
-    raise ValueError(f"sigma: must be a scalar, 1-D or 2-D array, got shape {s.shape}")
+    if not np.all(np.isfinite(s)):  # 2-D (_sigma_array allows no other shape)
+        raise ValueError("sigma: the covariance matrix contains NaN or Inf")
+    try:
+        L = np.linalg.cholesky(s)
+    except np.linalg.LinAlgError as err:
+        raise ValueError(
+            "sigma: the 2-D sigma must be a positive definite covariance matrix"
+        ) from err
+    return None, L
 
 
 _PROBE_CACHE: OrderedDict[tuple, tuple[bool, tuple]] = OrderedDict()
@@ -312,6 +321,44 @@ def probe_model(
             while len(_PROBE_CACHE) > 256:
                 _PROBE_CACHE.popitem(last=False)
     return traceable, shape
+
+
+def probe_jacobian(
+    jac: Callable[..., Any],
+    style: str,
+    x_shape: tuple[int, ...],
+    p0: np.ndarray,
+    dt: np.dtype,
+    n_points: int,
+) -> None:
+    """Check a callable ``jac`` by tracing it at ``p0`` on the fit's (padded) x shape:
+    it must be traceable by JAX and return one row per point and one column per
+    parameter.
+
+    Raises
+    ------
+    ValueError
+        Naming ``jac``, if it cannot be traced or returns another shape.
+    """
+    g = adapt_model(jac, style)
+    try:
+        with jax.enable_x64(dt == np.float64):
+            out = jax.eval_shape(
+                g, jax.ShapeDtypeStruct(x_shape, dt), jax.ShapeDtypeStruct(p0.shape, dt)
+            )
+    except Exception as err:
+        raise ValueError(
+            f"jac: the callable Jacobian could not be traced by JAX at p0 "
+            f"({type(err).__name__}); write it with jax.numpy, or pass jac=None"
+        ) from err
+    rows = x_shape[-1] if len(x_shape) == 1 else None
+    shape = tuple(getattr(out, "shape", ()))
+    if len(shape) != 2 or shape[1] != p0.size or (rows is not None and shape[0] != rows):
+        got = shape if rows is None or len(shape) != 2 else (n_points, *shape[1:])
+        raise ValueError(
+            f"jac: the callable Jacobian returned shape {got} at p0; expected "
+            f"(len(ydata), len(p0)) = ({n_points}, {p0.size})"
+        )
 
 
 BUCKET_MIN = 32
@@ -648,6 +695,15 @@ def fit_curve(
         y_magnitude = max(abs(hi), abs(lo))
         if numeric_x and not np.isfinite(x).all():
             raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
+    if nan_policy in ("raise", "omit") and not check_finite and not on_device:
+        for name, a in (("ydata", y), ("xdata", x if numeric_x else None)):
+            inf = None if a is None else np.isinf(a)
+            if inf is not None and inf.any():  # NaN are handled below
+                first = tuple(int(i) for i in np.argwhere(inf)[0])
+                raise ValueError(
+                    f"{name}: contains Inf ({int(inf.sum())} value(s), first at index "
+                    f"{first}); nan_policy acts on NaN only, as in SciPy"
+                )
     n_omitted = 0
     n_given, kept = n_pts, None  # rows of a jac_sparsity pattern that stay in the fit
     if nan_policy in ("raise", "omit") and not on_device:
@@ -667,7 +723,7 @@ def fit_curve(
             if numeric_x:
                 x = np.take(x, np.nonzero(keep)[0], axis=x_axis)
             if sigma is not None:
-                s = np.asarray(sigma, dtype=np.float64)
+                s = _sigma_array(sigma, y.size + n_omitted)
                 sigma = s[keep] if s.ndim == 1 else (s[np.ix_(keep, keep)] if s.ndim == 2 else s)
             n_pts = y.size
             if n_pts == 0:
@@ -698,6 +754,11 @@ def fit_curve(
         p0 = [v for _, v in _by_name(p0, named, "p0", require_all=True)]
     if isinstance(bounds, Mapping):
         pairs = dict(_by_name(bounds, named, "bounds", require_all=False))
+        for k, pair in pairs.items():
+            if not (isinstance(pair, Sequence | np.ndarray) and len(pair) == 2):
+                raise ValueError(
+                    f"bounds: {k!r} needs a (lower, upper) pair, got {pair!r}"
+                )
         bounds = (
             [pairs.get(k, (-np.inf, np.inf))[0] for k in named],
             [pairs.get(k, (-np.inf, np.inf))[1] for k in named],
@@ -723,10 +784,25 @@ def fit_curve(
             f"xdata/ydata: {n_global} data points are fewer than the {n} parameters to fit"
         )
 
+    if param_names is not None and len(names) != n:
+        raise ValueError(
+            f"param_names: has {len(names)} names but the model has {n} parameters"
+        )
     lb, ub = prepare_bounds(bounds, n)
     for i, name in enumerate(named or ()):
         if name in fixed_named:
-            v = float(fixed_named[name])
+            try:
+                v = float(fixed_named[name])
+            except (TypeError, ValueError):
+                v = math.nan
+            if not math.isfinite(v):
+                raise ValueError(
+                    f"fixed: {name!r} must be a finite number, got {fixed_named[name]!r}"
+                )
+            if not lb[i] <= v <= ub[i]:
+                raise ValueError(
+                    f"fixed: {name}={v:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]"
+                )
             p0a[i] = lb[i] = ub[i] = v
     check_feasible(p0a, lb, ub)
     check_free_parameters(lb, ub)
@@ -786,6 +862,10 @@ def fit_curve(
         )
     if traceable:
         jmode = jac_mode(jac, n, min(block_size, n_pts))
+        if callable(jac) and probe_shape is not None:
+            probe_jacobian(
+                jac, detect_param_style(jac, n, "auto"), tuple(probe_shape), p0a, dt, n_pts
+            )
     else:
         warnings.warn(
             "f: the model cannot be traced by JAX (it uses NumPy or Python control flow "
@@ -1060,6 +1140,8 @@ def curve_fit(
             bounds=bounds,
             method=method,
             jac=jac,
+            nan_policy=nan_policy,
+            check_finite=check_finite,
             **ms_options,
             **kwargs,
         ).best

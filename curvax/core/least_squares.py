@@ -36,6 +36,33 @@ from curvax.core.validation import (
 DEFAULT_TOL = 1e-12
 
 
+
+def check_residual_shape(out: Any) -> None:
+    """A residual function's traced output must be a real scalar or 1-D array.
+
+    Raises
+    ------
+    ValueError
+        Naming ``fun``, for another shape or dtype (as SciPy, which requires at most 1-D).
+    """
+    if out is None or not hasattr(out, "shape"):
+        raise ValueError(
+            f"fun: must return an array of residuals, got {type(out).__name__}"
+        )
+    if len(out.shape) > 1:
+        raise ValueError(f"fun: must return at most a 1-D array, got shape {out.shape}")
+    kind = np.dtype(out.dtype).kind
+    if kind == "c":
+        raise ValueError(
+            "fun: complex residuals are not supported; return real and imaginary parts "
+            "stacked as one real array"
+        )
+    if kind != "f":
+        raise ValueError(
+            f"fun: must return floating-point residuals, got dtype {out.dtype} (integer "
+            "residuals have no derivative)"
+        )
+
 def default_max_nfev(n_params: int) -> int:
     """Evaluation budget when none is given: 400 per parameter, at least 2000.
 
@@ -183,8 +210,26 @@ def least_squares(
                 f"fun: could not be evaluated by JAX at x0 ({type(err).__name__}: {err}); "
                 "write it with jax.numpy"
             ) from err
+    check_residual_shape(m_shape)
     m = int(np.prod(getattr(m_shape, "shape", ()) or (1,)))
     mode = jac_mode(jac_c, n, m)
+    if callable(jac_c):
+        with jax.enable_x64(dt == np.float64):
+            try:
+                j_shape = jax.eval_shape(
+                    lambda p: jac_c(p, *data_args[0], **data_args[1]),
+                    jax.ShapeDtypeStruct((n,), dt),
+                )
+            except Exception as err:
+                raise ValueError(
+                    f"jac: could not be evaluated by JAX at x0 ({type(err).__name__}); "
+                    "write it with jax.numpy, or pass jac='2-point'"
+                ) from err
+        if tuple(getattr(j_shape, "shape", ())) not in ((m, n),) + (((n,),) if m == 1 else ()):
+            raise ValueError(
+                f"jac: returned shape {tuple(getattr(j_shape, 'shape', ()))} at x0; "
+                f"expected (m, n) = ({m}, {n})"
+            )
 
     fixed = lb == ub
     sparsity, colours = None, None

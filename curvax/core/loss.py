@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -112,6 +113,28 @@ def _from_user_callable(fn: Callable[[Any], Any]) -> Callable[[Array], Array]:
         return jnp.stack([out.astype(z.dtype), d1, d2])
 
     return rho
+
+
+def check_callable_loss(loss: Callable[..., Any], dtype: Any) -> None:
+    """Trace a user loss on four values (abstractly: nothing runs), so that a loss JAX
+    cannot trace (written with NumPy) or of the wrong shape is refused by name here
+    rather than deep inside the compiled fit.
+
+    Raises
+    ------
+    ValueError
+        If ``loss`` cannot be traced or returns the wrong shape.
+    """
+    try:
+        with jax.enable_x64(np.dtype(dtype) == np.float64):
+            jax.eval_shape(_from_user_callable(loss), jax.ShapeDtypeStruct((4,), dtype))
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(
+            f"loss: the callable loss could not be traced by JAX ({type(err).__name__}); "
+            "write it with jax.numpy (import jax.numpy as jnp)"
+        ) from err
 
 
 def get_loss(loss: str | Callable[..., Any]) -> Callable[[Array], Array]:

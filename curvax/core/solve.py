@@ -245,10 +245,14 @@ def solve(
     status = int(sol.status)
     if status == -1:
         nbad = int(sol.reduction.n_nonfinite)
+        what = (
+            f"{nbad} non-finite entries" if nbad else
+            "every entry is finite but the sum of their squares overflows"
+        )
         raise ValueError(
             f"{x0_name}: the residuals or their Jacobian are not finite at the initial "
-            f"point ({nbad} non-finite entries, cost={float(sol.initial_cost)!r}); check "
-            f"the model, the data and {x0_name}"
+            f"point ({what}, cost={float(sol.initial_cost)!r}); check the model, the "
+            f"data and {x0_name}"
         )
 
     if kernel.mesh is None:

@@ -49,7 +49,8 @@ def n_params_from_bounds(bounds: Any) -> int | None:
 def default_start(f: Callable[..., Any], x: Any, y: Any, bounds: Any) -> np.ndarray:
     """``p0`` for a fit that was given none (float64, 1-D).
 
-    The model's ``guess(x, y)`` when it has one; otherwise :func:`initial_feasible`
+    The model's ``guess(x, y)`` when it has one, moved onto the nearest bound where it
+    lies outside them; otherwise :func:`initial_feasible`
     inside ``bounds``, its length from the signature of ``f`` or, failing that, from
     the bounds.
 
@@ -60,7 +61,9 @@ def default_start(f: Callable[..., Any], x: Any, y: Any, bounds: Any) -> np.ndar
     """
     guess = getattr(f, "guess", None)
     if callable(guess):
-        return check_x0(guess(x, y), None)
+        p0 = check_x0(guess(x, y), None)
+        lb, ub = prepare_bounds(bounds, p0.size)
+        return np.clip(p0, lb, ub)
     n = count_model_params(f)
     if n is None:
         n = n_params_from_bounds(bounds)

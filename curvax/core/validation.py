@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from curvax.core.loss import LOSS_NAMES
+from curvax.core.loss import LOSS_NAMES, check_callable_loss
 
 METHODS = ("trf", "lm")
 
@@ -306,6 +306,8 @@ def check_solver_options(
     """The options every front door shares: ``(dtype, f_scale, (ftol, xtol, gtol))``."""
     dt = resolve_dtype(dtype)
     check_loss(loss)
+    if callable(loss):
+        check_callable_loss(loss, dt)
     return dt, check_f_scale(f_scale), check_tolerances(ftol, xtol, gtol)
 
 
