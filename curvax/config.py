@@ -118,6 +118,10 @@ class StreamingConfig:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
         _pos_float("learning_rate", self.learning_rate)
         _pos_float("tol", self.tol)
+        _pos_float("eps", self.eps)
+        rb = self.retry_backoff
+        if isinstance(rb, bool) or not isinstance(rb, (int, float)) or not 0 <= rb < float("inf"):
+            raise ValueError(f"retry_backoff: expected a non-negative finite number, got {rb!r}")
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             if not 0 <= v < 1:

@@ -66,7 +66,8 @@ from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.start import default_start
 from curvax.core.threaded import MIN_POINTS, default_workers
 from curvax.core.validation import (
-    SIGMA_MIN,
+    as_ydata,
+    by_name,
     check_feasible,
     check_free_parameters,
     check_jac_sparsity,
@@ -78,7 +79,10 @@ from curvax.core.validation import (
     check_x0,
     check_x_scale,
     default_method,
+    first_bad,
     prepare_bounds,
+    prepare_sigma,
+    sigma_array,
 )
 from curvax.warnings import OptimizeWarning, PerformanceWarning
 
@@ -110,34 +114,6 @@ _SOLVER_KWARGS = {
     "jac_sparsity",
     "devices",
 }
-
-
-def _first_bad(a: np.ndarray) -> str:
-    idx = np.argwhere(~np.isfinite(a))
-    first = tuple(int(i) for i in idx[0])
-    return f"{int((~np.isfinite(a)).sum())} non-finite value(s), first at index {first}"
-
-
-def _as_ydata(ydata: Any) -> np.ndarray:
-    if np.iscomplexobj(ydata):
-        raise ValueError(
-            "ydata: complex values are not supported; fit real and imaginary "
-            "parts as two real data sets (e.g. stacked)"
-        )
-    try:
-        y = np.asarray(ydata, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"ydata: not numeric ({err})") from err
-    if y.ndim != 1:
-        if y.ndim == 0:
-            raise ValueError("ydata: must be a 1-D array of observations, got a scalar")
-        raise ValueError(
-            f"ydata: must be 1-D (one curve), got shape {y.shape}; "
-            "for many curves use curve_fit_batch"
-        )
-    if y.size == 0:
-        raise ValueError("ydata: must not be empty")
-    return y
 
 
 def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
@@ -190,7 +166,7 @@ def _device_data(
         what = "complex values" if ydata.dtype.kind == "c" else f"dtype {ydata.dtype}"
         raise ValueError(f"ydata: {what} are not supported (real numbers only)")
     if ydata.ndim != 1:
-        _as_ydata(np.asarray(ydata))  # raises the host path's error for this shape
+        as_ydata(np.asarray(ydata))  # raises the host path's error for this shape
     if ydata.size == 0:
         raise ValueError("ydata: must not be empty")
     n = ydata.shape[0]
@@ -203,62 +179,15 @@ def _device_data(
     axis = _points_axis(x.shape, n)
     stats = data_stats(x, y, axis % x.ndim)
     if check_finite and stats.nonfinite_y:
-        raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(np.asarray(y))})")
+        raise ValueError(f"ydata: contains NaN or Inf ({first_bad(np.asarray(y))})")
     if check_finite and stats.nonfinite_x:
-        raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(np.asarray(x))})")
+        raise ValueError(f"xdata: contains NaN or Inf ({first_bad(np.asarray(x))})")
     if nan_policy == "raise" and stats.nan_points:
         raise ValueError(
             f"xdata/ydata: {stats.nan_points} point(s) contain NaN (nan_policy='raise')"
         )
     check_magnitude_value(stats.max_abs_y)
     return y, x, axis
-
-
-def _sigma_array(sigma: Any, n: int) -> np.ndarray:
-    """``sigma`` as float64, checked to be a scalar, ``n`` values or an ``n × n`` matrix."""
-    if np.iscomplexobj(sigma):
-        raise ValueError("sigma: complex values are not supported")
-    try:
-        s = np.asarray(sigma, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"sigma: not numeric ({err})") from err
-    if s.ndim == 1 and s.shape[0] != n:
-        raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
-    if s.ndim == 2 and s.shape != (n, n):
-        raise ValueError(
-            f"sigma: a 2-D sigma (covariance of ydata) must have shape ({n}, {n}), "
-            f"got {s.shape}"
-        )
-    if s.ndim > 2:
-        raise ValueError(f"sigma: must be a scalar, 1-D or 2-D array, got shape {s.shape}")
-    return s
-
-
-def _prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
-    if sigma is None:
-        return None, None
-    s = _sigma_array(sigma, n)
-    if s.ndim == 0:
-        s = np.full(n, float(s))
-    if s.ndim == 1:
-        if not np.all(np.isfinite(s)) or np.any(s <= 0):
-            raise ValueError("sigma: every uncertainty must be positive and finite")
-        if np.any(s < SIGMA_MIN):
-            raise ValueError(
-                f"sigma: uncertainties below {SIGMA_MIN:.1e} (subnormal numbers) have no "
-                "finite float64 weight 1/sigma; rescale ydata and sigma"
-            )
-        return 1.0 / s, None
-    if not np.all(np.isfinite(s)):  # 2-D (_sigma_array allows no other shape)
-        raise ValueError("sigma: the covariance matrix contains NaN or Inf")
-    try:
-        L = np.linalg.cholesky(s)
-    except np.linalg.LinAlgError as err:
-        raise ValueError(
-            "sigma: the 2-D sigma must be a positive definite covariance matrix"
-        ) from err
-    return None, L
 
 
 _PROBE_CACHE: OrderedDict[tuple, tuple[bool, tuple]] = OrderedDict()
@@ -502,24 +431,6 @@ def _fit_mixed_precision(
     return res
 
 
-def _by_name(
-    mapping: Mapping[str, Any], names: Sequence[str] | None, arg: str, require_all: bool
-) -> list[tuple[str, Any]]:
-    """Items of a by-name argument in the model's parameter order, checked."""
-    if names is None:
-        raise ValueError(
-            f"{arg}: giving it by parameter name needs the names — from the model's "
-            "signature f(x, a, b, ...), a curvax model, or param_names=..."
-        )
-    unknown = sorted(set(mapping) - set(names))
-    if unknown:
-        raise ValueError(f"{arg}: unknown parameter name(s) {unknown}; names are {list(names)}")
-    missing = [k for k in names if k not in mapping]
-    if require_all and missing:
-        raise ValueError(f"{arg}: missing value(s) for parameter(s) {missing}")
-    return [(k, mapping[k]) for k in names if k in mapping]
-
-
 @functools.lru_cache(maxsize=1)
 def _library_versions() -> tuple[str, str, str]:
     """Versions of curvax, JAX and NumPy (fixed for the life of the process)."""
@@ -680,7 +591,7 @@ def fit_curve(
     if on_device:  # checked and padded where the data lie (curvax.core.device_data)
         y, x, x_axis = _device_data(xdata, ydata, bool(check_finite), nan_policy)
     else:
-        y = _as_ydata(ydata)
+        y = as_ydata(ydata)
         x, x_axis = _as_xdata(xdata, y.size)
     n_pts = y.size
     numeric_x = x_axis is not None
@@ -691,10 +602,10 @@ def fit_curve(
         # pass each, no temporary, and the magnitude check below reuses them)
         hi, lo = (float(y.max()), float(y.min())) if y.size else (0.0, 0.0)
         if not (math.isfinite(hi) and math.isfinite(lo)):
-            raise ValueError(f"ydata: contains NaN or Inf ({_first_bad(y)})")
+            raise ValueError(f"ydata: contains NaN or Inf ({first_bad(y)})")
         y_magnitude = max(abs(hi), abs(lo))
         if numeric_x and not np.isfinite(x).all():
-            raise ValueError(f"xdata: contains NaN or Inf ({_first_bad(x)})")
+            raise ValueError(f"xdata: contains NaN or Inf ({first_bad(x)})")
     if nan_policy in ("raise", "omit") and not check_finite and not on_device:
         for name, a in (("ydata", y), ("xdata", x if numeric_x else None)):
             inf = None if a is None else np.isinf(a)
@@ -723,13 +634,13 @@ def fit_curve(
             if numeric_x:
                 x = np.take(x, np.nonzero(keep)[0], axis=x_axis)
             if sigma is not None:
-                s = _sigma_array(sigma, y.size + n_omitted)
+                s = sigma_array(sigma, y.size + n_omitted)
                 sigma = s[keep] if s.ndim == 1 else (s[np.ix_(keep, keep)] if s.ndim == 2 else s)
             n_pts = y.size
             if n_pts == 0:
                 raise ValueError("xdata/ydata: no points left after omitting NaN")
 
-    w, L = _prepare_sigma(sigma, n_pts)
+    w, L = prepare_sigma(sigma, n_pts)
     if not on_device:
         check_magnitude(y, w, L, y_magnitude if n_omitted == 0 else None)
     if mesh is not None and L is not None:
@@ -751,9 +662,9 @@ def fit_curve(
     sig_names = signature_param_names(f) if names is None else None
     named = names if names is not None else sig_names
     if isinstance(p0, Mapping):
-        p0 = [v for _, v in _by_name(p0, named, "p0", require_all=True)]
+        p0 = [v for _, v in by_name(p0, named, "p0", require_all=True)]
     if isinstance(bounds, Mapping):
-        pairs = dict(_by_name(bounds, named, "bounds", require_all=False))
+        pairs = dict(by_name(bounds, named, "bounds", require_all=False))
         for k, pair in pairs.items():
             if not (isinstance(pair, Sequence | np.ndarray) and len(pair) == 2):
                 raise ValueError(
@@ -763,7 +674,7 @@ def fit_curve(
             [pairs.get(k, (-np.inf, np.inf))[0] for k in named],
             [pairs.get(k, (-np.inf, np.inf))[1] for k in named],
         )
-    fixed_named = dict(_by_name(fixed, named, "fixed", require_all=False)) if fixed else {}
+    fixed_named = dict(by_name(fixed, named, "fixed", require_all=False)) if fixed else {}
     if p0 is None:
         p0a = default_start(f, np.asarray(xdata) if not numeric_x else x, y, bounds)
     else:

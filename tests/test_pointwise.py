@@ -123,3 +123,23 @@ def test_options_that_split_the_points_are_refused_for_such_models() -> None:
         curvax.fit_curve(centred, x, y, p0=[1.0, 1.0], jac_sparsity="auto")
     with pytest.raises(ValueError, match=r"workers: .*not point-by-point"):
         curvax.fit_curve(centred, x, y, p0=[1.0, 1.0], workers=2)
+
+
+def test_chunked_and_streaming_fits_refuse_such_models() -> None:
+    """Chunks and batches split the points by construction: refused, not fitted wrong."""
+    x = np.linspace(0.0, 4.0, 400)
+    y = 3.0 * (x - x.mean()) + 1.0
+
+    def centred(x, a, b):
+        return a * (x - jnp.mean(x)) + b
+
+    with pytest.raises(ValueError, match="f: the model is not point-by-point"):
+        curvax.fit_chunked(centred, x, [1.0, 1.0], y=y, chunk_size=64)
+    opt = curvax.StreamingOptimizer(centred, [1.0, 1.0], curvax.StreamingConfig(batch_size=32))
+    with pytest.raises(ValueError, match="model: the model is not point-by-point"):
+        opt.fit(x, y)
+    # a point-by-point model in chunks: the closed-form line through y
+    np.testing.assert_allclose(
+        curvax.fit_chunked(lambda x, a, b: a * x + b, x, [1.0, 1.0], y=y, chunk_size=64).x,
+        [3.0, 1.0 - 3.0 * x.mean()], rtol=1e-10,
+    )

@@ -79,6 +79,7 @@ from curvax.core.validation import (
     check_solver_options,
     check_x_scale,
     default_method,
+    real_array,
 )
 
 #: Default memory budget for one chunk's intermediates, in bytes.
@@ -232,11 +233,76 @@ def _program(key: tuple) -> Callable[..., Any]:
 # --- input handling ----------------------------------------------------------------------
 
 
-def _as_y(ydata: Any) -> np.ndarray:
+def _explain_untraceable(
+    fn: Callable[..., Any], style: str, x: Any, p: np.ndarray, name: str, who: str
+) -> None:
+    """Raise why JAX could not trace ``fn`` (the model ``f`` or a callable ``jac``).
+
+    Evaluated once on the host: the function's own exception when it raises, an error
+    when it returns no real numbers, else (it works only outside JAX: NumPy or Python
+    control flow on the parameters) the ``TypeError`` saying that ``who`` needs a
+    traceable function.
+    """
+    what = "model" if name == "f" else "Jacobian"
     try:
-        y = np.asarray(ydata, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"ydata: not numeric ({err})") from err
+        with np.errstate(all="ignore"):
+            out = adapt_model(fn, style)(x, p)
+    except Exception as err:
+        raise ValueError(f"{name}: the {what} raised {type(err).__name__} at p0: {err}") from err
+    kind = np.asarray(out).dtype.kind if out is not None else "O"
+    if kind not in "biuf":
+        got = "complex values" if kind == "c" else type(out).__name__
+        raise ValueError(f"{name}: the {what} must return real numbers, got {got} at p0")
+    raise TypeError(
+        f"{name}: {who} needs a {what} JAX can trace (written with jax.numpy, without "
+        "Python control flow on parameter values); fit a NumPy model one curve at a time "
+        "with curvax.curve_fit"
+    )
+
+
+def check_batch_model(
+    f: Callable[..., Any],
+    jac: Any,
+    style: str,
+    x: Any,
+    p0: np.ndarray,
+    n_points: int,
+    who: str = "curve_fit_batch",
+) -> None:
+    """Check that the model ``f`` (and a callable ``jac``) can run in a batched program.
+
+    Both are traced abstractly at the first finite row of ``p0`` (nothing is computed);
+    ``f`` must return ``n_points`` values (or one, broadcast), a callable ``jac`` the
+    (n_points, P) Jacobian.  A function that cannot be traced is evaluated once on the
+    host to report its own error (:func:`_explain_untraceable`).
+    """
+    p0 = np.atleast_2d(p0)
+    finite = np.all(np.isfinite(p0), axis=1)
+    p = p0[int(np.argmax(finite))]
+    n_par = p.size
+    shape = traced_output_shape(adapt_model(f, style), x, p)
+    if shape is None:
+        _explain_untraceable(f, style, x, p, "f", who)
+    if shape not in ((n_points,), (), (1,)):
+        raise ValueError(
+            f"f: the model returned shape {shape} but each curve has {n_points} points"
+        )
+    if not callable(jac):
+        return
+    j_shape = traced_output_shape(adapt_model(jac, style), x, p)
+    if j_shape is None:
+        _explain_untraceable(jac, style, x, p, "jac", who)
+    allowed = {(n_points, n_par)} | ({(1, n_par)} if shape != (n_points,) else set())
+    if j_shape not in allowed:
+        raise ValueError(
+            f"jac: returned shape {j_shape}; expected ({n_points}, {n_par}): the derivative "
+            f"of the model at each of the {n_points} points with respect to each of the "
+            f"{n_par} parameters"
+        )
+
+
+def _as_y(ydata: Any) -> np.ndarray:
+    y = real_array(ydata, "ydata")
     if y.ndim != 2:
         raise ValueError(
             f"ydata: expected shape (B, N) — one row of N observations per fit — got {y.shape}"
@@ -248,10 +314,7 @@ def _as_y(ydata: Any) -> np.ndarray:
 
 def _as_x(xdata: Any, B: int, N: int) -> tuple[np.ndarray, bool]:
     """Numeric xdata and whether it is per fit (leading axis B) or shared."""
-    try:
-        x = np.asarray(xdata, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"xdata: not numeric ({err})") from err
+    x = real_array(xdata, "xdata")
     if x.ndim == 0 or x.shape[-1] != N:
         raise ValueError(
             f"xdata: shape {x.shape} does not end with N={N} (the number of points per fit "
@@ -273,10 +336,7 @@ def _as_x(xdata: Any, B: int, N: int) -> tuple[np.ndarray, bool]:
 
 def _per_fit(a: Any, B: int, P: int, name: str) -> np.ndarray:
     """A (B, P) array from a scalar, (P,) or (B, P) input."""
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}: not numeric: {a!r}") from err
+    arr = real_array(a, name)
     if arr.ndim == 0:
         return np.full((B, P), float(arr))
     if arr.shape == (P,):
@@ -336,10 +396,7 @@ def _out_of_range(wy: np.ndarray, m: np.ndarray | None) -> tuple[np.ndarray, str
 def _sigma(sigma: Any, B: int, N: int) -> np.ndarray | None:
     if sigma is None:
         return None
-    try:
-        s = np.asarray(sigma, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"sigma: not numeric ({err})") from err
+    s = real_array(sigma, "sigma")
     if s.ndim == 0 or s.shape == (N,) or s.shape == (B, N):
         return np.broadcast_to(s, (B, N))
     raise ValueError(f"sigma: has shape {s.shape}; expected a scalar, ({N},) or ({B}, {N})")
@@ -614,7 +671,11 @@ def curve_fit_batch(
         workers = default_workers() if mesh is None and jax.default_backend() == "cpu" else 1
     elif isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}")
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
         raise ValueError(
@@ -685,7 +746,7 @@ def curve_fit_batch(
         p0a = np.asarray(p0a, dtype=np.float64)
         P = p0a.shape[1]
     else:
-        p0_arr = np.asarray(p0, dtype=np.float64)
+        p0_arr = real_array(p0, "p0")
         if p0_arr.ndim not in (1, 2) or p0_arr.shape[-1] == 0:
             raise ValueError(f"p0: expected shape (P,) or (B, P), got {p0_arr.shape}")
         P = p0_arr.shape[-1]
@@ -713,15 +774,7 @@ def curve_fit_batch(
     nfev = check_max_nfev(max_nfev, default_max_nfev(P))
     jm = jac_mode(jac, P, N)
     x_one = x[0] if x_per_fit else x
-    shape = traced_output_shape(adapt_model(f, style), x_one, p0a[0])
-    if shape is None:
-        raise TypeError(
-            "f: curve_fit_batch needs a model JAX can trace (written with jax.numpy, "
-            "without Python control flow on parameter values); fit a NumPy model one curve "
-            "at a time with curvax.curve_fit"
-        )
-    if shape not in ((N,), (), (1,)):
-        raise ValueError(f"f: the model returned shape {shape} but each curve has {N} points")
+    check_batch_model(f, jac, style, x_one, p0a, N)
 
     # Fits that cannot start: marked now, run on a harmless start, reported as -1.
     invalid = np.zeros(B, dtype=bool)
@@ -861,6 +914,33 @@ def curve_fit_batch_stream(
     (per-fit ``p0`` rows must come with the data: pass ``p0=None`` or a (P,) start);
     the other keyword arguments are those of :func:`curve_fit_batch`.  Batches of the
     same size reuse one compiled program.
+
+    ``ydata_chunks`` is checked when the function is called (``TypeError`` if it is
+    not iterable, ``ValueError`` for a string or an array of fewer than three
+    dimensions, whose items would not be (b, N) batches); each batch is checked by
+    :func:`curve_fit_batch` when it is reached.
     """
-    for yc in ydata_chunks:
+    if isinstance(ydata_chunks, (str, bytes)) or (
+        isinstance(ydata_chunks, (np.ndarray, jax.Array)) and ydata_chunks.ndim < 3
+    ):
+        raise ValueError(
+            "ydata_chunks: expected an iterable of (b, N) arrays (a list, a generator, or "
+            f"a 3-D array of batches), got {type(ydata_chunks).__name__}"
+            + (f" of shape {ydata_chunks.shape}" if hasattr(ydata_chunks, "shape") else "")
+            + "; fit a single (B, N) array with curve_fit_batch"
+        )
+    try:
+        chunks = iter(ydata_chunks)
+    except TypeError as err:
+        raise TypeError(
+            "ydata_chunks: expected an iterable of (b, N) arrays (a list or a generator), "
+            f"got {type(ydata_chunks).__name__}"
+        ) from err
+    return _stream(f, xdata, chunks, p0, kwargs)
+
+
+def _stream(
+    f: Callable[..., Any], xdata: Any, chunks: Iterator[Any], p0: Any, kwargs: dict[str, Any]
+) -> Iterator[BatchResult]:
+    for yc in chunks:
         yield curve_fit_batch(f, xdata, yc, p0, **kwargs)

@@ -37,6 +37,22 @@ DEFAULT_TOL = 1e-12
 
 
 
+
+def _traced_output(
+    fn: Callable[..., Any], name: str, hint: str, n: int, dt: np.dtype, data_args: Any
+) -> Any:
+    """The abstract output of ``fn(x, *args, **kwargs)`` at ``n`` parameters (nothing
+    runs); a ``ValueError`` naming ``name`` if JAX cannot trace it."""
+    with jax.enable_x64(dt == np.float64):
+        try:
+            return jax.eval_shape(
+                lambda p: fn(p, *data_args[0], **data_args[1]), jax.ShapeDtypeStruct((n,), dt)
+            )
+        except Exception as err:
+            raise ValueError(
+                f"{name}: could not be evaluated by JAX at x0 ({type(err).__name__}); {hint}"
+            ) from err
+
 def check_residual_shape(out: Any) -> None:
     """A residual function's traced output must be a real scalar or 1-D array.
 
@@ -199,32 +215,14 @@ def least_squares(
 
         data_args = ((), {})
 
-    with jax.enable_x64(dt == np.float64):
-        try:
-            m_shape = jax.eval_shape(
-                lambda p: fn(p, *data_args[0], **data_args[1]),
-                jax.ShapeDtypeStruct((n,), dt),
-            )
-        except Exception as err:
-            raise ValueError(
-                f"fun: could not be evaluated by JAX at x0 ({type(err).__name__}: {err}); "
-                "write it with jax.numpy"
-            ) from err
+    m_shape = _traced_output(fn, "fun", "write it with jax.numpy", n, dt, data_args)
     check_residual_shape(m_shape)
     m = int(np.prod(getattr(m_shape, "shape", ()) or (1,)))
     mode = jac_mode(jac_c, n, m)
     if callable(jac_c):
-        with jax.enable_x64(dt == np.float64):
-            try:
-                j_shape = jax.eval_shape(
-                    lambda p: jac_c(p, *data_args[0], **data_args[1]),
-                    jax.ShapeDtypeStruct((n,), dt),
-                )
-            except Exception as err:
-                raise ValueError(
-                    f"jac: could not be evaluated by JAX at x0 ({type(err).__name__}); "
-                    "write it with jax.numpy, or pass jac='2-point'"
-                ) from err
+        j_shape = _traced_output(
+            jac_c, "jac", "write it with jax.numpy, or pass jac='2-point'", n, dt, data_args
+        )
         if tuple(getattr(j_shape, "shape", ())) not in ((m, n),) + (((n,),) if m == 1 else ()):
             raise ValueError(
                 f"jac: returned shape {tuple(getattr(j_shape, 'shape', ()))} at x0; "

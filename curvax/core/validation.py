@@ -7,6 +7,7 @@ message that names the argument and says what is wrong with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -362,3 +363,159 @@ def check_magnitude_value(ref: float) -> None:
             "their squares; rescale ydata (and sigma) by a constant, fit, and scale the "
             "linear parameters back"
         )
+
+
+COMPLEX_HINT = (
+    "complex values are not supported; fit real and imaginary parts as two real data sets"
+)
+
+
+def refuse_complex(value: Any, name: str, error: type[Exception] = ValueError) -> None:
+    """Refuse complex data, which casting to float64 would cut to its real part.
+
+    Raises
+    ------
+    ValueError (or ``error``)
+        If ``value`` has a complex dtype; the message starts with ``name``.
+    """
+    if value is not None and np.iscomplexobj(value):
+        raise error(f"{name}: {COMPLEX_HINT}")
+
+
+def real_array(a: Any, name: str) -> np.ndarray:
+    """``a`` as a float64 array; refuses complex, text and other non-numeric input."""
+    refuse_complex(a, name)
+    kind = getattr(getattr(a, "dtype", None), "kind", None)
+    if kind is None:
+        try:
+            kind = np.asarray(a).dtype.kind
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: not a numeric array ({err})") from err
+    if kind not in "biuf" and kind != "O":
+        raise ValueError(f"{name}: expected real numbers, got an array of dtype kind {kind!r}")
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: not a numeric array ({err})") from err
+    return arr
+
+
+def check_level(level: Any, name: str = "level") -> float:
+    """A coverage probability strictly between 0 and 1, as a float.
+
+    Shared by :func:`~curvax.insight.confidence_intervals`, :func:`~curvax.insight.predict`
+    and :func:`~curvax.insight.bootstrap`: a real number (not a bool or a string)
+    with ``0 < level < 1``; ``ValueError`` otherwise.
+    """
+    value = math.nan
+    if not isinstance(level, (bool, np.bool_, str, bytes)):
+        try:
+            arr = np.asarray(level)
+        except (TypeError, ValueError):
+            arr = np.asarray(math.nan)
+        if arr.ndim == 0 and arr.dtype.kind in "iuf":
+            value = float(arr)
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ValueError(f"{name}: expected a probability in (0, 1), got {level!r}")
+    return value
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+    """``None``, a non-negative integer or a ``numpy.random.Generator``."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"{name}: expected None, a non-negative integer or a numpy.random.Generator, "
+            f"got {type(seed).__name__}"
+        )
+    if seed < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {seed}")
+
+
+def first_bad(a: np.ndarray) -> str:
+    idx = np.argwhere(~np.isfinite(a))
+    first = tuple(int(i) for i in idx[0])
+    return f"{int((~np.isfinite(a)).sum())} non-finite value(s), first at index {first}"
+
+
+def as_ydata(ydata: Any) -> np.ndarray:
+    refuse_complex(ydata, "ydata")
+    try:
+        y = np.asarray(ydata, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"ydata: not numeric ({err})") from err
+    if y.ndim != 1:
+        if y.ndim == 0:
+            raise ValueError("ydata: must be a 1-D array of observations, got a scalar")
+        raise ValueError(
+            f"ydata: must be 1-D (one curve), got shape {y.shape}; "
+            "for many curves use curve_fit_batch"
+        )
+    if y.size == 0:
+        raise ValueError("ydata: must not be empty")
+    return y
+
+
+def sigma_array(sigma: Any, n: int) -> np.ndarray:
+    """``sigma`` as float64, checked to be a scalar, ``n`` values or an ``n × n`` matrix."""
+    refuse_complex(sigma, "sigma")
+    try:
+        s = np.asarray(sigma, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sigma: not numeric ({err})") from err
+    if s.ndim == 1 and s.shape[0] != n:
+        raise ValueError(f"sigma: has length {s.shape[0]} but ydata has length {n}")
+    if s.ndim == 2 and s.shape != (n, n):
+        raise ValueError(
+            f"sigma: a 2-D sigma (covariance of ydata) must have shape ({n}, {n}), "
+            f"got {s.shape}"
+        )
+    if s.ndim > 2:
+        raise ValueError(f"sigma: must be a scalar, 1-D or 2-D array, got shape {s.shape}")
+    return s
+
+
+def prepare_sigma(sigma: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Return ``(w, L)``: weights 1/σ for 1-D sigma, Cholesky factor for 2-D sigma."""
+    if sigma is None:
+        return None, None
+    s = sigma_array(sigma, n)
+    if s.ndim == 0:
+        s = np.full(n, float(s))
+    if s.ndim == 1:
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError("sigma: every uncertainty must be positive and finite")
+        if np.any(s < SIGMA_MIN):
+            raise ValueError(
+                f"sigma: uncertainties below {SIGMA_MIN:.1e} (subnormal numbers) have no "
+                "finite float64 weight 1/sigma; rescale ydata and sigma"
+            )
+        return 1.0 / s, None
+    if not np.all(np.isfinite(s)):  # 2-D (sigma_array allows no other shape)
+        raise ValueError("sigma: the covariance matrix contains NaN or Inf")
+    try:
+        L = np.linalg.cholesky(s)
+    except np.linalg.LinAlgError as err:
+        raise ValueError(
+            "sigma: the 2-D sigma must be a positive definite covariance matrix"
+        ) from err
+    return None, L
+
+
+def by_name(
+    mapping: Mapping[str, Any], names: Sequence[str] | None, arg: str, require_all: bool
+) -> list[tuple[str, Any]]:
+    """Items of a by-name argument in the model's parameter order, checked."""
+    if names is None:
+        raise ValueError(
+            f"{arg}: giving it by parameter name needs the names — from the model's "
+            "signature f(x, a, b, ...), a curvax model, or param_names=..."
+        )
+    unknown = sorted(set(mapping) - set(names))
+    if unknown:
+        raise ValueError(f"{arg}: unknown parameter name(s) {unknown}; names are {list(names)}")
+    missing = [k for k in names if k not in mapping]
+    if require_all and missing:
+        raise ValueError(f"{arg}: missing value(s) for parameter(s) {missing}")
+    return [(k, mapping[k]) for k in names if k in mapping]

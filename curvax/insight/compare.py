@@ -18,16 +18,26 @@ under the simple model; the p-value is ``P(F' > F)``.  The test is exact for lin
 models with normal errors and approximate otherwise; it is invalid when the extra
 parameters sit on a boundary of their range under the simple model (e.g. the
 amplitude of an additional peak being 0).
+
+Both comparisons need fits of the same observations with the same weights: χ² of fits
+with different ``sigma`` are on different scales.  Fits made in this process carry
+their ``ydata`` and ``sigma``, which are compared value by value (no ``sigma`` counts
+as ``sigma = 1``); for results that do not (loaded from JSON, or made by
+``least_squares``) only the kind of weighting recorded in
+``result.extra['metadata']['options']['sigma']`` (``'none'``, ``'1-D'``,
+``'covariance'``) can be compared.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from curvax.insight.checks import check_fit_result
 from curvax.insight.diagnostics import free_mask, information_criteria
 from curvax.insight.stats import f_sf
 
@@ -78,6 +88,111 @@ def _k(result: Any) -> int:
     return int(np.sum(free_mask(result, None)))
 
 
+#: Relative excess of the complex model's χ² over the simple one's still read as
+#: rounding (both fits at their minima, the extra parameters not improving the fit).
+CHISQR_ROUNDING = 1e-8
+
+_SIGMA_KINDS = ("none", "1-D", "covariance")
+
+
+def _given_data(result: Any) -> tuple[Any, Any] | None:
+    """``(ydata, sigma)`` a fit made in this process was given, else None."""
+    ctx = getattr(result, "_context", None)
+    try:
+        _, _, (_, y, sigma) = ctx  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return None
+    return y, sigma
+
+
+def _recorded_sigma_kind(result: Any) -> str | None:
+    """The kind of weighting in the fit's metadata (``'none'``, ``'1-D'``, ``'covariance'``)."""
+    meta = (getattr(result, "extra", None) or {}).get("metadata") or {}
+    kind = (meta.get("options") or {}).get("sigma") if isinstance(meta, Mapping) else None
+    return kind if kind in _SIGMA_KINDS else None
+
+
+def _sigma_values(sigma: Any, m: int) -> tuple[np.ndarray, str]:
+    """The weights of a fit as an array to compare (``ones`` for none) and their kind."""
+    if sigma is None:
+        return np.ones(m), "none"
+    s = np.asarray(sigma, dtype=np.float64)
+    if s.ndim == 0:
+        return np.full(m, float(s)), f"scalar {float(s):g}"
+    return s, ("covariance" if s.ndim == 2 else "1-D")
+
+
+def _check_same_data(name_a: str, a: Any, name_b: str, b: Any, what: str) -> None:
+    """Refuse two fits whose observations or weights (``sigma``) differ."""
+    m = int(a.n_points)
+    if int(b.n_points) != m:
+        raise ValueError(
+            f"{name_b}: the fits have different numbers of points ({m} in {name_a}, "
+            f"{int(b.n_points)} in {name_b}); {what} needs both fitted to the same data"
+        )
+    da, db = _given_data(a), _given_data(b)
+    if da is not None and db is not None:
+        if da[0] is not db[0]:
+            ya = np.asarray(da[0], dtype=np.float64)
+            yb = np.asarray(db[0], dtype=np.float64)
+            if ya.shape != yb.shape or not np.array_equal(ya, yb, equal_nan=True):
+                raise ValueError(
+                    f"{name_b}: was fitted to other ydata than {name_a}; {what} needs both "
+                    "fitted to the same observations"
+                )
+        if da[1] is db[1]:
+            return
+        (sa, ka), (sb, kb) = _sigma_values(da[1], m), _sigma_values(db[1], m)
+        if sa.shape == sb.shape and np.array_equal(sa, sb):
+            return
+    else:
+        ka, kb = _recorded_sigma_kind(a), _recorded_sigma_kind(b)
+        if ka is None or kb is None or ka == kb:
+            return  # nothing recorded to tell the weights apart
+    raise ValueError(
+        f"{name_b}: was fitted with other weights than {name_a} (sigma: {kb} against "
+        f"{ka}); chi-squares of differently weighted fits are on different scales, so "
+        f"{what} would be meaningless — fit both models with the same sigma"
+    )
+
+
+def _f_test(rs: Any, rc: Any, name_s: str, name_c: str) -> FTestResult:
+    """:func:`f_test` with the fits named ``name_s`` and ``name_c`` in messages."""
+    check_fit_result(rs, name_s)
+    check_fit_result(rc, name_c)
+    _check_same_data(name_s, rs, name_c, rc, "the F-test")
+    m = int(rs.n_points)
+    ks, kc = _k(rs), _k(rc)
+    if kc <= ks:
+        raise ValueError(
+            f"{name_c}: the complex model must have more fitted parameters than the simple "
+            f"one (got {kc} and {ks})"
+        )
+    if m <= kc:
+        raise ValueError(
+            f"{name_c}: {m} points leave no degrees of freedom for {kc} parameters"
+        )
+    cs, cc = float(rs.chisqr), float(rc.chisqr)
+    df1, df2 = kc - ks, m - kc
+    gain = cs - cc
+    if gain < 0:
+        if -gain > CHISQR_ROUNDING * cc:
+            raise ValueError(
+                f"{name_c}: its chi-square ({cc:.6g}) exceeds that of the simple model "
+                f"({cs:.6g}), which a model containing the simple one cannot do at its "
+                "minimum: the complex fit stopped short of its minimum (refit it from the "
+                "simple fit's parameters with the extra ones at their nesting values) or "
+                "the models are not nested"
+            )
+        gain = 0.0  # equal up to rounding: the extra parameters gain nothing
+    if cc == 0.0:
+        F = math.inf if gain > 0 else math.nan
+    else:
+        F = (gain / df1) / (cc / df2)
+    p = float(f_sf(F, df1, df2)) if math.isfinite(F) else (0.0 if F > 0 else math.nan)
+    return FTestResult(F=float(F), df1=df1, df2=df2, p_value=p, chisqr_simple=cs, chisqr_complex=cc)
+
+
 def f_test(result_simple: Any, result_complex: Any) -> FTestResult:
     """F-test of a simple model against a more complex one that contains it.
 
@@ -91,38 +206,25 @@ def f_test(result_simple: Any, result_complex: Any) -> FTestResult:
     -------
     FTestResult
         ``F = [(χ²_s − χ²_c)/(k_c − k_s)] / [χ²_c/(m − k_c)]`` and its p-value under
-        ``F(k_c − k_s, m − k_c)``.
+        ``F(k_c − k_s, m − k_c)``.  ``F ≥ 0`` always: a complex fit whose χ² exceeds
+        the simple one's by at most a relative ``1e-8`` (rounding) gives ``F = 0``,
+        ``p = 1``; a larger excess raises (see below).  Two perfect fits (``χ² = 0``)
+        give ``F = nan``.
 
     Raises
     ------
+    TypeError
+        If either argument is not a :class:`~curvax.FitResult`.
     ValueError
-        If the fits have different numbers of points, the complex model does not have
-        more fitted parameters, or ``m ≤ k_c``.
+        If the fits have different numbers of points, were fitted to different
+        ``ydata`` or with different weights (``sigma``; see the module docstring for
+        what can be compared), the complex model does not have more fitted parameters,
+        ``m ≤ k_c``, or the complex fit has a larger χ² than the simple one beyond
+        rounding — impossible for nested models at their minima, so the complex fit
+        did not converge to its minimum (or the models are not nested); a p-value of 1
+        there would hide that.
     """
-    m = int(result_simple.n_points)
-    if int(result_complex.n_points) != m:
-        raise ValueError(
-            f"f_test: the fits have different numbers of points ({m} and "
-            f"{result_complex.n_points}); both models must be fitted to the same data"
-        )
-    ks, kc = _k(result_simple), _k(result_complex)
-    if kc <= ks:
-        raise ValueError(
-            f"f_test: the complex model must have more fitted parameters than the simple "
-            f"one (got {kc} and {ks})"
-        )
-    if m <= kc:
-        raise ValueError(f"f_test: {m} points leave no degrees of freedom for {kc} parameters")
-    cs, cc = float(result_simple.chisqr), float(result_complex.chisqr)
-    df1, df2 = kc - ks, m - kc
-    if cc == 0.0:
-        F = math.inf if cs > 0 else math.nan
-    else:
-        F = ((cs - cc) / df1) / (cc / df2)
-    p = float(f_sf(F, df1, df2)) if math.isfinite(F) else (0.0 if F > 0 else math.nan)
-    if math.isfinite(F) and F < 0:
-        p = 1.0  # the complex fit is worse (not converged to its minimum)
-    return FTestResult(F=float(F), df1=df1, df2=df2, p_value=p, chisqr_simple=cs, chisqr_complex=cc)
+    return _f_test(result_simple, result_complex, "result_simple", "result_complex")
 
 
 def _weights(ic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,21 +363,34 @@ def compare_models(
 
     Raises
     ------
+    TypeError
+        If ``results`` is not a dict of :class:`~curvax.FitResult`.
     ValueError
         If fewer than one result is given, the fits have different numbers of points,
-        or some used ``absolute_sigma=True`` and others not.
+        different ``ydata`` or different weights (``sigma``; see the module
+        docstring), some used ``absolute_sigma=True`` and others not, or an F-test
+        asked for fails (see :func:`f_test`).
     """
     if criterion not in ("aic", "aicc", "bic"):
         raise ValueError(f"criterion: expected 'aic', 'aicc' or 'bic', got {criterion!r}")
+    if not isinstance(results, Mapping):
+        raise TypeError(
+            f"results: expected a dict of name -> FitResult, got {type(results).__name__}"
+        )
     if not results:
         raise ValueError("results: give at least one fit")
     names = list(results)
+    for n in names:
+        check_fit_result(results[n], f"results[{n!r}]")
     ms = {int(results[n].n_points) for n in names}
     if len(ms) != 1:
         raise ValueError(
             f"results: the fits have different numbers of points {sorted(ms)}; information "
             "criteria only compare models fitted to the same data"
         )
+    first = f"results[{names[0]!r}]"
+    for n in names[1:]:
+        _check_same_data(first, results[names[0]], f"results[{n!r}]", results[n], "comparing them")
     m = ms.pop()
     absolute = {bool(getattr(results[n], "absolute_sigma", False)) for n in names}
     if len(absolute) != 1:
@@ -311,7 +426,7 @@ def compare_models(
     for s, c in pairs:
         if s not in results or c not in results:
             raise ValueError(f"nested: unknown model name in ({s!r}, {c!r})")
-        t = f_test(results[s], results[c])
+        t = _f_test(results[s], results[c], f"results[{s!r}]", f"results[{c!r}]")
         t.simple, t.complex = s, c
         tests.append(t)
 

@@ -43,6 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvax.core.problem import adapt_model, count_model_params, traced_output_shape
+from curvax.core.validation import check_level, check_seed, real_array
+from curvax.insight.checks import check_fit_result
 from curvax.insight.diagnostics import free_mask, leverage_and_cooks
 from curvax.insight.stats import norm_ppf, t_ppf
 
@@ -63,9 +66,16 @@ def coverage_quantile(result: Any, level: float, dist: str = "auto") -> float:
     ``dist='auto'``: Student's t with ``m − k`` degrees of freedom unless the fit used
     ``absolute_sigma=True`` (then the standard normal); ``'t'`` or ``'normal'`` force
     one.
+
+    Raises
+    ------
+    TypeError
+        If ``result`` is not a :class:`~curvax.FitResult`.
+    ValueError
+        If ``level`` is not a number strictly between 0 and 1, or ``dist`` is unknown.
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a probability in (0, 1), got {level!r}")
+    check_fit_result(result)
+    level = check_level(level)
     if dist not in ("auto", "t", "normal"):
         raise ValueError(f"dist: expected 'auto', 't' or 'normal', got {dist!r}")
     use_normal = dist == "normal" or (dist == "auto" and getattr(result, "absolute_sigma", False))
@@ -182,6 +192,13 @@ def confidence_intervals(
     The intervals inherit the assumptions of the covariance (local linearity,
     independent errors with zero mean, an interior minimum): check
     :func:`~curvax.insight.diagnose_result` for warnings first.
+
+    Raises
+    ------
+    TypeError
+        If ``result`` is not a :class:`~curvax.FitResult`.
+    ValueError
+        If ``level`` is not a number strictly between 0 and 1, or ``dist`` is unknown.
     """
     q = coverage_quantile(result, level, dist)
     p = np.asarray(result.x, dtype=np.float64)
@@ -209,8 +226,64 @@ class Prediction(NamedTuple):
     upper: np.ndarray
 
 
-def _call(model: Callable[..., Any], x: Any, p: Any, param_style: str) -> Any:
-    return model(x, p) if param_style == "array" else model(x, *p)
+def _model_and_gradient(
+    model: Callable[..., Any], x_new: Any, p_hat: np.ndarray, param_style: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``f(x_new, p̂)`` and ``G = ∂f/∂p`` (reshaped to (size, n)), both float64.
+
+    Forward-mode automatic differentiation when JAX can trace the model; otherwise
+    (a NumPy model) the model is evaluated on the host and ``G`` is formed by central
+    differences with the steps of SciPy's ``'3-point'`` scheme,
+    ``h_j = ε^(1/3) max(1, |p̂_j|)``.
+    """
+    g = adapt_model(model, param_style)
+    n = p_hat.size
+    with jax.enable_x64(True):
+        try:
+            xn = jnp.asarray(x_new, dtype=jnp.float64)
+        except (TypeError, ValueError):
+            xn = x_new
+        if traced_output_shape(g, xn, p_hat) is not None:
+
+            def fp(pp: jax.Array) -> jax.Array:
+                return jnp.asarray(g(xn, pp), dtype=jnp.float64)
+
+            p = jnp.asarray(p_hat)
+            y = np.asarray(fp(p))
+            G = np.asarray(jax.jacfwd(fp)(p)).reshape(y.size, n)  # y.shape + (n,)
+            return y, G
+
+    xh = x_new
+    if not isinstance(x_new, np.ndarray):
+        try:
+            xh = np.asarray(x_new, dtype=np.float64)
+        except (TypeError, ValueError):
+            xh = x_new
+
+    def host(pp: np.ndarray) -> np.ndarray:
+        try:
+            out = g(xh, pp)
+        except Exception as err:
+            raise ValueError(
+                f"model: raised {type(err).__name__} at x_new and the fitted parameters: {err}"
+            ) from err
+        kind = np.asarray(out).dtype.kind if out is not None else "O"
+        if kind not in "biuf":
+            what = "complex values" if kind == "c" else type(out).__name__
+            raise ValueError(f"model: must return real numbers, got {what}")
+        return np.asarray(out, dtype=np.float64)
+
+    y = host(p_hat)
+    G = np.empty((y.size, n))
+    h = np.finfo(np.float64).eps ** (1.0 / 3.0) * np.maximum(1.0, np.abs(p_hat))
+    for j in range(n):
+        e = np.zeros(n)
+        e[j] = h[j]
+        up, down = host(p_hat + e), host(p_hat - e)
+        if up.shape != y.shape or down.shape != y.shape:
+            raise ValueError("model: its output shape changes with the parameters")
+        G[:, j] = ((up - down) / ((p_hat[j] + h[j]) - (p_hat[j] - h[j]))).ravel()
+    return y, G
 
 
 def predict(
@@ -232,7 +305,9 @@ def predict(
         The fit (its ``x`` and ``pcov`` are used).
     model : callable
         The fitted model ``f(x, *p)`` (``param_style='args'``) or ``f(x, p)``
-        (``'array'``), written with ``jax.numpy``.
+        (``'array'``).  Written with ``jax.numpy`` it is differentiated exactly
+        (forward mode); a model JAX cannot trace (NumPy) is differentiated by central
+        differences (steps ``ε^(1/3) max(1, |p̂_j|)``).
     x_new : array_like
         Where to evaluate.
     level : float
@@ -241,9 +316,10 @@ def predict(
         ``'confidence'``: where the true curve lies; ``'prediction'``: where a new
         observation falls (adds the error variance ``s²σ*²``).
     sigma_new : float or array_like, optional
-        ``sigma`` of the new observations (prediction band), in the units of the
-        fit's ``sigma``; default 1 (right for an unweighted fit).  Required for a
-        prediction band when the fit used ``absolute_sigma=True``.
+        ``sigma`` of the new observations (prediction band only), in the units of the
+        fit's ``sigma``: a non-negative scalar or one value per predicted point;
+        default 1 (right for an unweighted fit).  Required for a prediction band when
+        the fit used ``absolute_sigma=True``.
     param_style : {'args', 'array'}
     dist : {'auto', 't', 'normal'}
         As in :func:`confidence_intervals`.
@@ -253,7 +329,22 @@ def predict(
     Prediction
         ``(y, lower, upper)`` NumPy arrays of the shape of the model output:
         ``y ± q √(diag(G C Gᵀ) [+ s² σ*²])`` with ``G = ∂f(x_new, p)/∂p`` at ``p̂``.
+
+    Raises
+    ------
+    TypeError
+        If ``result`` is not a :class:`~curvax.FitResult` or ``model`` not callable.
+    ValueError
+        On a bad ``level``, ``band``, ``param_style`` or ``dist``; a ``model`` whose
+        number of parameters differs from the fit's, that raises or returns
+        non-real values; a ``sigma_new`` that is negative, not finite, of the wrong
+        shape, or given for a confidence band.
     """
+    check_fit_result(result)
+    if not callable(model):
+        raise TypeError(
+            f"model: expected the fitted model (a callable), got {type(model).__name__}"
+        )
     if band not in ("confidence", "prediction"):
         raise ValueError(f"band: expected 'confidence' or 'prediction', got {band!r}")
     if param_style not in ("args", "array"):
@@ -264,22 +355,29 @@ def predict(
             "sigma_new: a prediction band of a fit with absolute_sigma=True needs the "
             "sigma of the new observations"
         )
+    sn = None
+    if sigma_new is not None:
+        if band != "prediction":
+            raise ValueError(
+                "sigma_new: only a prediction band uses it (band='prediction'); a "
+                "confidence band is about the curve, not about new observations"
+            )
+        sn = real_array(sigma_new, "sigma_new")
+        if not np.all(np.isfinite(sn)) or np.any(sn < 0):
+            raise ValueError(
+                f"sigma_new: every uncertainty must be non-negative and finite, got {sigma_new!r}"
+            )
     q = coverage_quantile(result, level, dist)
     pcov = np.asarray(result.pcov, dtype=np.float64)
-    with jax.enable_x64(True):
-        p = jnp.asarray(np.asarray(result.x, dtype=np.float64))
-        try:
-            xn = jnp.asarray(x_new, dtype=jnp.float64)
-        except (TypeError, ValueError):
-            xn = x_new
-
-        def fp(pp: jax.Array) -> jax.Array:
-            return jnp.asarray(_call(model, xn, pp, param_style), dtype=jnp.float64)
-
-        y = fp(p)
-        G = jax.jacfwd(fp)(p)  # shape y.shape + (n,)
-        y = np.asarray(y)
-        G = np.asarray(G).reshape(y.size, p.size)
+    p_hat = np.asarray(result.x, dtype=np.float64)
+    if param_style == "args":
+        n_sig = count_model_params(model)
+        if n_sig is not None and n_sig != p_hat.size:
+            raise ValueError(
+                f"model: takes {n_sig} parameter(s) but the fit has {p_hat.size}; pass the "
+                "model that was fitted (or param_style='array' for a model f(x, params))"
+            )
+    y, G = _model_and_gradient(model, x_new, p_hat, param_style)
     if np.all(np.isfinite(pcov)):
         var = np.einsum("ij,jk,ik->i", G, pcov, G)
         var = np.clip(var, 0.0, None)
@@ -287,8 +385,16 @@ def predict(
         var = np.full(y.size, np.inf)
     if band == "prediction":
         s2 = 1.0 if absolute else float(result.chisqr) / max(_dof(result), 1)
-        sn = 1.0 if sigma_new is None else np.asarray(sigma_new, dtype=np.float64)
-        var = var + s2 * np.broadcast_to(np.asarray(sn) ** 2, y.shape).ravel()
+        if sn is None:
+            sn = np.ones(())
+        try:
+            sn2 = np.broadcast_to(sn**2, y.shape)
+        except ValueError as err:
+            raise ValueError(
+                f"sigma_new: has shape {sn.shape} but the model gives shape {y.shape} at "
+                "x_new; give a scalar or one value per predicted point"
+            ) from err
+        var = var + s2 * sn2.ravel()
     half = (q * np.sqrt(var)).reshape(y.shape)
     return Prediction(y, y - half, y + half)
 
@@ -457,7 +563,7 @@ def bootstrap(
         Number of replicates (default 1000).
     kind : {'residual', 'pairs'}
         Resampling scheme (see the module docstring).
-    seed : int or None
+    seed : int, numpy.random.Generator or None
         Seed of the NumPy random generator (reproducible by default).
     sigma : array_like (m,), optional
         1-D uncertainties of ``y`` (resampled with the points for ``'pairs'``;
@@ -479,9 +585,14 @@ def bootstrap(
 
     Raises
     ------
+    TypeError
+        On a ``seed`` that is not None, an integer or a ``numpy.random.Generator``.
     ValueError
-        On an unknown ``kind``, ``n_boot < 2``, a 2-D ``sigma``, or when the fit to the
-        original data fails.
+        On an unknown ``kind``, ``n_boot < 2``, a ``level`` not strictly between 0 and
+        1 (the check of :func:`confidence_intervals`), complex or non-numeric ``x``,
+        ``y`` or ``sigma``, a 2-D ``sigma`` or one whose length differs from ``y``'s, or
+        when the fit to the original data fails.  With ``nan_policy='omit'`` the points
+        with NaN are dropped before resampling.
     """
     from curvax.curve_fit import fit_curve
 
@@ -489,19 +600,31 @@ def bootstrap(
         raise ValueError(f"kind: expected 'residual' or 'pairs', got {kind!r}")
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise ValueError(f"n_boot: expected an integer ≥ 2, got {n_boot!r}")
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64).ravel()
+    level = check_level(level)
+    check_seed(seed)
+    xa = real_array(x, "x")
+    ya = real_array(y, "y")
+    if ya.ndim != 1 or ya.size == 0:
+        raise ValueError(f"y: expected a non-empty 1-D array of observations, got shape {ya.shape}")
     m = ya.size
-    if xa.shape[-1] != m:
+    if xa.ndim == 0 or xa.shape[-1] != m:
         raise ValueError(
             f"x: the points must lie along the last axis (length {m}), got shape {xa.shape}"
         )
     sg = None
     if sigma is not None:
-        sg = np.asarray(sigma, dtype=np.float64)
+        sg = real_array(sigma, "sigma")
         if sg.ndim > 1:
             raise ValueError("sigma: the bootstrap takes a scalar or 1-D sigma")
+        if sg.ndim == 1 and sg.size != m:
+            raise ValueError(f"sigma: has length {sg.size} but y has length {m}")
         sg = np.broadcast_to(sg, (m,)).copy()
+    if fit_kwargs.get("nan_policy") == "omit":  # resample only the points the fit uses
+        keep = ~(np.isnan(ya) | np.isnan(xa).reshape(-1, m).any(axis=0))
+        if not keep.all():
+            ya, xa = ya[keep], xa[..., keep]
+            sg = None if sg is None else sg[keep]
+            m = ya.size
     fit0 = fit_curve(model, xa, ya, p0, sigma=sg, **fit_kwargs)
     if not fit0.success or not np.all(np.isfinite(fit0.x)):
         raise ValueError(f"the fit to the original data failed: {fit0.message}")
@@ -511,7 +634,9 @@ def bootstrap(
     scale = np.ones(m) if sg is None else sg
     r = np.asarray(fit0.fun, dtype=np.float64)
     if r.size != m:
-        raise ValueError("the fit omitted points (nan_policy); remove them before bootstrapping")
+        raise ValueError(
+            "y: the fit omitted points (nan_policy); remove them before bootstrapping"
+        )
 
     if kind == "residual":
         yhat = ya + scale * r  # r = (f − y)/σ

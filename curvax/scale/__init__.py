@@ -15,6 +15,7 @@ from curvax.scale.memory import estimate_memory_requirements
 from curvax.scale.sources import (
     ArraySource,
     CallableSource,
+    ChunkDataError,
     ChunkReadError,
     ChunkSource,
     HDF5Source,
@@ -29,6 +30,7 @@ __all__ = [
     "ArraySource",
     "CallableSource",
     "CheckpointError",
+    "ChunkDataError",
     "ChunkReadError",
     "ChunkSource",
     "DaskArraySource",

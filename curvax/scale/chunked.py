@@ -21,8 +21,10 @@ pass), as in memory.
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +36,7 @@ from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
+from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
 from curvax.core.reduction import Reduction
 from curvax.core.result import FitResult
@@ -42,8 +45,11 @@ from curvax.core.solve import host_model_error, strictly_feasible, to_device
 from curvax.core.start import default_start
 from curvax.core.trf import trf
 from curvax.core.validation import (
+    by_name,
+    check_f_scale,
     check_feasible,
     check_free_parameters,
+    check_loss,
     check_max_nfev,
     check_method,
     check_solver_options,
@@ -51,13 +57,14 @@ from curvax.core.validation import (
     check_x_scale,
     default_method,
     prepare_bounds,
+    resolve_dtype,
 )
 from curvax.core.wire import TokenRegistry, from_host, from_wire, to_wire, wire_shape
 from curvax.core.xla_options import cpu_compiler_options
 from curvax.curve_fit import probe_model
 from curvax.scale.dask_backend import DaskReducer, DaskSource
 from curvax.scale.host_reduce import HostReducer
-from curvax.scale.sources import ChunkSource, ReadPolicy, as_source, with_retries
+from curvax.scale.sources import Chunk, ChunkSource, ReadPolicy, as_source, with_retries
 from curvax.warnings import PerformanceWarning
 
 DEFAULT_CHUNK_SIZE = 65536
@@ -171,6 +178,184 @@ def run_solver(
             raise
 
 
+# --- the checks shared with StreamingOptimizer ----------------------------------------
+
+
+@dataclass(frozen=True)
+class FitSetup:
+    """The checked set-up of a chunked or streaming fit (see :func:`check_fit_setup`)."""
+
+    p0: np.ndarray  # full start (fixed values in place), float64
+    style: str  # 'args' | 'array'
+    names: tuple[str, ...] | None
+    lb: np.ndarray
+    ub: np.ndarray
+    method: str  # resolved: 'trf' | 'lm'
+    dtype: np.dtype
+    f_scale: float
+
+
+def _apply_fixed(
+    fixed: Any,
+    names: tuple[str, ...] | None,
+    p0: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+) -> None:
+    """Hold the parameters named in ``fixed`` at their values (``lb = ub = p0 = v``)."""
+    if not isinstance(fixed, Mapping):
+        raise ValueError(
+            f"fixed: expected a mapping {{parameter name: value}}, got {type(fixed).__name__}"
+        )
+    if not fixed:
+        return
+    pairs = dict(by_name(fixed, names, "fixed", require_all=False))
+    for i, name in enumerate(names or ()):
+        if name not in pairs:
+            continue
+        raw = pairs[name]
+        try:
+            v = float(raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"fixed: the value of {name!r} is not a number: {raw!r}") from err
+        if not math.isfinite(v):
+            raise ValueError(f"fixed: the value of {name!r} is not finite ({v!r})")
+        if not lb[i] <= v <= ub[i]:
+            raise ValueError(
+                f"fixed: {name}={v:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]"
+            )
+        p0[i] = lb[i] = ub[i] = v
+
+
+def check_fit_setup(
+    f: Any,
+    p0: Any,
+    *,
+    bounds: Any,
+    method: str | None,
+    loss: Any,
+    f_scale: Any,
+    dtype: Any,
+    param_style: str,
+    fixed: Any = None,
+    param_names: tuple[str, ...] | None = None,
+    sample: Chunk | None = None,
+    model_name: str = "f",
+) -> FitSetup:
+    """Check what a chunked or streaming fit is given, before any data are computed.
+
+    The checks (:mod:`curvax.core.validation`) of :func:`fit_chunked` and of both modes
+    of :class:`~curvax.scale.streaming.StreamingOptimizer`: the model is callable; dtype,
+    loss, ``f_scale``; ``p0`` (finite, as many values as the model takes; the model's
+    guess on ``sample`` when None); bounds, ``fixed``, a start inside the bounds, a free
+    parameter left; the method (and ``'lm'`` without bounds).
+
+    Parameters
+    ----------
+    f : callable
+        The model.
+    p0 : array_like or None
+        The start.
+    bounds, method, loss, f_scale, dtype, param_style, fixed, param_names
+        As in :func:`fit_chunked`.
+    sample : Chunk, optional
+        The first points of the data (for ``p0=None``).
+    model_name : str
+        How the caller calls the model (named in messages).
+
+    Returns
+    -------
+    FitSetup
+
+    Raises
+    ------
+    TypeError
+        ``f`` is not callable.
+    ValueError
+        Any other invalid argument (named in the message).
+    """
+    if not callable(f):
+        raise TypeError(f"{model_name}: expected a callable model, got {type(f).__name__}")
+    dt = resolve_dtype(dtype)
+    check_loss(loss)
+    fs = check_f_scale(f_scale)
+    names = getattr(f, "param_names", None)
+    names = tuple(names) if names is not None else None
+    if param_names is not None:
+        names = tuple(param_names)
+    n_sig = count_model_params(f)
+    if p0 is None:
+        if sample is None:
+            raise ValueError("p0: the starting parameters are required")
+        p0a = default_start(f, sample.x, sample.y, bounds)
+    else:
+        p0a = check_x0(p0, None).copy()
+    n = p0a.size
+    style = detect_param_style(f, n, param_style)
+    if style == "args" and n_sig is not None and n_sig != n:
+        model = "the model" if model_name == "model" else f"the model {model_name}"
+        raise ValueError(f"p0: has {n} values but {model} takes {n_sig} parameters")
+    if names is None and style == "args":
+        sn = signature_param_names(f)
+        names = sn if sn is not None and len(sn) == n else None
+    lb, ub = prepare_bounds(bounds, n)
+    if fixed is not None:
+        _apply_fixed(fixed, names, p0a, lb, ub)
+    check_feasible(p0a, lb, ub)
+    check_free_parameters(lb, ub)
+    bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
+    method = default_method(method, bounded, loss)
+    free_b = lb < ub
+    check_method(
+        method,
+        bool(
+            np.any(free_b) and bounded and np.any(np.isfinite(lb[free_b]) | np.isfinite(ub[free_b]))
+        ),
+    )
+    return FitSetup(p0a, style, names, lb, ub, method, dt, fs)
+
+
+def check_model_output(
+    f: Any,
+    style: str,
+    x: np.ndarray,
+    p0: np.ndarray,
+    dt: np.dtype,
+    model_name: str = "f",
+) -> bool:
+    """Probe the model on the points ``x`` (one chunk); whether JAX can trace it.
+
+    Raises
+    ------
+    ValueError
+        The model fails at ``p0``, returns complex values, does not return one value
+        per point, or is not point-by-point (:mod:`curvax.core.pointwise`).
+    """
+    n_pts = int(np.shape(x)[-1])
+    if not np.all(np.isfinite(x)):
+        x = np.where(np.isfinite(x), x, 0.0)
+    try:
+        traceable, shape = probe_model(f, style, x, p0, dt)
+    except ValueError as err:
+        msg = str(err)
+        if model_name != "f" and msg.startswith("f: "):
+            raise ValueError(f"{model_name}: {msg[3:]}") from err
+        raise
+    if shape not in ((n_pts,), (), (1,)):
+        raise ValueError(
+            f"{model_name}: the model returned shape {shape} for a chunk of {n_pts} points; "
+            "it must return one value per point"
+        )
+    if n_pts >= 2 and not is_pointwise(f, style, x, -1, p0, dt):
+        raise ValueError(
+            f"{model_name}: the model is not point-by-point (its value at a point depends "
+            "on the other points, e.g. through mean(x), a cumulative sum or len(x)), so it "
+            "cannot be fitted chunk by chunk; fit the data in memory with fit_curve, which "
+            "gives such a model all the points at once"
+        )
+    return traceable
+
+
 # --- the front door ------------------------------------------------------------------
 
 
@@ -218,6 +403,7 @@ def fit_chunked(
     dtype: Any = None,
     param_style: str = "auto",
     param_names: tuple[str, ...] | None = None,
+    fixed: Mapping[str, float] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     block_size: int | None = None,
     nan_policy: str | None = None,
@@ -246,6 +432,12 @@ def fit_chunked(
         where their blocks live (:mod:`curvax.scale.dask_backend`).
     p0 : array_like, optional
         Start (default: the model's ``guess`` on the first chunk, else ones).
+    sigma : array_like (n,), optional
+        One uncertainty per point; a 2-D sigma (covariance) is refused, since it
+        couples points of different chunks.
+    fixed : mapping, optional
+        ``{name: value}``: hold these parameters at these values (as in
+        :func:`curvax.fit_curve`); a value must lie inside the parameter's bounds.
     chunk_size : int
         Points computed per kernel call (and read per chunk for sources that read by
         ranges).  Any value gives the same answer; it trades memory for overhead.
@@ -302,43 +494,27 @@ def fit_chunked(
 
     read_policy = ReadPolicy(max_retries=max_retries, retry_backoff=float(retry_backoff))
     sample = with_retries(lambda: src.sample(1024), read_policy)
-    names = getattr(f, "param_names", None)
-    n_sig = count_model_params(f)
-    if p0 is None:
-        p0a = default_start(f, sample.x, sample.y, bounds)
-    else:
-        p0a = check_x0(p0, None)
-    n = p0a.size
-    style = detect_param_style(f, n, param_style)
-    if style == "args" and n_sig is not None and n_sig != n:
-        raise ValueError(f"p0: has {n} values but the model f takes {n_sig} parameters")
-    if names is None and style == "args":
-        sn = signature_param_names(f)
-        names = sn if sn is not None and len(sn) == n else None
-    lb, ub = prepare_bounds(bounds, n)
-    check_feasible(p0a, lb, ub)
-    check_free_parameters(lb, ub)
-    bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
-    method = default_method(method, bounded, loss)
-    free_b = lb < ub
-    check_method(
-        method,
-        bool(
-            np.any(free_b) and bounded and np.any(np.isfinite(lb[free_b]) | np.isfinite(ub[free_b]))
-        ),
+    setup = check_fit_setup(
+        f,
+        p0,
+        bounds=bounds,
+        method=method,
+        loss=loss,
+        f_scale=f_scale,
+        dtype=dt,
+        param_style=param_style,
+        fixed=fixed,
+        param_names=param_names,
+        sample=sample,
     )
+    p0a, style, names, lb, ub, method = (
+        setup.p0, setup.style, setup.names, setup.lb, setup.ub, setup.method
+    )
+    n = p0a.size
     xs = check_x_scale(x_scale, n, lb, ub)
     nfev = check_max_nfev(max_nfev, default_max_nfev(n))
 
-    x_probe = sample.x
-    if not np.all(np.isfinite(x_probe)):
-        x_probe = np.where(np.isfinite(x_probe), x_probe, 0.0)
-    traceable, shape = probe_model(f, style, x_probe, p0a, dt)
-    if shape not in ((sample.n,), (), (1,)):
-        raise ValueError(
-            f"f: the model returned shape {shape} for a chunk of {sample.n} points; it must "
-            "return one value per point"
-        )
+    traceable = check_model_output(f, style, sample.x, p0a, dt)
     if traceable:
         jmode = jac_mode(jac, n, min(block_size, chunk_size))
     else:
@@ -406,7 +582,7 @@ def fit_chunked(
             gtol_,
             nfev,
             absolute_sigma,
-            param_names or names,
+            names,
             loss,
             p0a,
             free,

@@ -48,8 +48,15 @@ import numpy as np
 
 from curvax.core.locks import ForkSafeLock
 from curvax.core.reduction import triangularize
+from curvax.core.validation import COMPLEX_HINT
 from curvax.scale.host_reduce import HostReducer, PassStats
-from curvax.scale.sources import ArraySource, Chunk, ChunkSource, make_chunk
+from curvax.scale.sources import (
+    ArraySource,
+    Chunk,
+    ChunkSource,
+    check_real,
+    make_chunk,
+)
 
 #: Counts that lead a packed partial: cost, non-finite entries, points used, points
 #: omitted (NaN/Inf under ``nan_policy='omit'``), points in the block.
@@ -284,6 +291,8 @@ class DaskArraySource(DaskSource):
                 f"y: expected a Dask array like x, got {type(y).__name__} "
                 "(wrap it with dask.array.from_array(y, chunks=x.chunks[-1]))"
             )
+        for name, v in (("x", x), ("y", y), ("sigma", sigma)):
+            check_real(v, name)  # dtype only: nothing is computed
         if y.ndim != 1:
             raise ValueError(f"y: must be 1-D, got shape {y.shape}")
         n = _points(y, "y")
@@ -360,6 +369,8 @@ class DaskDataFrameSource(DaskSource):
                 )
             if not is_numeric_dtype(frame.dtypes[name]):
                 raise ValueError(f"{what}: column {name!r} is not numeric ({frame.dtypes[name]})")
+            if getattr(frame.dtypes[name], "kind", "") == "c":
+                raise ValueError(f"{what}: column {name!r}: {COMPLEX_HINT}")
         self.x_names, self.y_name, self.sigma_name = x_names, y, sigma
         cols = [*x_names, y] + ([sigma] if sigma else [])
         arr = frame[cols].to_dask_array(lengths=True).astype(np.float64)

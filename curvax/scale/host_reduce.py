@@ -107,6 +107,76 @@ def bucket(n: int, chunk_size: int) -> int:
     return min(b, chunk_size)
 
 
+def check_chunk_values(
+    ch: Chunk,
+    where: str,
+    nan_policy: str | None = None,
+    sigma_name: str = "sigma",
+    omit_hint: bool = True,
+) -> tuple[np.ndarray, float]:
+    """The checks every chunk (or online batch) of data passes before it is computed.
+
+    Parameters
+    ----------
+    ch : Chunk
+        The chunk (as :func:`~curvax.scale.sources.make_chunk` validated its shapes).
+    where : str
+        Names the chunk in messages (``'chunk 3'``, ``'batch 0'``).
+    nan_policy : {None, 'raise', 'omit'}
+        Rows with NaN/Inf in x, y or sigma: an error, or returned in the mask.
+    sigma_name : str
+        How the caller calls sigma (named in messages).
+    omit_hint : bool
+        Whether the NaN message suggests ``nan_policy='omit'`` (where it is available).
+
+    Returns
+    -------
+    bad : ndarray of bool
+        Rows to leave out (NaN/Inf rows under ``nan_policy='omit'``).
+    max_abs : float
+        Largest ``|y/sigma|`` of the used rows (0 if none), for
+        :func:`~curvax.core.validation.check_magnitude_value`.
+
+    Raises
+    ------
+    ValueError
+        NaN/Inf rows (unless omitted), non-positive or subnormal uncertainties.
+    """
+    x, y, s = ch.x, ch.y, ch.sigma
+    if ch.n == 0:
+        return np.zeros(0, dtype=bool), 0.0
+    bad = ~np.isfinite(y) | ~np.isfinite(x).reshape(-1, y.shape[0]).all(axis=0)
+    if s is not None:
+        bad |= ~np.isfinite(s)
+    n_bad = int(bad.sum())
+    if n_bad and nan_policy != "omit":
+        first = int(np.argmax(bad))
+        hint = "; pass nan_policy='omit' to leave them out" if omit_hint else ""
+        raise ValueError(
+            f"data: {where} contains {n_bad} point(s) with NaN or Inf in x, y "
+            f"or {sigma_name} (first at row {first} of the {where.split()[0]}){hint}"
+        )
+    ok = ~bad
+    if s is not None:
+        if np.any(s[ok] <= 0):
+            i = int(np.nonzero(ok & (s <= 0))[0][0])
+            raise ValueError(
+                f"{sigma_name}: {where} has non-positive uncertainties (first at row {i}: "
+                f"{s[i]:g}); every uncertainty must be positive"
+            )
+        if np.any(s[ok] < SIGMA_MIN):
+            raise ValueError(
+                f"{sigma_name}: {where} has uncertainties below {SIGMA_MIN:.1e} (subnormal) "
+                "whose weight 1/sigma overflows; rescale y and sigma"
+            )
+    max_abs = 0.0
+    if n_bad < ch.n:
+        with np.errstate(over="ignore"):  # inf is out of range: check_magnitude says so
+            wy = np.abs(y[ok] if s is None else y[ok] / s[ok])
+        max_abs = float(np.max(wy))
+    return bad, max_abs
+
+
 @dataclass
 class PassStats:
     """Books of one pass."""
@@ -188,32 +258,11 @@ class HostReducer:
     # -- one chunk -------------------------------------------------------------------
     def _prepare(self, ch: Chunk, index: int, stats: PassStats) -> list[dict]:
         x, y, s = ch.x, ch.y, ch.sigma
-        bad = ~np.isfinite(y) | ~np.isfinite(x).reshape(-1, y.shape[0]).all(axis=0)
-        if s is not None:
-            bad |= ~np.isfinite(s)
+        bad, max_abs = check_chunk_values(ch, f"chunk {index}", self.nan_policy)
         n_bad = int(bad.sum())
-        if n_bad and self.nan_policy != "omit":
-            first = int(np.argmax(bad))
-            raise ValueError(
-                f"data: chunk {index} contains {n_bad} point(s) with NaN or Inf in x, y "
-                f"or sigma (first at row {first} of the chunk); pass nan_policy='omit' "
-                "to leave them out"
-            )
-        if s is not None:
-            ok = ~bad
-            if np.any(s[ok] <= 0):
-                raise ValueError(f"sigma: chunk {index} has non-positive uncertainties")
-            if np.any(s[ok] < SIGMA_MIN):
-                raise ValueError(
-                    f"sigma: chunk {index} has uncertainties below {SIGMA_MIN:.1e} (subnormal) "
-                    "whose weight 1/sigma overflows; rescale y and sigma"
-                )
         stats.n_omitted += n_bad
         stats.n_used += ch.n - n_bad
-        if n_bad < ch.n:
-            with np.errstate(over="ignore"):  # inf is out of range: check_magnitude says so
-                wy = np.abs(y[~bad] if s is None else y[~bad] / s[~bad])
-            stats.max_abs = max(stats.max_abs, float(np.max(wy)))
+        stats.max_abs = max(stats.max_abs, max_abs)
         stats.chunk_points.append(ch.n)
         pieces = []
         cs = self.chunk_size

@@ -8,6 +8,7 @@ same reduction, so they give the same parameters and covariance up to rounding.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from curvax.curve_fit import fit_curve, scipy_return
 from curvax.scale.chunked import fit_chunked
 from curvax.scale.dask_backend import DaskDataFrameSource, DaskSource, is_dask_dataframe
 from curvax.scale.memory import estimate_memory_requirements
-from curvax.scale.sources import ChunkSource, as_source
+from curvax.scale.sources import ChunkSource, as_source, check_real
 
 _CHUNK_ONLY = {
     "nan_policy",
@@ -29,6 +30,53 @@ _CHUNK_ONLY = {
     "prefetch",
     "on_pass",
 }
+# Options of the in-memory fit that the chunked fit may ignore: it always checks the
+# data for NaN/Inf (an error, or rows omitted and counted under nan_policy='omit') and
+# pads its chunks its own way.
+_NO_EFFECT_IN_CHUNKS = {"check_finite", "bucket"}
+
+
+def _option_names(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Keyword options of ``fn`` and their defaults."""
+    return {k: v.default for k, v in inspect.signature(fn).parameters.items()}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    simple = (bool, int, float, str, type(None))
+    return isinstance(value, simple) and isinstance(default, simple) and value == default
+
+
+def _check_options(options: dict[str, Any], chunked: bool, why: str, remedy: str) -> None:
+    """Refuse options neither path knows, and in-memory-only options in a chunked fit.
+
+    Raises
+    ------
+    TypeError
+        An option that is neither :func:`curvax.fit_curve`'s nor
+        :func:`~curvax.scale.chunked.fit_chunked`'s.
+    ValueError
+        An option of the in-memory fit only (set to other than its default) when the
+        fit runs chunk by chunk, where it would otherwise be dropped silently.
+    """
+    in_memory = _option_names(fit_curve)
+    in_chunks = _option_names(fit_chunked)
+    for key, value in options.items():
+        if key not in in_memory and key not in in_chunks and key not in _CHUNK_ONLY:
+            raise TypeError(
+                f"{key}: unknown option; the options are those of fit_curve and fit_chunked"
+            )
+        if (
+            chunked
+            and key not in in_chunks
+            and key not in _NO_EFFECT_IN_CHUNKS
+            and not _is_default(value, in_memory.get(key))
+        ):
+            raise ValueError(
+                f"{key}: not supported by the chunked fit, and this fit runs chunk by "
+                f"chunk ({why}); leave {key} out, or {remedy}"
+            )
 
 
 def _n_x(x: Any) -> int:
@@ -75,8 +123,14 @@ def _fit(
     show_progress: bool,
     cfg: LDMemoryConfig,
     options: dict[str, Any],
+    names: tuple[str, str] = ("xdata", "ydata"),
 ) -> tuple[FitResult, dict[str, Any]]:
-    src = as_source(x, y, sigma)
+    if not isinstance(x, ChunkSource):  # dtypes only: nothing is read
+        for name, v in zip((*names, "sigma"), (x, y, sigma)):
+            check_real(v, name)
+    # A covariance (2-D sigma) only works in memory: plan without it, refuse it in chunks.
+    covariance = sigma is not None and not isinstance(x, ChunkSource) and np.ndim(sigma) == 2
+    src = as_source(x, y, None if covariance else sigma)
     on_dask = isinstance(src, DaskSource)
     in_mem_data = not isinstance(x, ChunkSource) and not callable(x) and not on_dask
     if in_mem_data and isinstance(x, np.memmap):
@@ -99,7 +153,31 @@ def _fit(
     if on_dask:  # reduced on the workers, never gathered into memory here
         strategy = "dask"
         plan = dict(plan, strategy=strategy)
-    if strategy == "in_memory" and in_mem_data:
+    chunked = not (strategy == "in_memory" and in_mem_data)
+    if on_dask:
+        why = "Dask data are fitted on the workers"
+    elif chunk_size is not None:
+        why = f"chunk_size={chunk_size} was given"
+    elif not in_mem_data:
+        why = "the data are a source, a memmap or a callable"
+    else:
+        why = (
+            f"in memory the fit needs {plan.get('in_memory_gb', float('nan')):.3g} GiB, "
+            f"over the {plan.get('budget_gb', float('nan')):.3g} GiB budget"
+        )
+    remedy = (
+        "fit in memory (a larger memory_limit_gb, no chunk_size)"
+        if in_mem_data
+        else "fit in-memory arrays with curve_fit"
+    )
+    _check_options(options, chunked, why, remedy)
+    if chunked and covariance:
+        raise ValueError(
+            f"sigma: a 2-D sigma (covariance matrix) is not supported for chunked fits, and "
+            f"this fit runs chunk by chunk ({why}); give one uncertainty per point (1-D "
+            f"sigma) or {remedy}"
+        )
+    if not chunked:
         opts = {k: v for k, v in options.items() if k not in _CHUNK_ONLY}
         nan_policy = options.get("nan_policy")
         res = fit_curve(f, x, y, p0, sigma, nan_policy=nan_policy, **opts)
@@ -163,7 +241,8 @@ def curve_fit_large(
     ydata, y : array_like
         Observations (``y=`` is an alias).
     p0, sigma, bounds, method, loss, absolute_sigma
-        As in :func:`curvax.curve_fit`.
+        As in :func:`curvax.curve_fit`; a 2-D ``sigma`` (covariance) only in memory
+        (a chunked fit refuses it: it couples points of different chunks).
     memory_limit_gb : float, optional
         Budget in GiB (default: ``LDMemoryConfig().max_memory_gb``).
     chunk_size : int, optional
@@ -176,7 +255,10 @@ def curve_fit_large(
         Solver options of :func:`curvax.fit_curve` (``ftol``, ``x_scale``, ``f_scale``,
         ``max_nfev``, ``jac``, ``dtype``, ...) and chunked-fit options of
         :func:`~curvax.scale.chunked.fit_chunked` (``nan_policy``, ``on_chunk_error``,
-        ``max_retries``, ``retry_backoff``, ``prefetch``).
+        ``max_retries``, ``retry_backoff``, ``prefetch``).  ``fixed`` works on both
+        paths; an in-memory-only option (``callbacks``, ``timeout``, ...) is refused
+        with a ``ValueError`` when the fit runs chunk by chunk, an unknown one with a
+        ``TypeError``.
 
     Returns
     -------
@@ -314,6 +396,7 @@ class LargeDatasetFitter:
             show_progress=show_progress,
             cfg=self.memory_config,
             options=dict(self.options),
+            names=("x", "y"),
         )
         self.result = res
         return res

@@ -24,6 +24,7 @@ independent variable or ``(k, n)`` for k of them — and ``y``, ``sigma`` are ``
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import queue
 import sqlite3
@@ -35,9 +36,18 @@ from typing import Any
 
 import numpy as np
 
+from curvax.core.validation import refuse_complex
+
 
 class ChunkReadError(RuntimeError):
     """A chunk could not be read (after the retries) and the policy is ``'raise'``."""
+
+
+class ChunkDataError(ValueError):
+    """A chunk's data are invalid (complex, non-numeric, mismatched lengths).
+
+    Raised at once by a pass: unlike a failed read, re-reading cannot fix it.
+    """
 
 
 @dataclass
@@ -62,27 +72,69 @@ class ChunkFailure:
     attempts: int
 
 
-def make_chunk(x: Any, y: Any, sigma: Any = None, index: int | None = None) -> Chunk:
-    """Validate raw arrays into a :class:`Chunk` (float64; lengths must agree)."""
+def check_real(value: Any, name: str) -> None:
+    """Refuse complex data (casting to float64 would silently drop the imaginary part).
+
+    Raises
+    ------
+    ValueError
+        If ``value`` has a complex dtype; the message starts with ``name``.
+    """
+    refuse_complex(value, name, ChunkDataError)
+
+
+def make_chunk(
+    x: Any,
+    y: Any,
+    sigma: Any = None,
+    index: int | None = None,
+    names: tuple[str, str, str] = ("x", "y", "sigma"),
+) -> Chunk:
+    """Validate raw arrays into a :class:`Chunk` (float64; lengths must agree).
+
+    Parameters
+    ----------
+    x, y, sigma : array_like
+        The chunk's data (``sigma`` optional).
+    index : int, optional
+        The chunk's index in its pass (named in error messages).
+    names : (str, str, str)
+        How the caller calls ``x``, ``y`` and ``sigma`` (named in error messages).
+
+    Raises
+    ------
+    ValueError
+        Complex or non-numeric data, or mismatched shapes.
+    """
     where = "" if index is None else f" (chunk {index})"
+    xn, yn, sn = names
+    for name, v in zip(names, (x, y, sigma)):
+        check_real(v, name + where)
+    if names != ("x", "y", "sigma"):
+        label = f"{xn}/{yn}{where}"
+    else:
+        label = "chunk" if index is None else f"chunk {index}"
     try:
         ya = np.asarray(y, dtype=np.float64)
         xa = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"chunk{where}: x and y must be numeric arrays ({err})") from err
+        raise ChunkDataError(f"{label}: {xn} and {yn} must be numeric arrays ({err})") from err
     if ya.ndim != 1:
-        raise ValueError(f"chunk{where}: y must be 1-D, got shape {ya.shape}")
+        raise ChunkDataError(f"{label}: {yn} must be 1-D, got shape {ya.shape}")
     if xa.ndim not in (1, 2) or xa.shape[-1] != ya.shape[0]:
-        raise ValueError(
-            f"chunk{where}: mismatched lengths — x has shape {xa.shape} but y has "
-            f"{ya.shape[0]} points (x must be (n,) or (k, n) with n = len(y))"
+        raise ChunkDataError(
+            f"{label}: mismatched lengths — {xn} has shape {xa.shape} but {yn} has "
+            f"{ya.shape[0]} points ({xn} must be (n,) or (k, n) with n = len({yn}))"
         )
     sa = None
     if sigma is not None:
-        sa = np.asarray(sigma, dtype=np.float64)
+        try:
+            sa = np.asarray(sigma, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ChunkDataError(f"{label}: {sn} must be a numeric array ({err})") from err
         if sa.shape != ya.shape:
-            raise ValueError(
-                f"chunk{where}: mismatched lengths — sigma has shape {sa.shape} but y has "
+            raise ChunkDataError(
+                f"{label}: mismatched lengths — {sn} has shape {sa.shape} but {yn} has "
                 f"{ya.shape[0]} points"
             )
     return Chunk(xa, ya, sa)
@@ -153,6 +205,18 @@ def _ranges(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
 
 
+def _numeric(v: Any, name: str) -> np.ndarray:
+    """``v`` as a numeric array: a numeric ndarray (or memmap) as it is, else float64."""
+    if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+        return v  # read by slices later (a memmap stays on disk)
+    if isinstance(v, np.ndarray) and v.dtype.kind not in "O":
+        raise ValueError(f"{name}: not numeric (dtype {v.dtype})")
+    try:
+        return np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: not numeric ({err})") from err
+
+
 class ArraySource(ChunkSource):
     """In-memory arrays or NumPy memmaps, read by slicing (no copy of the whole).
 
@@ -165,11 +229,13 @@ class ArraySource(ChunkSource):
     """
 
     def __init__(self, x: Any, y: Any, sigma: Any = None) -> None:
-        self.x = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=np.float64)
-        self.y = y if isinstance(y, np.ndarray) else np.asarray(y, dtype=np.float64)
+        for name, v in (("x", x), ("y", y), ("sigma", sigma)):
+            check_real(v, name)
+        self.x = _numeric(x, "x")
+        self.y = _numeric(y, "y")
         self.sigma = None
         if sigma is not None:
-            s = sigma if isinstance(sigma, np.ndarray) else np.asarray(sigma, dtype=np.float64)
+            s = _numeric(sigma, "sigma")
             if s.ndim == 0:
                 s = np.full(self.y.shape, float(s))
             self.sigma = s
@@ -179,6 +245,12 @@ class ArraySource(ChunkSource):
             raise ValueError(
                 f"x: shape {self.x.shape} does not match y's {self.y.shape[0]} points "
                 "(x must be (n,) or (k, n))"
+            )
+        if self.sigma is not None and self.sigma.ndim == 2:
+            raise ValueError(
+                f"sigma: a 2-D sigma (covariance matrix, shape {self.sigma.shape}) is not "
+                "supported for chunked fits: it couples points of different chunks; give "
+                "one uncertainty per point (1-D sigma) or fit in memory with curve_fit"
             )
         if self.sigma is not None and self.sigma.shape != self.y.shape:
             raise ValueError(f"sigma: shape {self.sigma.shape} does not match y {self.y.shape}")
@@ -244,6 +316,8 @@ class HDF5Source(ChunkSource):
             for name in [*self.x_names, y] + ([sigma] if sigma else []):
                 if name not in fh:
                     raise ValueError(f"source: dataset {name!r} not found in {self.path}")
+            for name in [*self.x_names, y] + ([sigma] if sigma else []):
+                check_real(np.empty(0, dtype=fh[name].dtype), f"source: dataset {name!r}")
             n = fh[y].shape[0]
             for name in self.x_names + ([sigma] if sigma else []):
                 if fh[name].shape[0] != n:
@@ -534,6 +608,13 @@ class CallableSource(ChunkSource):
     name : str, optional
         Identifies the data in checkpoint fingerprints (default: the callable's
         qualified name).
+
+    Notes
+    -----
+    :meth:`sample` starts the first pass (one ``factory()`` call) and the next
+    :meth:`open` continues it, so every call of ``factory`` is a pass a fit checks: a
+    pass that delivers a different number of points than the first raises
+    :class:`~curvax.scale.host_reduce.DataConsistencyError`.
     """
 
     random_access = False
@@ -543,11 +624,42 @@ class CallableSource(ChunkSource):
             raise TypeError(f"source: expected a callable, got {type(factory).__name__}")
         self.factory = factory
         self.name = name or getattr(factory, "__qualname__", type(factory).__name__)
+        # The pass that :meth:`sample` started: its first chunk and the rest of its
+        # iterator, handed to the next :meth:`open`, so that the sample is part of the
+        # first pass and a later pass that differs from it is detected.
+        self._started: tuple[Chunk, Iterator[Chunk]] | None = None
+        self._lock = threading.Lock()
+
+    def sample(self, n: int = 1024) -> Chunk:
+        """The first (up to) ``n`` points of the first chunk (see :meth:`open`)."""
+        with self._lock:
+            if self._started is None:
+                it = self._fresh()
+                try:
+                    first = next(it)
+                except StopIteration:
+                    raise ValueError("source: the data source is empty (no chunks)") from None
+                self._started = (first, it)
+            first = self._started[0]
+        k = min(n, first.n)
+        return Chunk(
+            first.x[..., :k], first.y[:k], None if first.sigma is None else first.sigma[:k]
+        )
 
     def open(self, chunk_size: int) -> Iterator[Chunk]:
+        """The chunks of one pass: the pass :meth:`sample` started, if any, else a new
+        one from ``factory()`` (``chunk_size`` is not used: the factory chunks)."""
+        with self._lock:
+            started, self._started = self._started, None
+        if started is None:
+            return self._fresh()
+        first, rest = started
+        return itertools.chain([first], rest)
+
+    def _fresh(self) -> Iterator[Chunk]:
         for i, item in enumerate(self.factory()):
             if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-                raise ValueError(
+                raise ChunkDataError(
                     f"source: chunk {i} must be a tuple (x, y) or (x, y, sigma), "
                     f"got {type(item).__name__}"
                 )
@@ -575,6 +687,12 @@ def as_source(data: Any, y: Any = None, sigma: Any = None) -> ChunkSource:
         return dask_source(data, y, sigma)
     if callable(data) and y is None:
         return CallableSource(data)
+    if isinstance(data, Iterator):
+        raise TypeError(
+            f"source: got an iterator ({type(data).__name__}), which can be read only once, "
+            "but a fit reads the data on every pass; pass a callable that returns a fresh "
+            "iterator of (x, y[, sigma]) chunks (e.g. the generator function itself)"
+        )
     if y is None:
         raise ValueError("y: the observations are required when x is an array")
     return ArraySource(data, y, sigma)
@@ -629,6 +747,8 @@ def _read_pass(
                 try:
                     yield i, source.read(key)
                     break
+                except ChunkDataError:  # bad data: re-reading cannot help
+                    raise
                 except Exception as err:
                     if attempt >= policy.max_retries:
                         yield i, ChunkFailure(i, err, attempt + 1)
@@ -645,6 +765,8 @@ def _read_pass(
             ch = next(it)
         except StopIteration:
             return
+        except ChunkDataError:  # bad data: re-reading cannot help
+            raise
         except Exception as err:
             if attempt >= policy.max_retries:
                 yield delivered, ChunkFailure(delivered, err, attempt + 1)
@@ -674,7 +796,12 @@ def iter_chunks(
     skip: set[int] | None = None,
     prefetch: bool = True,
 ) -> Iterator[tuple[int, Chunk | ChunkFailure | None]]:
-    """Read one pass, with retries, one chunk ahead in a background thread."""
+    """Read one pass, with retries, one chunk ahead in a background thread.
+
+    A :class:`ChunkDataError` (bad data: complex values, mismatched lengths) is raised
+    at once; other errors are retried and, after the retries, reported as a
+    :class:`ChunkFailure`.
+    """
     policy = policy or ReadPolicy()
     gen = _read_pass(source, chunk_size, policy, set(skip or ()))
     if not prefetch:

@@ -30,6 +30,7 @@ Two modes (``StreamingConfig.optimizer``):
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,19 +41,24 @@ import numpy as np
 from curvax.config import StreamingConfig
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel
-from curvax.core.problem import detect_param_style
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.result import FitResult
-from curvax.core.validation import check_loss, check_x0, prepare_bounds, resolve_dtype
+from curvax.core.validation import check_magnitude_value
 from curvax.scale.checkpoint import (
     CheckpointError,
     load_checkpoint,
     model_fingerprint,
     save_checkpoint,
 )
-from curvax.scale.chunked import LargeFitResult, fit_chunked
-from curvax.scale.host_reduce import chunk_kernel
+from curvax.scale.chunked import (
+    LargeFitResult,
+    check_fit_setup,
+    check_model_output,
+    fit_chunked,
+)
+from curvax.scale.host_reduce import check_chunk_values, chunk_kernel
 from curvax.scale.sources import (
+    Chunk,
     ChunkFailure,
     ChunkReadError,
     ChunkSource,
@@ -60,9 +66,12 @@ from curvax.scale.sources import (
     as_source,
     iter_chunks,
     make_chunk,
+    with_retries,
 )
+from curvax.warnings import PerformanceWarning
 
 CHECKPOINT_NAME = "curvax_checkpoint.npz"
+_BATCH_NAMES = ("x_batch", "y_batch", "sigma_batch")
 
 
 @dataclass
@@ -90,8 +99,21 @@ class StreamingOptimizer:
     config : StreamingConfig
     loss, f_scale : as in :func:`curvax.curve_fit`
     method : {'trf', 'lm'}, optional
-        Exact mode's trust-region method (default as :func:`curvax.curve_fit`).
+        Exact mode's trust-region method (default as :func:`curvax.curve_fit`).  The
+        online mode does not use it, but checks it as the exact mode does.
     bounds : (lb, ub)
+        ``p0`` must lie inside them (online steps are clipped into them).
+    dtype, param_style : as in :func:`curvax.fit_curve`
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not callable or ``config`` not a :class:`StreamingConfig`.
+    ValueError
+        Invalid arguments, named in the message.  Both modes run the checks of
+        :func:`~curvax.scale.chunked.fit_chunked` (:func:`~curvax.scale.chunked.
+        check_fit_setup` here; the model's output on the first chunk and every chunk's
+        data, :func:`~curvax.scale.host_reduce.check_chunk_values`, during the fit).
     """
 
     def __init__(
@@ -112,18 +134,30 @@ class StreamingOptimizer:
         config = StreamingConfig() if config is None else config
         if not isinstance(config, StreamingConfig):
             raise TypeError(f"config: expected a StreamingConfig, got {type(config).__name__}")
-        check_loss(loss)
+        # the checks of the exact mode (fit_chunked), for both modes
+        setup = check_fit_setup(
+            model,
+            p0,
+            bounds=bounds,
+            method=method,
+            loss=loss,
+            f_scale=f_scale,
+            dtype=dtype,
+            param_style=param_style,
+            model_name="model",
+        )
         self.model = model
         self.config = config
         self.loss = loss
-        self.f_scale = float(f_scale)
-        self.method = method
+        self.f_scale = setup.f_scale
+        self.method = setup.method
         self.bounds = bounds
-        self.dtype = resolve_dtype(dtype)
-        self.p0 = check_x0(p0, None)
+        self.dtype = setup.dtype
+        self.p0 = setup.p0
         self.params = self.p0.copy()
-        self.lb, self.ub = prepare_bounds(bounds, self.p0.size)
-        self.param_style = detect_param_style(model, self.p0.size, param_style)
+        self.lb, self.ub = setup.lb, setup.ub
+        self.param_style = setup.style
+        self._jac: str | None = None  # 'fwd', or 'host' for a model JAX cannot trace
         self.fingerprint = model_fingerprint(model, self.p0.size, loss, self.f_scale)
         # online state
         self.t = 0
@@ -143,13 +177,29 @@ class StreamingOptimizer:
         self._kernel: Kernel | None = None
 
     # -- online mode -----------------------------------------------------------------
+    def _check_model(self, x: np.ndarray) -> None:
+        """Probe the model on a chunk's points, as the exact mode does (once per shape)."""
+        traceable = check_model_output(
+            self.model, self.param_style, x, self.params, self.dtype, "model"
+        )
+        if self._jac is None:
+            if not traceable:
+                warnings.warn(
+                    "model: the model cannot be traced by JAX; curvax fits it through a "
+                    "slower host path with finite differences. Write it with jax.numpy "
+                    "for the compiled path.",
+                    PerformanceWarning,
+                    stacklevel=3,
+                )
+            self._jac = "fwd" if traceable else "host"
+
     def _online_kernel(self) -> Any:
         if self._kernel is None:
             self._kernel = Kernel(
                 kind="pointwise",
                 fn=self.model,
                 param_style=self.param_style,
-                jac="fwd",
+                jac=self._jac or "fwd",
                 loss=self.loss,
                 method="trf",
                 jac_scale=True,
@@ -161,6 +211,12 @@ class StreamingOptimizer:
 
         ``cost`` and ``grad`` are the batch's cost ``½ Σ ρ`` and mean gradient at the
         parameters *before* the step.
+
+        Raises
+        ------
+        ValueError
+            An empty batch, complex or mismatched arrays, NaN/Inf values, non-positive
+            ``sigma_batch``, or a model that does not return one value per point.
         """
         if self.config.optimizer == "lm":
             raise ValueError(
@@ -168,19 +224,20 @@ class StreamingOptimizer:
                 "replayable source; call .fit(source), or use optimizer='adam'/'sgd' for "
                 "batch-by-batch updates"
             )
-        ch = make_chunk(x_batch, y_batch, sigma_batch)
-        return self._step(ch)
+        ch = make_chunk(x_batch, y_batch, sigma_batch, names=_BATCH_NAMES)
+        if ch.n == 0:
+            raise ValueError("y_batch: the batch is empty (no points)")
+        return self._step(ch, _BATCH_NAMES[2])
 
-    def _step(self, ch: Any) -> StreamingState:
+    def _step(self, ch: Chunk, sigma_name: str = "sigma") -> StreamingState:
         dt = self.dtype
+        # the per-chunk checks of the exact mode (curvax.scale.host_reduce)
+        _, max_abs = check_chunk_values(
+            ch, f"batch {self.batch}", None, sigma_name=sigma_name, omit_hint=False
+        )
+        check_magnitude_value(max_abs)
+        self._check_model(ch.x)
         fn = self._online_kernel()
-        finite = np.isfinite(ch.y) & np.isfinite(ch.x).reshape(-1, ch.n).all(axis=0)
-        if ch.sigma is not None:
-            finite &= np.isfinite(ch.sigma)
-        if not finite.all():
-            raise ValueError(
-                f"data: batch {self.batch} contains {int((~finite).sum())} point(s) with NaN/Inf"
-            )
         with jax.enable_x64(dt == np.float64):
             d: dict[str, Any] = {"x": ch.x.astype(dt), "y": ch.y.astype(dt)}
             if ch.sigma is not None:
@@ -325,6 +382,10 @@ class StreamingOptimizer:
         another model or data source is refused with :class:`CheckpointError`.
         """
         src = as_source(source, y, sigma)
+        cfg = self.config
+        policy = ReadPolicy(max_retries=cfg.max_retries, retry_backoff=cfg.retry_backoff)
+        sample = with_retries(lambda: src.sample(1024), policy)
+        self._check_model(sample.x)
         src_fp = src.fingerprint()
         ck = self._checkpoint_path()
         path = resume if isinstance(resume, str) else (ck if resume else None)
@@ -410,6 +471,8 @@ class StreamingOptimizer:
                         ) from item.error
                     skipped[idx] = reason
                     self.batch += 1
+                    continue
+                if item.n == 0:  # an empty chunk: nothing to step on (and nothing lost)
                     continue
                 self._step(item)
                 if ck is not None and self.batch % cfg.checkpoint_interval == 0:
