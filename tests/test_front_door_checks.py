@@ -149,3 +149,31 @@ def test_least_squares_checks_a_callable_jacobian() -> None:
         curvax.least_squares(fun, [1.0, 1.0], jac=lambda p: jnp.ones(3))
     with pytest.raises(ValueError, match="jac: could not be evaluated by JAX"):
         curvax.least_squares(fun, [1.0, 1.0], jac=lambda p: np.ones((20, 2)) * np.asarray(p)[0])
+
+
+def test_float32_results_stay_inside_float64_bounds() -> None:
+    """A bound not representable in float32 (0.7) and active at the solution: the
+    float32 answer used to be the float32 just below it; SciPy promises lb <= popt."""
+    x = np.linspace(0.0, 5.0, 19)
+    y = 4.9 * np.exp(-0.6 * x) - 0.23 + 0.0016 * np.random.default_rng(0).normal(size=19)
+    for lb in (0.7, 0.7285714285714285, 0.7357142857142857):
+        popt, _ = curvax.curve_fit(
+            lambda x, a, b, c: a * jnp.exp(-b * x) + c, x, y, p0=[5.7, lb + 0.02, -0.24],
+            bounds=([-2, lb, -np.inf], [19, 2.6, 1.25]), dtype="float32",
+        )
+        assert popt.dtype == np.float32
+        assert lb <= float(popt[1]) <= lb * (1 + 1e-6)
+
+
+def test_inside_bounds_moves_only_what_rounding_put_outside() -> None:
+    from curvax.core.solve import inside_bounds
+
+    lb, ub = np.array([0.7, -np.inf, 0.0]), np.array([1.0, 0.3, 2.0])
+    x = np.array([0.7, 0.3, 1.0], dtype=np.float32)  # 0.7f < 0.7, 0.3f > 0.3
+    out = inside_bounds(x, lb, ub)
+    assert out[0] == np.nextafter(np.float32(0.7), np.float32(1)) and out[0] >= 0.7
+    assert out[1] == np.nextafter(np.float32(0.3), np.float32(0)) and out[1] <= 0.3
+    assert out[2] == x[2]
+    fixed = inside_bounds(np.array([5.0, 0.7], dtype=np.float32), lb[:1], ub[:1],
+                          np.array([False, True]))
+    assert fixed[0] == 5.0 and fixed[1] >= 0.7

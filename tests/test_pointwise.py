@@ -143,3 +143,25 @@ def test_chunked_and_streaming_fits_refuse_such_models() -> None:
         curvax.fit_chunked(lambda x, a, b: a * x + b, x, [1.0, 1.0], y=y, chunk_size=64).x,
         [3.0, 1.0 - 3.0 * x.mean()], rtol=1e-10,
     )
+
+
+def test_batch_fits_with_masked_points_refuse_such_models() -> None:
+    """A batch program passes masked points to the model (with zero weight): fine for a
+    point-by-point model, a different fit for one using mean(x).  Without a mask the
+    model sees exactly the curve's points, so the batch fit equals SciPy's."""
+    x = np.linspace(0.0, 3.0, 57)
+    rng = np.random.default_rng(3)
+    y = 2.0 * np.exp(-0.7 * (x - x.mean())) + 0.01 * rng.standard_normal((2, 57))
+
+    def centred(x, a, b):
+        return a * jnp.exp(-b * (x - jnp.mean(x)))
+
+    keep = np.ones((2, 57), dtype=bool)
+    keep[:, 40:] = False
+    with pytest.raises(ValueError, match="mask/nan_policy: the model f is not point-by-point"):
+        curvax.curve_fit_batch(centred, x, y, p0=[1.0, 1.0], mask=keep)
+    res = curvax.curve_fit_batch(centred, x, y, p0=[1.0, 1.0])
+    for b in range(2):
+        ref, _ = scipy_curve_fit(lambda x, a, c: a * np.exp(-c * (x - np.mean(x))), x, y[b],
+                                 p0=[1.0, 1.0])
+        np.testing.assert_allclose(res.popt[b], ref, rtol=1e-6)

@@ -55,6 +55,7 @@ from curvax.core.lm import lm
 from curvax.core.lm_normal import batched_covariance_factor, lm_normal
 from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss
+from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import (
     PointwiseData,
     adapt_model,
@@ -775,6 +776,16 @@ def curve_fit_batch(
     jm = jac_mode(jac, P, N)
     x_one = x[0] if x_per_fit else x
     check_batch_model(f, jac, style, x_one, p0a, N)
+    if not all_real and isinstance(x_one, np.ndarray) and N >= 2:
+        p_row = p0a[int(np.argmax(np.all(np.isfinite(p0a), axis=1)))]
+        if not is_pointwise(f, style, x_one, -1, p_row, dt):
+            raise ValueError(
+                "mask/nan_policy: the model f is not point-by-point (its value at a point "
+                "depends on the other points, e.g. through mean(x) or a cumulative sum), "
+                "and masked points are still passed to it, so the fits would not equal "
+                "fits of the points kept; fit such curves one at a time with "
+                "curvax.curve_fit(nan_policy='omit')"
+            )
 
     # Fits that cannot start: marked now, run on a harmless start, reported as -1.
     invalid = np.zeros(B, dtype=bool)

@@ -137,6 +137,27 @@ def strictly_feasible(x0: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndar
     return x
 
 
+def inside_bounds(
+    x: np.ndarray, lb: np.ndarray, ub: np.ndarray, free: np.ndarray | None = None
+) -> np.ndarray:
+    """``x`` (in the fit's precision) moved by one step of that precision where rounding
+    put a free parameter outside its float64 bounds (a bound not representable in
+    float32 rounds to the outside half the time), so that ``lb ≤ x ≤ ub`` holds as in
+    SciPy.  ``free`` marks the entries ``lb``/``ub`` refer to (default: all)."""
+    xf = x if free is None else x[free]
+    up = xf.astype(np.float64) < lb
+    down = xf.astype(np.float64) > ub
+    if not (up.any() or down.any()):
+        return x
+    xf = np.where(up, np.nextafter(xf, np.asarray(np.inf, xf.dtype)), xf)
+    xf = np.where(down, np.nextafter(xf, np.asarray(-np.inf, xf.dtype)), xf)
+    out = x.copy()
+    if free is None:
+        return xf.astype(x.dtype)
+    out[free] = xf
+    return out
+
+
 def solve(
     kernel: Kernel,
     data: dict,
@@ -321,8 +342,9 @@ def solve(
         full[:, ~np.asarray(kernel.fixed)] = J
         return full
 
+    x_out = inside_bounds(x.astype(dtype), lb, ub, None if kernel.fixed is None else free)
     result = FitResult(
-        x=x.astype(dtype),
+        x=x_out,
         pcov=pcov,
         status=status,
         cost=cost,
