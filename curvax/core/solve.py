@@ -204,7 +204,7 @@ def solve(
     ``source`` is where the result finds the data again when ``fun`` or ``jac`` is
     first read (:mod:`curvax.core.data_source`): a function that rebuilds ``data`` from
     the caller's arrays, so that the result does not pin the padded copies the fit ran
-    on; its checksums are taken while the fit runs.  Without it the result keeps
+    on; its fingerprints are taken just before the fit starts.  Without it the result keeps
     ``data`` itself.
 
     Raises
@@ -221,6 +221,8 @@ def solve(
         real = dtype.type
         token = np.int32(monitor.token if monitor is not None else 0)
         data_d = to_device(data, dtype)
+        if source is not None:  # before the fit: overlapping it competes for the cores
+            source.seal()
         kernel, parted = parted_gram(kernel, data_d, real(f_scale), n_free, dtype)
         with (
             monitor if monitor is not None else contextlib.nullcontext(),
@@ -244,8 +246,6 @@ def solve(
                     reduce_token=reduce_token,
                 )
                 extra = {} if while_running is None else while_running()
-                if source is not None:
-                    source.seal()
                 if kernel.mesh is None:  # residuals computed when asked for
                     sol, n_res = out.solver()
                 else:
