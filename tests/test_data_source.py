@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 
 import curvax
-from curvax.core import host_buffers
 from curvax.core.data_source import COPY_BYTES, DataSource, fingerprint
-from curvax.core.host_buffers import BufferPool
-from curvax.core.host_buffers import _address as address
 
 
 def decay(x, a, b, c):
@@ -78,21 +75,11 @@ def test_small_inputs_are_copied_and_large_ones_are_checked() -> None:
         src()
 
 
-def test_kept_results_do_not_hold_the_padded_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kept_results_do_not_hold_the_padded_copies(recorded_pool: list[list[int]]) -> None:
     """Results kept in a list: later fits still reuse the first fit's padded buffers
     (before, each kept result pinned 2.1 × its x and y), and every kept result's ``fun``
     and ``jac`` are those of its own data (NumPy reference)."""
-    pool = BufferPool(256 * 2**20)
-    monkeypatch.setattr(host_buffers, "POOL", pool)
-    handed: list[list[int]] = []
-    take = pool.empty
-
-    def recording(shape, dtype):
-        out = take(shape, dtype)
-        handed[-1].append(address(out))
-        return out
-
-    monkeypatch.setattr(pool, "empty", recording)
+    handed = recorded_pool
     n = 300_000  # padded to 327 680 points
     x = np.linspace(0.0, 5.0, n)
     rng = np.random.default_rng(3)

@@ -162,21 +162,11 @@ def test_a_miss_collects_garbage_before_allocating_a_large_buffer() -> None:
         gc.enable()
 
 
-def test_consecutive_large_fits_reuse_one_set_of_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_consecutive_large_fits_reuse_one_set_of_buffers(recorded_pool: list[list[int]]) -> None:
     """curve_fit of 5 MiB copies, result discarded: from the second fit on, every padded
     copy comes from the buffers of the first (JAX's deferred release of the previous
     program's arguments used to make fits alternate between two sets)."""
-    pool = BufferPool(256 * 2**20)
-    monkeypatch.setattr(host_buffers, "POOL", pool)
-    handed: list[list[int]] = []
-    take = pool.empty
-
-    def recording(shape, dtype):
-        out = take(shape, dtype)
-        handed[-1].append(address(out))
-        return out
-
-    monkeypatch.setattr(pool, "empty", recording)
+    handed = recorded_pool
     n = 600_000  # padded to 655 360 points: 5 MiB per float64 copy
     x = np.linspace(0.0, 5.0, n)
     rng = np.random.default_rng(3)
