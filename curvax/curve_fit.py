@@ -66,6 +66,7 @@ from curvax.core.sparsity import greedy_colouring, n_groups, pointwise_pattern
 from curvax.core.start import default_start
 from curvax.core.threaded import MIN_POINTS, default_workers
 from curvax.core.validation import (
+    apply_fixed,
     as_ydata,
     by_name,
     check_feasible,
@@ -700,21 +701,7 @@ def fit_curve(
             f"param_names: has {len(names)} names but the model has {n} parameters"
         )
     lb, ub = prepare_bounds(bounds, n)
-    for i, name in enumerate(named or ()):
-        if name in fixed_named:
-            try:
-                v = float(fixed_named[name])
-            except (TypeError, ValueError):
-                v = math.nan
-            if not math.isfinite(v):
-                raise ValueError(
-                    f"fixed: {name!r} must be a finite number, got {fixed_named[name]!r}"
-                )
-            if not lb[i] <= v <= ub[i]:
-                raise ValueError(
-                    f"fixed: {name}={v:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]"
-                )
-            p0a[i] = lb[i] = ub[i] = v
+    apply_fixed(fixed_named, named, p0a, lb, ub)
     check_feasible(p0a, lb, ub)
     check_free_parameters(lb, ub)
     bounded = bool(np.isfinite(lb).any() or np.isfinite(ub).any())

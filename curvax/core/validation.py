@@ -519,3 +519,36 @@ def by_name(
     if require_all and missing:
         raise ValueError(f"{arg}: missing value(s) for parameter(s) {missing}")
     return [(k, mapping[k]) for k in names if k in mapping]
+
+
+def apply_fixed(
+    values: Mapping[str, Any],
+    names: Sequence[str] | None,
+    p0: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+) -> None:
+    """Hold the parameters in ``values`` (already checked by :func:`by_name`) at their
+    values, in place: ``p0[i] = lb[i] = ub[i] = v``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``fixed``, for a value that is not a finite number or lies outside the
+        parameter's bounds.
+    """
+    for i, name in enumerate(names or ()):
+        if name not in values:
+            continue
+        raw = values[name]
+        try:
+            v = float(raw)
+        except (TypeError, ValueError):
+            v = math.nan
+        if not math.isfinite(v):
+            raise ValueError(f"fixed: {name!r} must be a finite number, got {raw!r}")
+        if not lb[i] <= v <= ub[i]:
+            raise ValueError(
+                f"fixed: {name}={v:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]"
+            )
+        p0[i] = lb[i] = ub[i] = v

@@ -21,7 +21,6 @@ pass), as in memory.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from curvax.core.solve import host_model_error, strictly_feasible, to_device
 from curvax.core.start import default_start
 from curvax.core.trf import trf
 from curvax.core.validation import (
+    apply_fixed,
     by_name,
     check_f_scale,
     check_feasible,
@@ -209,22 +209,7 @@ def _apply_fixed(
         )
     if not fixed:
         return
-    pairs = dict(by_name(fixed, names, "fixed", require_all=False))
-    for i, name in enumerate(names or ()):
-        if name not in pairs:
-            continue
-        raw = pairs[name]
-        try:
-            v = float(raw)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"fixed: the value of {name!r} is not a number: {raw!r}") from err
-        if not math.isfinite(v):
-            raise ValueError(f"fixed: the value of {name!r} is not finite ({v!r})")
-        if not lb[i] <= v <= ub[i]:
-            raise ValueError(
-                f"fixed: {name}={v:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]"
-            )
-        p0[i] = lb[i] = ub[i] = v
+    apply_fixed(dict(by_name(fixed, names, "fixed", require_all=False)), names, p0, lb, ub)
 
 
 def check_fit_setup(
