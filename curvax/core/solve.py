@@ -151,9 +151,9 @@ def inside_bounds(
         return x
     xf = np.where(up, np.nextafter(xf, np.asarray(np.inf, xf.dtype)), xf)
     xf = np.where(down, np.nextafter(xf, np.asarray(-np.inf, xf.dtype)), xf)
-    out = x.copy()
     if free is None:
         return xf.astype(x.dtype)
+    out = x.copy()
     out[free] = xf
     return out
 
