@@ -803,3 +803,34 @@ def test_regression_callbacks_see_float64_values():
     assert seen[0].cost > 1e50  # far beyond float32
     assert min(s.cost for s in seen) >= res.cost  # the polish can only lower it
 
+
+
+def _four_pl(x, a, b, c, d):
+    return d + (a - d) / (1 + (x / c) ** b)
+
+
+def test_regression_iteration_leaving_float64_range_is_a_failed_fit_not_bad_input():
+    """4PL from a start far off (c = 1e-3 for x in [0.01, 100]): with x_scale='jac' the
+    iteration runs c down to ~1e-154, where the Jacobian's squares overflow.  That used to
+    raise a ValueError blaming p0/xdata/sigma, although the start itself is fine; it is a
+    failed fit (status -5, infinite covariance).  The same data from a start near the
+    answer fit to SciPy's parameters, so the data are not to blame either."""
+    from scipy.optimize import curve_fit as scipy_fit
+
+    rng = np.random.default_rng(1)
+    x = np.logspace(-2, 2, 40)
+    y = _four_pl(x, 0.1, 1.2, 1.5, 2.0) + 0.02 * rng.standard_normal(40)
+    res = curvax.fit_curve(_four_pl, x, y, p0=[10.0, 0.1, 1e-3, -5.0])
+    assert res.status == -5 and not res.success
+    assert "too large or too small" in res.message
+    assert np.all(np.isinf(res.pcov))
+    assert res.nit > 0
+    # a start that is itself out of range is still the caller's to fix: a ValueError
+    xb = np.linspace(1.0, 2.0, 20) * 1e152
+    with pytest.raises(ValueError, match=r"^p0/xdata/sigma: the weighted Jacobian"):
+        curvax.fit_curve(lambda x, a, b: a * jnp.exp(-b * x), xb, 2 * np.exp(-xb * 1e-152),
+                         p0=[1.0, 1e-152])
+    good = curvax.fit_curve(_four_pl, x, y, p0=[1.0, 1.0, 1.0, 1.0])
+    ref, _ = scipy_fit(_four_pl, x, y, p0=[1.0, 1.0, 1.0, 1.0])
+    assert good.success
+    np.testing.assert_allclose(good.x, ref, rtol=1e-5)

@@ -483,7 +483,7 @@ def test_far_convergence_refused_on_the_normal_equations():
                 jnp.int32(status), jnp.asarray(p), jnp.asarray(J.T @ J), jnp.asarray(J.T @ r),
                 jnp.asarray(0.5 * r @ r),
             )
-        return int(out)
+        return int(out[0])
 
     far = p_star + np.array([50.0, 30.0])
     assert status_at(far) == -4
@@ -492,3 +492,111 @@ def test_far_convergence_refused_on_the_normal_equations():
     J0 = J.copy()
     J0[:, 1] = 0.0  # a zero column: the system is singular, no verdict
     assert status_at(far, J=J0) == 2
+
+
+# --- the final check of 'cholesky' claims, and x shared across as many rows as fits ------
+
+
+def _boxbod(x, b1, b2):
+    import jax.numpy as jnp
+
+    return b1 * (1 - jnp.exp(-b2 * x))
+
+
+def test_plateau_is_not_reported_as_a_minimum() -> None:
+    """NIST BoxBOD: from start 1 the normal-equations LM runs b2 off to ~115, where
+    exp(−b2 x) vanishes and the cost is flat (RSS 9771.5, SciPy's lm also stops there
+    with success).  The Gauss–Newton share there is 49.5 %, just under the −4 threshold;
+    the probe along the step finds the lower cost.  Every fit reported a success must
+    have the certified RSS, and NIST's start 2 must succeed."""
+    prob = curvax.datasets.load_nist("BoxBOD")
+    starts = np.array([prob.start1, [10.0, 3.0], [1.0, 0.1], prob.start2, [300.0, 10.0]])
+    y = np.tile(prob.y, (len(starts), 1))
+    res = curve_fit_batch(_boxbod, prob.x, y, starts, linalg="cholesky", chunk_size=8)
+    rss = 2 * res.cost
+    assert not res.success[0] and res.status[0] == -4, res.status
+    ok = res.success
+    np.testing.assert_allclose(rss[ok], prob.certified_rss, rtol=1e-8)
+    assert ok[3] and ok[4]
+    np.testing.assert_allclose(res.popt[3], prob.certified_values, rtol=1e-6)
+    # a fit that was refused really is far: its RSS is > 8x the certified minimum
+    assert np.all(rss[~ok] > 8 * prob.certified_rss)
+
+
+def test_probe_finds_lower_cost_only_off_a_minimum() -> None:
+    """trust_region.lower_cost_along on closed forms: C(p) = ½ (e^{-p} − 1)² plus a
+    plateau; from the plateau (p = 40) along the descent direction the probe finds the
+    lower cost, at the minimum (p = 0) and along an ascent direction it does not."""
+    import jax
+    import jax.numpy as jnp
+
+    from curvax.core import trust_region as tr
+
+    def cost_at(q):
+        return 0.5 * (jnp.exp(-q[..., 0]) - 1.0) ** 2 + 0.5
+
+    with jax.enable_x64(True):
+        plateau, minimum = jnp.array([40.0]), jnp.array([0.0])
+        down = jnp.array([-1e17])  # the Gauss–Newton step from the plateau (huge)
+        assert bool(tr.lower_cost_along(cost_at, plateau, down, cost_at(plateau)))
+        assert not bool(tr.lower_cost_along(cost_at, plateau, -down, cost_at(plateau)))
+        assert not bool(tr.lower_cost_along(cost_at, minimum, jnp.array([1.0]), cost_at(minimum)))
+        # batched: one row per fit
+        xs, steps = jnp.stack([plateau, plateau]), jnp.stack([down, -down])
+        got = tr.lower_cost_along(cost_at, xs, steps, cost_at(xs))
+        assert got.tolist() == [True, False]
+
+
+def _nelson(x, b1, b2, b3):
+    import jax.numpy as jnp
+
+    return b1 - b2 * x[0] * jnp.exp(-b3 * x[1])
+
+
+def test_shared_x_with_as_many_coordinates_as_fits() -> None:
+    """NIST Nelson: x is (2, N) and two fits are asked for — the same shape as per-fit
+    1-D x.  The model indexes x[0], x[1], so only the shared reading gives one value per
+    point; the fits must equal SciPy's on the shared x (they used to fit a constant)."""
+    from scipy.optimize import curve_fit as scipy_fit
+
+    prob = curvax.datasets.load_nist("Nelson")
+    y = np.stack([prob.y, prob.y * 1.01])
+    p0 = np.array(prob.start2)
+
+    def nelson_np(x, b1, b2, b3):
+        return b1 - b2 * x[0] * np.exp(-b3 * x[1])
+
+    ref = [scipy_fit(nelson_np, prob.x, y[b], p0=p0, xtol=1e-14, ftol=1e-14)[0] for b in (0, 1)]
+    res = curve_fit_batch(_nelson, prob.x, y, p0, chunk_size=8)
+    assert res.success.all()
+    np.testing.assert_allclose(res.popt, np.stack(ref), rtol=1e-6)
+    explicit = curve_fit_batch(_nelson, prob.x, y, p0, chunk_size=8, x_per_fit=False)
+    np.testing.assert_array_equal(explicit.popt, res.popt)
+    # a 1-D model on a (2, N) x with two fits stays per fit (the documented default)
+    x2 = np.stack([np.linspace(0, 1, 20), np.linspace(0, 2, 20)])
+    y2 = 3.0 * x2 + 1.0
+    line = curve_fit_batch(_line, x2, y2, [1.0, 1.0], chunk_size=8)
+    np.testing.assert_allclose(line.popt, [[1.0, 3.0], [1.0, 3.0]], rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="x_per_fit"):
+        curve_fit_batch(_line, x2, y2, [1.0, 1.0], x_per_fit="yes")
+    with pytest.raises(ValueError, match="x_per_fit=True"):
+        curve_fit_batch(_line, x2[0], y2, [1.0, 1.0], x_per_fit=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", curvax.datasets.NIST_NAMES)
+def test_batch_cholesky_claims_are_certified(name: str) -> None:
+    """All 27 NIST problems from both starts with the batch default solver: NIST's start 2
+    must succeed, and every fit reported a success must have the certified RSS."""
+    import warnings
+
+    prob = curvax.datasets.load_nist(name)
+    y = np.tile(prob.y, (2, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = curve_fit_batch(prob.model, prob.x, y, np.stack([prob.start1, prob.start2]))
+    assert res.success[1], res.status
+    rss = 2 * res.cost[res.success]
+    # the exact-data problems (Lanczos1) have a certified RSS of ~1e-25: rounding level
+    floor = 1e-20 * np.sum(prob.y**2)
+    assert np.all(np.abs(rss - prob.certified_rss) <= 1e-8 * prob.certified_rss + floor), rss

@@ -133,16 +133,19 @@ def rounding_limit(p, y, sigma) -> float:
 def test_regression_robust_loss_flat_at_start_names_f_scale() -> None:
     """Found by CURVAX_FUZZ=long: arctan loss, every residual ~10⁴σ at p0 (offset off by 1).
 
-    The loss is flat there, its rescaled Jacobian underflows (a column ~1e-286) and the
-    fit cannot move; the refusal used to blame xdata/sigma scales, it now says why.
+    The iteration runs the rate b to ~10⁴, where the loss is flat and its rescaled
+    Jacobian underflows (a column ~1e-286).  The refusal used to blame the xdata/sigma
+    scales and then p0; the start is in range, so it is a failed fit (status -5) whose
+    message names f_scale.
     """
     prob = dict(
         a=0.5, b=3.0, c=0.96875, noise=1e-4, seed=88763, loss="arctan", method="trf",
         bounded=False, sigma=True, p0_scale=1.0,
     )  # fmt: skip
     y, p0, kw = make(prob)
-    with pytest.raises(ValueError, match=r"^p0/f_scale: with the robust loss 'arctan'"):
-        curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw)
+    far = curvax.fit_curve(inv_decay, XG, y, p0=p0, **kw)
+    assert far.status == -5 and not far.success and "f_scale" in far.message
+    assert np.all(np.isinf(far.pcov))
     # a start within reach of the data, or a wider f_scale, fits
     near = curvax.fit_curve(inv_decay, XG, y, p0=[0.5, 3.0, 0.97], **kw)
     assert near.success

@@ -15,7 +15,7 @@ from curvax.core.covariance import (
     covariance_from_factors,
     covariance_from_triangular,
 )
-from curvax.core.lm_normal import NORMAL_FACTOR_MAX_COND, batched_covariance_factor
+from curvax.core.lm_normal import NORMAL_FACTOR_MAX_COND, finish_normal_fits
 from curvax.core.small_linalg import (
     UNROLL_MAX,
     cholesky_factor,
@@ -141,7 +141,7 @@ def test_triangular_covariance_defers_near_the_rank_threshold() -> None:
     assert not decided
 
 
-def test_batched_covariance_factor_switches_to_gram_schmidt() -> None:
+def test_normal_fits_factor_switches_to_gram_schmidt() -> None:
     """Well conditioned: chol(JᵀJ)ᵀ; ill conditioned: the Gram–Schmidt factor of J."""
     rng = np.random.default_rng(6)
     x = np.linspace(1000.0, 1001.0, 40)
@@ -150,7 +150,13 @@ def test_batched_covariance_factor_switches_to_gram_schmidt() -> None:
     for J, precise in ((J_good, False), (J_bad, True)):
         Jb = jnp.asarray(np.stack([J, J_good]))
         A = jnp.einsum("bni,bnj->bij", Jb, Jb)
-        R = np.asarray(jax.jit(lambda A, J: batched_covariance_factor(A, lambda: J))(A, Jb))[0]
+        def factor(A, J):
+            r = jnp.ones(J.shape[:2], J.dtype)
+            st = jnp.zeros(2, jnp.int32)  # no convergence claim to judge
+            x = jnp.ones((2, 3), J.dtype)
+            return finish_normal_fits(A, x, st, st > 0, lambda: (r, J), lambda q: r)[0]
+
+        R = np.asarray(jax.jit(factor)(A, Jb))[0]
         Rq = np.linalg.qr(J, mode="r")
         # R must be as good as a QR factor: compare the covariances (JᵀJ)⁻¹ they imply
         cov = np.linalg.inv(R.T @ R) if not precise else None

@@ -52,7 +52,7 @@ from curvax.batch.result import STATUS_INVALID, BatchResult
 from curvax.core.covariance import covariance_from_factors, covariance_from_triangular
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
-from curvax.core.lm_normal import batched_covariance_factor, lm_normal
+from curvax.core.lm_normal import finish_normal_fits, lm_normal
 from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss
 from curvax.core.pointwise import is_pointwise
@@ -149,30 +149,51 @@ def _build_program(
             out.nit,
             out.status,
             out.optimality,
+            jnp.asarray(False),
         )
 
-    in_axes = (0 if x_per_fit else None, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None)
+    x_axis = 0 if x_per_fit else None
+    in_axes = (x_axis, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None)
     batched = jax.vmap(one, in_axes=in_axes)
     cov = jax.vmap(lambda R, m, c: covariance_from_triangular(R, m, c, absolute_sigma))
 
-    def final_jacobians(x, y, w, mask, p):  # type: ignore[no-untyped-def]
-        """Jacobians (F, N, P) of F fits at their final parameters ``p``."""
+    def final_values(x, y, w, mask, p):  # type: ignore[no-untyped-def]
+        """Residuals (F, N) and Jacobians (F, N, P) of F fits at their parameters ``p``."""
 
-        def jac_one(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
-            return _masked_value_and_jac(g, jm, xi, yi, wi, mi)(pi)[1]
+        def one_fit(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
+            return _masked_value_and_jac(g, jm, xi, yi, wi, mi)(pi)
 
-        return jax.vmap(jac_one, in_axes=(0 if x_per_fit else None, 0, 0, 0, 0))(x, y, w, mask, p)
+        return jax.vmap(one_fit, in_axes=(x_axis, 0, 0, 0, 0))(x, y, w, mask, p)
+
+    def residuals_at(x, y, w, mask, q):  # type: ignore[no-untyped-def]
+        """Residuals (F, N) of F fits at points ``q`` (F, P) (no Jacobian)."""
+
+        def one_fit(xi, yi, wi, mi, qi):  # type: ignore[no-untyped-def]
+            r = g(xi, qi) - yi
+            r = r if wi is None else r * wi
+            return r if mi is None else jnp.where(mi, r, 0.0)
+
+        return jax.vmap(one_fit, in_axes=(x_axis, 0, 0, 0, 0))(x, y, w, mask, q)
 
     def program(x, y, w, mask, p0, lb, ub, *shared):  # type: ignore[no-untyped-def]
         def step(per: tuple) -> tuple:
             xi = per[0] if x_per_fit else x
             _, yi, wi, mi = per[:4]
-            xo, R, cost, cost0, nfev, nit, status, opt = batched(xi, *per[1:], *shared)
+            xo, R, cost, cost0, nfev, nit, status, opt, recheck = batched(
+                xi, *per[1:], *shared
+            )
             # Factors and covariances of the sub-chunk.  (Here, not over all S×C fits of
             # the call at once: the same shapes for any S give the same bits however a
             # batch is cut into calls.)
             if linalg == "cholesky":  # the solver returned A = JᵀJ in place of R
-                R = batched_covariance_factor(R, lambda: final_jacobians(xi, yi, wi, mi, xo))
+                R, status = finish_normal_fits(
+                    R,
+                    xo,
+                    status,
+                    recheck,
+                    lambda: final_values(xi, yi, wi, mi, xo),
+                    lambda q: residuals_at(xi, yi, wi, mi, q),
+                )
             n_real = jnp.full(cost.shape, yi.shape[-1]) if mi is None else jnp.sum(mi, axis=1)
             pcov, decided = cov(R, n_real, cost)
             return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt
@@ -313,26 +334,74 @@ def _as_y(ydata: Any) -> np.ndarray:
     return y
 
 
-def _as_x(xdata: Any, B: int, N: int) -> tuple[np.ndarray, bool]:
-    """Numeric xdata and whether it is per fit (leading axis B) or shared."""
+def _as_x(
+    xdata: Any, B: int, N: int, x_per_fit: bool | None = None
+) -> tuple[np.ndarray, bool | None]:
+    """Numeric xdata and whether it is per fit (leading axis B) or shared.
+
+    ``None`` in place of the verdict means the shape cannot tell: a 2-D x whose leading
+    axis equals the number of fits B is either one (N,) x per fit or a shared (k, N) x
+    with k = B (:func:`resolve_x_layout` decides).
+    """
     x = real_array(xdata, "xdata")
     if x.ndim == 0 or x.shape[-1] != N:
         raise ValueError(
             f"xdata: shape {x.shape} does not end with N={N} (the number of points per fit "
             "in ydata); expected (N,), (k, N), (B, N) or (B, k, N)"
         )
+    if x_per_fit is not None and not isinstance(x_per_fit, (bool, np.bool_)):
+        raise ValueError(f"x_per_fit: expected True, False or None, got {x_per_fit!r}")
+    if x_per_fit:
+        if x.ndim not in (2, 3) or x.shape[0] != B:
+            raise ValueError(
+                f"xdata: x_per_fit=True needs shape (B, N) or (B, k, N) with B={B}, "
+                f"got {x.shape}"
+            )
+        return x, True
     if x.ndim == 1:
         return x, False
     if x.ndim == 2:
-        return x, x.shape[0] == B  # (B, N) per fit, otherwise (k, N) shared
+        if x_per_fit is None and x.shape[0] == B:
+            return x, None
+        return x, False
     if x.ndim == 3:
-        if x.shape[0] == B:
+        if x.shape[0] == B and x_per_fit is None:
             return x, True
         if x.shape[0] == 1:
             return x[0], False
     raise ValueError(
         f"xdata: shape {x.shape} is not one of (N,), (k, N), (B, N), (B, k, N) with B={B}, N={N}"
     )
+
+
+def resolve_x_layout(
+    f: Callable[..., Any], x_shape: tuple[int, ...], dtype: Any, p0: Any, param_style: str
+) -> bool:
+    """Whether an x of shape (B, N) with B fits is per fit (True) or shared (False).
+
+    Read as per fit (the documented default) unless the model says otherwise: it is
+    traced abstractly (nothing is computed) as ``f(x_b, p)`` with x_b of shape (N,) and
+    as ``f(x, p)`` with the whole (B, N) array, and x is shared when only the second
+    returns the N values of one curve — a model of k = B coordinates per point such as
+    ``b1 − b2·x[0]·exp(−b3·x[1])`` would otherwise see one scalar per coordinate row
+    and fit a constant.
+    """
+    B, N = x_shape
+    if p0 is not None:
+        P = int(np.shape(p0)[-1]) if np.ndim(p0) else 0
+    else:
+        names = getattr(f, "param_names", None)
+        P = len(names) if names is not None else (count_model_params(f) or 0)
+    if P < 1:
+        return True
+    try:
+        g = adapt_model(f, detect_param_style(f, P, param_style))
+    except Exception:  # the checks that follow report a bad model or p0 themselves
+        return True
+    p = np.ones(P)
+    per = traced_output_shape(g, jax.ShapeDtypeStruct((N,), dtype), p)
+    shared = traced_output_shape(g, jax.ShapeDtypeStruct((B, N), dtype), p)
+    return not (shared == (N,) and per != (N,))
 
 
 def _per_fit(a: Any, B: int, P: int, name: str) -> np.ndarray:
@@ -539,6 +608,7 @@ def curve_fit_batch(
     linalg: str = "auto",
     devices: Any = None,
     workers: int | None = None,
+    x_per_fit: bool | None = None,
 ) -> BatchResult:
     """Fit the same model independently to each row of ``ydata``.
 
@@ -556,7 +626,9 @@ def curve_fit_batch(
     xdata : array_like
         Shared by all fits: (N,) or (k, N) (e.g. (2, N) pixel coordinates for a 2-D
         model); or per fit: (B, N) or (B, k, N).  A 2-D array whose first axis has
-        length B is read as per fit; pass a shared (k, N) with k = B as (1, k, N).
+        length B is read as per fit, unless only the shared reading gives the model one
+        value per point (a model that indexes ``x[0]``, ``x[1]``); ``x_per_fit`` or a
+        shared x passed as (1, k, N) settles it explicitly.
     ydata : array_like (B, N) or dask.array.Array (B, N)
         One row of observations per fit.  A Dask array (chunked along the batch axis)
         is fitted block by block on the Dask workers, the data staying there
@@ -617,6 +689,10 @@ def curve_fit_batch(
         one thread, since two such calls at once can deadlock (see
         :func:`_safe_on_threads`).  Results do not depend on ``workers``: every call
         computes the same bits on any thread.
+    x_per_fit : bool, optional
+        True: ``xdata`` of shape (B, N) or (B, k, N) holds each fit's own x; False: it
+        is shared, (k, N) even when k = B.  Default: from the shapes, and for a 2-D x
+        with B rows from the model (see ``xdata``).
 
     Returns
     -------
@@ -661,6 +737,7 @@ def curve_fit_batch(
             chunk_size=chunk_size,
             memory_budget=memory_budget,
             linalg=linalg,
+            x_per_fit=x_per_fit,
         )
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy: expected one of {NAN_POLICIES}, got {nan_policy!r}")
@@ -685,7 +762,10 @@ def curve_fit_batch(
 
     y = _as_y(ydata)
     B, N = y.shape
-    x, x_per_fit = _as_x(xdata, B, N)
+    x, per_fit = _as_x(xdata, B, N, x_per_fit)
+    if per_fit is None:
+        per_fit = resolve_x_layout(f, x.shape, x.dtype, p0, param_style)
+    x_per_fit = per_fit
     m = _mask(mask, B, N)
     x_bad = ~np.isfinite(x)
     if x_per_fit:

@@ -211,6 +211,7 @@ def lm(
         x=x,
         reduction=red,
         initial_cost=red0.cost,
+        initial_scale=jnp.max(jnp.abs(red0.R), axis=0),
         optimality=jnp.max(jnp.abs(red.grad)),
         active_mask=jnp.zeros(x0.shape, jnp.int32),
         nfev=st.nfev + n_pol,

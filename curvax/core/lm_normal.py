@@ -63,6 +63,7 @@ from curvax.core.small_linalg import (
     column_scaled_inverse,
     gram_schmidt_r,
     matvec,
+    upper_triangular_solve,
 )
 
 Array = jax.Array
@@ -90,6 +91,7 @@ class NormalLMOutput(NamedTuple):
     nit: Array
     status: Array
     optimality: Array
+    recheck: Array
 
 
 class _State(NamedTuple):
@@ -221,7 +223,7 @@ def lm_normal(
 
     s = jax.lax.while_loop(cond, body, state)
     status = jnp.where(s.status == _RUNNING, 0, s.status)
-    status = refuse_far_convergence_normal(status, s.p, s.A, s.g, s.cost)
+    status, recheck = refuse_far_convergence_normal(status, s.p, s.A, s.g, s.cost)
     return NormalLMOutput(
         x=s.p,
         A=s.A,
@@ -231,15 +233,17 @@ def lm_normal(
         nit=s.nit,
         status=status,
         optimality=jnp.max(jnp.abs(s.g)),
+        recheck=recheck,
     )
 
 
 def refuse_far_convergence_normal(
     status: Array, x: Array, A: Array, g: Array, cost: Array
-) -> Array:
-    """Status -4 instead of a convergence claim far from a minimum, from ``A = JᵀJ`` and
-    ``g = Jᵀr`` at ``x``: :func:`curvax.core.trust_region.refuse_far_convergence` on
-    the normal equations.
+) -> tuple[Array, Array]:
+    """``(status, recheck)``: status -4 instead of a convergence claim far from a
+    minimum, from ``A = JᵀJ`` and ``g = Jᵀr`` at ``x`` —
+    :func:`curvax.core.trust_region.refuse_far_convergence` on the normal equations —
+    and whether a claim that stands needs :func:`recheck_convergence_normal`.
 
     Started many orders of magnitude away, every step the damping allows can change
     the cost by less than float64 resolves, and the ``ftol`` test passes at a point that
@@ -251,6 +255,11 @@ def refuse_far_convergence_normal(
     largest one.  The test is skipped (the status kept) where the Gauss–Newton system
     cannot be solved reliably: a zero column, or a Cholesky solve whose residual
     exceeds ``10⁻⁶`` of the right-hand side (a scaled condition number near ``1/√ε``).
+
+    ``recheck`` is True for a convergence claim that stands although the test was
+    skipped for an inaccurate solve (no zero column), or although the step is
+    predicted to remove more than :data:`~curvax.core.trust_region.PROBE_SHARE` of the
+    cost.
     """
     d = jnp.sqrt(jnp.diagonal(A))
     solvable = jnp.all(d > 0) & jnp.isfinite(cost) & (cost > 0)
@@ -258,11 +267,45 @@ def refuse_far_convergence_normal(
     As = A / d_safe[:, None] / d_safe[None, :]
     gs = g / d_safe
     step_s = -cholesky_solve(As, gs)
-    accurate = tr.norm(matvec(As, step_s) + gs) <= 1e-6 * tr.norm(gs)
+    finite = jnp.all(jnp.isfinite(step_s))
+    accurate = finite & (tr.norm(matvec(As, step_s) + gs) <= 1e-6 * tr.norm(gs))
     gain = -0.5 * jnp.sum(gs * step_s)
     share = gain / jnp.where(solvable, cost, 1.0)
-    trusted = solvable & jnp.all(jnp.isfinite(step_s)) & accurate
-    return tr.far_from_minimum_status(status, x, share, step_s / d_safe, trusted)
+    step = step_s / d_safe
+    status = tr.far_from_minimum_status(status, x, share, step, solvable & accurate)
+    big = jnp.max(jnp.abs(step)) > tr.FAR_STEP_RTOL * jnp.max(jnp.abs(x))
+    converged = (status >= 1) & (status <= 4)
+    suspect = ~accurate | ((share > tr.PROBE_SHARE) & big)
+    return status, converged & solvable & suspect
+
+
+def gram_schmidt_prediction(r: Array, J: Array) -> tuple[Array, Array, Array, Array]:
+    """``(R, share, step, trusted)`` of one fit from its residuals and Jacobian.
+
+    ``J`` (columns scaled to unit norm by ``D``) and ``r`` are factored together by
+    modified Gram–Schmidt: :func:`~curvax.core.small_linalg.gram_schmidt_r` of
+    ``[J D⁻¹ r]`` gives ``R D⁻¹`` and ``Qᵀr`` as accurately as a Householder QR.
+    ``R`` (``RᵀR = JᵀJ``) is the covariance factor; the full Gauss–Newton step is
+    ``δ = −D⁻¹ (R D⁻¹)⁻¹ Qᵀr`` and its linear model removes ``share`` =
+    ``‖Qᵀr‖² / ‖r‖²`` of ``C = ½‖r‖²``.  ``trusted`` is False where ``R D⁻¹`` is near
+    singular (a diagonal entry below ``√ε``: a column within ``√ε`` of the span of the
+    others), the step is not finite, or ``C = 0``.
+    """
+    p = J.shape[1]
+    cn = jnp.sqrt(jnp.sum(J * J, axis=0))
+    cn = jnp.where(cn > 0, cn, 1.0)
+    Ra = gram_schmidt_r(jnp.concatenate([J / cn, r[:, None]], axis=1))
+    Rs, qtf = Ra[:p, :p], Ra[:p, p]
+    rr = jnp.sum(r * r)
+    step = -upper_triangular_solve(Rs, qtf) / cn
+    share = jnp.sum(qtf * qtf) / jnp.where(rr > 0, rr, 1.0)
+    eps = jnp.finfo(r.dtype).eps
+    trusted = (
+        jnp.all(jnp.abs(jnp.diagonal(Rs)) > jnp.sqrt(eps))
+        & jnp.all(jnp.isfinite(step))
+        & (rr > 0)
+    )
+    return Rs * cn[None, :], share, jnp.where(trusted, step, 0.0), trusted
 
 
 def _scaled_condition_bound(R: Array) -> Array:
@@ -271,21 +314,58 @@ def _scaled_condition_bound(R: Array) -> Array:
     return jnp.sqrt(R.shape[0]) * jnp.sqrt(jnp.sum(T * T))
 
 
-def batched_covariance_factor(A: Array, jacobians: Callable[[], Array]) -> Array:
-    """``R`` (B, P, P) with ``RᵀR = JᵀJ`` for a batch of final ``A`` (B, P, P).
+def finish_normal_fits(
+    A: Array,
+    x: Array,
+    status: Array,
+    recheck: Array,
+    values_and_jacobians: Callable[[], tuple[Array, Array]],
+    residuals_at: Callable[[Array], Array],
+) -> tuple[Array, Array]:
+    """``(R, status)`` of a batch of :func:`lm_normal` fits: their covariance factors
+    (B, P, P) with ``RᵀR = JᵀJ``, and their final statuses (B,).
 
-    ``chol(A)ᵀ`` for the fits where it is accurate (scaled condition bound at most
-    :data:`NORMAL_FACTOR_MAX_COND`); for the others the Gram–Schmidt factor of their
-    final Jacobian, which ``jacobians()`` evaluates (B, n, P) — only when the batch has
-    such a fit (a real branch, outside ``vmap``).  Fits with non-finite ``A`` (failed
-    starts) never trigger that branch.
+    **Factor.** ``chol(A)ᵀ`` for the fits where it is accurate — its relative error is
+    about ``ε κ²``, so only where the scaled condition bound is at most
+    :data:`NORMAL_FACTOR_MAX_COND` — and otherwise the Gram–Schmidt factor of the final
+    Jacobian (:func:`gram_schmidt_prediction`).  Fits with non-finite ``A`` (failed
+    starts) never ask for it.
+
+    **Verdict.** A convergence claim flagged ``recheck`` by
+    :func:`refuse_far_convergence_normal` is judged again from ``J`` rather than ``JᵀJ``:
+    it becomes -4 when the accurate Gauss–Newton step removes more than
+    :data:`~curvax.core.trust_region.FAR_FROM_MINIMUM` of the cost and is not small
+    (:func:`~curvax.core.trust_region.far_from_minimum_status`), or when a point along
+    that step has a clearly lower cost (:func:`~curvax.core.trust_region.lower_cost_along`,
+    tried when the step is predicted to remove more than
+    :data:`~curvax.core.trust_region.PROBE_SHARE`).  Where the step is not trusted the
+    claim stands.
+
+    ``values_and_jacobians()`` gives the final residuals (B, n) and Jacobians (B, n, P),
+    ``residuals_at(q)`` the residuals (B, n) at points q (B, P).  Both run only when the
+    batch has a fit that needs them (one real branch, outside ``vmap``): then one
+    Jacobian and eight residual evaluations per fit.
     """
     R = jnp.swapaxes(jax.vmap(cholesky_factor)(A), 1, 2)
     bound = jax.vmap(_scaled_condition_bound)(R)
     finite = jnp.all(jnp.isfinite(A), axis=(1, 2))
     good = (bound <= NORMAL_FACTOR_MAX_COND) | ~finite
 
-    def precise() -> Array:
-        return jnp.where(good[:, None, None], R, jax.vmap(gram_schmidt_r)(jacobians()))
+    def precise() -> tuple[Array, Array]:
+        r, J = values_and_jacobians()
+        Rj, share, step, trusted = jax.vmap(gram_schmidt_prediction)(r, J)
+        judged = jax.vmap(tr.far_from_minimum_status)(status, x, share, step, trusted)
+        converged = (judged >= 1) & (judged <= 4)
+        big = jnp.max(jnp.abs(step), axis=1) > tr.FAR_STEP_RTOL * jnp.max(jnp.abs(x), axis=1)
+        probe = recheck & converged & trusted & big & (share > tr.PROBE_SHARE)
 
-    return jax.lax.cond(jnp.all(good), lambda: R, precise)
+        def cost_at(q: Array) -> Array:
+            rq = residuals_at(q)
+            return 0.5 * jnp.sum(rq * rq, axis=1)
+
+        cost = 0.5 * jnp.sum(r * r, axis=1)
+        lower = probe & tr.lower_cost_along(cost_at, x, step, cost)
+        judged = jnp.where(lower, tr.FAR_FROM_MINIMUM_STATUS, judged).astype(status.dtype)
+        return jnp.where(good[:, None, None], R, Rj), jnp.where(recheck, judged, status)
+
+    return jax.lax.cond(jnp.all(good) & ~jnp.any(recheck), lambda: (R, status), precise)

@@ -15,7 +15,8 @@ whole batch, which XLA fuses and runs with SIMD instructions.
   :mod:`curvax.core.lm_normal`).
 * :func:`gram_schmidt_r` — the triangular factor ``R`` of ``J = QR`` by modified
   Gram–Schmidt (the covariance of a fit needs only ``R``).
-* :func:`upper_triangular_inverse` — ``U⁻¹`` by back substitution, and
+* :func:`upper_triangular_solve` — ``U⁻¹ b`` by back substitution;
+  :func:`upper_triangular_inverse` — ``U⁻¹`` by back substitution, and
   :func:`column_scaled_inverse` — the inverse of ``R`` with its columns scaled to unit
   norm (the covariance and its rank test).
 * :func:`matvec`, :func:`outer_gram` — ``A x`` and ``T Tᵀ`` as sums of broadcast
@@ -221,6 +222,20 @@ def gram_schmidt_r(J: Array) -> Array:
             row.append(rjk)
         rows.append(row)
     return jnp.stack([jnp.stack(r) for r in rows])
+
+
+def upper_triangular_solve(U: Array, b: Array) -> Array:
+    """``x = U⁻¹ b`` for an upper-triangular ``U`` (p×p) by back substitution,
+    ``x_i = (b_i − Σ_{k>i} U_ik x_k) / U_ii``, unrolled; a zero on the diagonal gives
+    non-finite entries (the caller tests them)."""
+    p = U.shape[0]
+    x: list[Array] = [b[0]] * p
+    for i in reversed(range(p)):
+        acc = b[i]
+        for k in range(i + 1, p):
+            acc = acc - U[i, k] * x[k]
+        x[i] = acc / U[i, i]
+    return jnp.stack(x)
 
 
 def upper_triangular_inverse(U: Array) -> Array:

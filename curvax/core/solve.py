@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvax.core import trust_region as tr
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.data_source import DataSource
 from curvax.core.engine import Kernel, jacobian_at, parted_gram, residuals_at, run_kernel
@@ -84,32 +85,46 @@ def check_jacobian_range(
     a fit can stop at its start claiming convergence.  This happens when parameters
     and residuals have wildly different scales (e.g. ``b ~ 1e-152`` with ``x ~ 1e152``),
     or, with a robust loss, when every residual lies so far beyond ``f_scale`` that the
-    loss is flat there (its rescaling ``√ρ'`` of ``J̃`` underflows).
+    loss is flat there (its rescaling ``√ρ'`` of ``J̃`` underflows).  Called on the end
+    point of a fit that took no step or started out of range, where the inputs are to
+    blame; a fit that moved there from a start in range gets status :data:`~curvax.core.trust_region.OUT_OF_RANGE_STATUS` instead
+    (:func:`jacobian_out_of_range`).
     """
-    wide = dtype == np.float64
-    limit = JACOBIAN_LIMIT if wide else 2.0**60
-    if not R.size:
+    if not jacobian_out_of_range(R, dtype):
         return
+    limit = JACOBIAN_LIMIT if dtype == np.float64 else 2.0**60
     # a column's scale, NaN entries ignored (zero: insensitive, which is allowed)
     cols = [0.0 if math.isnan(c) else c for c in np.fmax.reduce(np.abs(R), axis=0).tolist()]
     big = max(cols)
-    smallest = 1.0 / limit if wide else 0.0
-    tiny = [c for c in cols if 0.0 < c < smallest]
-    if big > limit or tiny:
-        what = f"reaches ~{big:.1e}" if big > limit else f"has a column of size ~{tiny[0]:.1e}"
-        if not (isinstance(loss, str) and loss == "linear") and big <= limit:
-            raise ValueError(
-                f"{x0_name}/f_scale: with the robust loss {loss!r} the loss-weighted Jacobian "
-                f"{what}: every residual at the end point lies so far beyond f_scale that "
-                "the loss is flat there and cannot guide the fit; start closer to the data "
-                "or increase f_scale"
-            )
+    tiny = [c for c in cols if 0.0 < c < 1.0 / limit]
+    what = f"reaches ~{big:.1e}" if big > limit else f"has a column of size ~{tiny[0]:.1e}"
+    if not (isinstance(loss, str) and loss == "linear") and big <= limit:
         raise ValueError(
-            f"{x0_name}/xdata/sigma: the weighted Jacobian of the model {what}, outside "
-            f"[{1 / limit:.0e}, {limit:.0e}] where {np.dtype(dtype).name} can hold its "
-            "squares; rescale xdata, sigma or the parameters (fit p·s instead of p) so "
-            "that the model's sensitivities to the parameters are of moderate size"
+            f"{x0_name}/f_scale: with the robust loss {loss!r} the loss-weighted Jacobian "
+            f"{what}: every residual at the end point lies so far beyond f_scale that "
+            "the loss is flat there and cannot guide the fit; start closer to the data "
+            "or increase f_scale"
         )
+    raise ValueError(
+        f"{x0_name}/xdata/sigma: the weighted Jacobian of the model {what}, outside "
+        f"[{1 / limit:.0e}, {limit:.0e}] where {np.dtype(dtype).name} can hold its "
+        "squares; rescale xdata, sigma or the parameters (fit p·s instead of p) so "
+        "that the model's sensitivities to the parameters are of moderate size"
+    )
+
+
+def jacobian_out_of_range(R: np.ndarray, dtype: np.dtype) -> bool:
+    """True when a column of the factor ``R`` of the weighted Jacobian exceeds
+    :data:`JACOBIAN_LIMIT` (``2⁶⁰`` in float32) or is nonzero below its inverse
+    (float64 only): the range of :func:`check_jacobian_range`."""
+    if not R.size:
+        return False
+    wide = dtype == np.float64
+    limit = JACOBIAN_LIMIT if wide else 2.0**60
+    cols = np.fmax.reduce(np.abs(R), axis=0)
+    cols = np.where(np.isnan(cols), 0.0, cols)
+    smallest = 1.0 / limit if wide else 0.0
+    return bool(np.max(cols) > limit or np.any((cols > 0) & (cols < smallest)))
 
 
 def host_model_error(err: BaseException, name: str = "f") -> ValueError | None:
@@ -300,9 +315,16 @@ def solve(
             lambda: np.asarray(residuals)[:n_rows]
         )
     R = np.asarray(sol.reduction.R, dtype=np.float64)
-    check_jacobian_range(R, dtype, x0_name, kernel.loss)
+    out_of_range = jacobian_out_of_range(R, dtype)
+    if out_of_range and (
+        int(sol.nit) == 0 or jacobian_out_of_range(np.asarray(sol.initial_scale)[None], dtype)
+    ):
+        check_jacobian_range(R, dtype, x0_name, kernel.loss)  # the start is to blame
     cost = float(sol.reduction.cost)
     pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
+    if out_of_range:  # the iteration went there: a failed fit, not bad input
+        status = tr.OUT_OF_RANGE_STATUS
+        pcov_free = np.full_like(pcov_free, np.inf)
     x_free = np.asarray(sol.x, dtype=np.float64)
     grad_free = np.asarray(sol.reduction.grad, dtype=np.float64)
     active_free = np.asarray(sol.active_mask)

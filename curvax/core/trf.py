@@ -43,6 +43,7 @@ class SolverOutput(NamedTuple):
     x: Array
     reduction: Reduction
     initial_cost: Array
+    initial_scale: Array  # largest |entry| of each column of the start's factor R
     optimality: Array
     active_mask: Array
     nfev: Array
@@ -218,6 +219,7 @@ def trf(
         x=x,
         reduction=red,
         initial_cost=red0.cost,
+        initial_scale=jnp.max(jnp.abs(red0.R), axis=0),
         optimality=g_norm,
         active_mask=tr.active_constraints(x, lb, ub, xtol),
         nfev=st.nfev + n_pol,

@@ -47,7 +47,17 @@ RUNNING = 99  # internal status while the loop runs; never returned
 #: :func:`refuse_far_convergence`).
 FAR_FROM_MINIMUM_STATUS = -4
 
+#: Status of a fit whose iteration ran to parameters where the weighted Jacobian's
+#: squares leave the floating-point range (see :func:`curvax.core.solve.solve`).
+OUT_OF_RANGE_STATUS = -5
+
 STATUS_MESSAGES = {
+    -5: (
+        "The iteration ran to parameters where the model's sensitivities are too large or "
+        "too small for the squares of the Jacobian to be represented; the end point is no "
+        "minimum. Start closer, try x_scale=1.0, or rescale the parameters (with a "
+        "robust loss, residuals far beyond f_scale make the loss flat: increase f_scale)."
+    ),
     -4: (
         "The cost stopped changing far from a minimum: a Gauss-Newton step would still "
         "remove most of it. Start closer or rescale the parameters."
@@ -176,11 +186,65 @@ def refuse_far_convergence(
     parameter at or near a bound the test is skipped: a minimum on a bound is not a
     stationary point of the unconstrained model.
     """
-    sub, safe = column_scaled_subproblem(red.R, red.qtf, svd)
-    share = gauss_newton_share(sub, red.cost, n_residuals)
-    step = minimum_norm_step(sub, n_residuals) / safe
+    share, step = gauss_newton_prediction(red.R, red.qtf, red.cost, n_residuals, svd)
     trusted = jnp.asarray(True) if at_bound is None else ~jnp.any(at_bound)
     return far_from_minimum_status(status, x, share, step, trusted)
+
+
+def gauss_newton_prediction(
+    R: Array, qtf: Array, cost: Array, n_residuals: int, svd: SvdFn | None = None
+) -> tuple[Array, Array]:
+    """``(share, step)`` of the full Gauss–Newton step from a factor ``R`` and ``Qᵀr``.
+
+    ``step`` is the minimum-norm solution of ``min ‖R s + Qᵀr‖`` on the column-scaled
+    factor (:func:`column_scaled_subproblem`, so rank decisions do not depend on the
+    parameters' units), in parameter units; ``share`` the part of ``C = ½‖r‖²`` its
+    linear model removes (:func:`gauss_newton_share`).
+    """
+    sub, safe = column_scaled_subproblem(R, qtf, svd)
+    share = gauss_newton_share(sub, cost, n_residuals)
+    return share, minimum_norm_step(sub, n_residuals) / safe
+
+
+#: A converged point whose Gauss–Newton step is predicted to remove more than this share
+#: of the cost is probed along that step (:func:`lower_cost_along`).
+PROBE_SHARE = 1e-2
+#: ... and refused as a minimum when a probe lowers the cost by more than this share.
+PROBE_GAIN = 1e-3
+#: Fractions of the longest probe (which takes some parameter to zero or doubles it).
+PROBE_FRACTIONS = (1e-3, 1e-2, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+
+
+def lower_cost_along(
+    cost_at: Callable[[Array], Array], x: Array, step: Array, cost: Array
+) -> Array:
+    """True when a point on the segment from ``x`` along the Gauss–Newton ``step`` has a
+    cost lower than ``(1 − PROBE_GAIN)·cost``: proof that ``x`` is no minimum.
+
+    The linear model behind :func:`far_from_minimum_status` can be misled where the
+    model is flat in a parameter: a decay rate run off to ``b = 115`` makes
+    ``exp(−b x)`` vanish, the cost sits on a plateau, and the full step (``10⁴⁹`` in
+    ``b``) is predicted to remove 49.5 % of the cost — just under the threshold.  The
+    probe evaluates ``C(x + t·step)`` for ``t = f·t_max``, ``f`` in
+    :data:`PROBE_FRACTIONS`, where ``t_max ≤ 1`` is the longest step that changes no
+    parameter by more than its own magnitude (``max(|x_j|, FAR_STEP_RTOL·max|x|)``):
+    a parameter headed for zero is brought back from its plateau by the fractions
+    close to 1 (to 10 %, 1 %, …, 0.01 % of its value).  Non-finite costs count as
+    higher.
+
+    Works on one fit (``x``, ``step`` (P,), ``cost`` scalar) or a batch (leading axes);
+    ``cost_at`` maps points of the shape of ``x`` to costs of the shape of ``cost``.
+    One evaluation of ``cost_at`` per fraction, in a loop (the model is traced once).
+    """
+    big = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
+    scale = jnp.maximum(jnp.abs(x), FAR_STEP_RTOL * big)
+    scale = jnp.where(scale > 0, scale, 1.0)
+    rel = jnp.max(jnp.abs(step) / scale, axis=-1, keepdims=True)
+    t_max = jnp.where(rel > 1.0, 1.0 / jnp.where(rel > 1.0, rel, 1.0), 1.0)
+    fractions = jnp.asarray(PROBE_FRACTIONS, x.dtype)
+    costs = jax.lax.map(lambda f: cost_at(x + (f * t_max) * step), fractions)
+    best = jnp.min(jnp.where(jnp.isfinite(costs), costs, jnp.inf), axis=0)
+    return best < (1.0 - PROBE_GAIN) * cost
 
 
 def far_from_minimum_status(

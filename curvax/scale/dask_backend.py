@@ -48,7 +48,7 @@ import numpy as np
 
 from curvax.core.locks import ForkSafeLock
 from curvax.core.reduction import triangularize
-from curvax.core.validation import COMPLEX_HINT
+from curvax.core.validation import COMPLEX_HINT, real_array
 from curvax.scale.host_reduce import HostReducer, PassStats
 from curvax.scale.sources import (
     ArraySource,
@@ -671,17 +671,26 @@ def curve_fit_batch_dask(
     rows = y.chunks[0]
     starts = np.concatenate([[0], np.cumsum(rows)]).astype(int)
 
-    # xdata: per fit when its leading axis is B (as in memory); a shared 2-D x is
-    # passed as (1, k, N) so a block of k rows cannot mistake it for per-fit x.
-    if is_dask_array(xdata):
+    # xdata: per fit when its leading axis is B, read as in memory (a 2-D x with B rows
+    # is asked of the model, batch.fit.resolve_x_layout, unless x_per_fit says); a
+    # shared 2-D x is passed as (1, k, N) so a block of k rows cannot mistake it for
+    # per-fit x, and every block is told the verdict.
+    if not is_dask_array(xdata):
+        xdata = real_array(xdata, "xdata")
+    x_per_fit = options.pop("x_per_fit", None)
+    if x_per_fit is None:
         x_per_fit = xdata.ndim in (2, 3) and xdata.shape[0] == B
-        if not x_per_fit:
-            xdata = np.asarray(xdata.compute())  # shared x: one curve's worth of points
-    else:
-        xdata = np.asarray(xdata, dtype=np.float64)
-        x_per_fit = xdata.ndim in (2, 3) and xdata.shape[0] == B
+        if x_per_fit and xdata.ndim == 2:
+            from curvax.batch.fit import resolve_x_layout
+
+            x_per_fit = resolve_x_layout(
+                f, tuple(xdata.shape), xdata.dtype, p0, options.get("param_style", "auto")
+            )
+    if not x_per_fit and is_dask_array(xdata):
+        xdata = np.asarray(xdata.compute())  # shared x: one curve's worth of points
     if not x_per_fit and np.ndim(xdata) == 2:
         xdata = np.asarray(xdata)[None]
+    options["x_per_fit"] = bool(x_per_fit)
 
     if hasattr(bounds, "lb") and hasattr(bounds, "ub"):
         lb, ub = bounds.lb, bounds.ub
