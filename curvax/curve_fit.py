@@ -20,7 +20,6 @@ import functools
 import hashlib
 import math
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ from curvax.core.device_data import data_stats, is_device_data, mask_device, pad
 from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
-from curvax.core.locks import ForkSafeLock
+from curvax.core.memo import BoundedCache, hashable
 from curvax.core.mixed_precision import (
     FLOAT32_TOL,
     MixedPrecisionConfig,
@@ -83,6 +82,7 @@ from curvax.core.validation import (
     first_bad,
     prepare_bounds,
     prepare_sigma,
+    refuse_complex,
     sigma_array,
 )
 from curvax.warnings import OptimizeWarning, PerformanceWarning
@@ -119,6 +119,8 @@ _SOLVER_KWARGS = {
 
 def _as_xdata(xdata: Any, n: int) -> tuple[Any, int | None]:
     """Numeric xdata and the axis along which its points lie (None: opaque object)."""
+    if isinstance(xdata, (list, tuple)) or getattr(xdata, "dtype", None) is not None:
+        refuse_complex(xdata, "xdata")  # float64 conversion would keep the real part
     try:
         x = np.asarray(xdata, dtype=np.float64)
     except (TypeError, ValueError):
@@ -163,9 +165,10 @@ def _device_data(
     only to name the first bad value in an error message.  A NumPy ``xdata`` is moved to
     ``ydata``'s device.
     """
+    refuse_complex(ydata, "ydata")
+    refuse_complex(xdata, "xdata")
     if ydata.dtype.kind not in "biuf":
-        what = "complex values" if ydata.dtype.kind == "c" else f"dtype {ydata.dtype}"
-        raise ValueError(f"ydata: {what} are not supported (real numbers only)")
+        raise ValueError(f"ydata: dtype {ydata.dtype} is not supported (real numbers only)")
     if ydata.ndim != 1:
         as_ydata(np.asarray(ydata))  # raises the host path's error for this shape
     if ydata.size == 0:
@@ -191,8 +194,7 @@ def _device_data(
     return y, x, axis
 
 
-_PROBE_CACHE: OrderedDict[tuple, tuple[bool, tuple]] = OrderedDict()
-_PROBE_LOCK = ForkSafeLock()
+_PROBE_CACHE: BoundedCache[tuple[bool, tuple]] = BoundedCache(256)
 
 
 def probe_model(
@@ -215,16 +217,10 @@ def probe_model(
     key = None
     if isinstance(x, (np.ndarray, jax.Array)):
         x_shape = x.shape if x_shape is None else tuple(x_shape)
-        try:
-            key = (model, style, x_shape, p0.size, dt)
-            hash(key)
-        except TypeError:
-            key = None
-    if key is not None:
-        with _PROBE_LOCK:
-            if key in _PROBE_CACHE:
-                _PROBE_CACHE.move_to_end(key)
-                return _PROBE_CACHE[key]
+        key = hashable((model, style, x_shape, p0.size, dt))
+    cached = _PROBE_CACHE.get(key)
+    if cached is not None:
+        return cached
     g = adapt_model(model, style)
     with jax.enable_x64(dt == np.float64):
         x_probe = jax.ShapeDtypeStruct(x_shape, dt) if x_shape is not None else x
@@ -245,12 +241,7 @@ def probe_model(
                     f"got {what} at p0"
                 )
             shape = np.shape(out)
-    if key is not None:
-        with _PROBE_LOCK:
-            _PROBE_CACHE[key] = (traceable, shape)
-            while len(_PROBE_CACHE) > 256:
-                _PROBE_CACHE.popitem(last=False)
-    return traceable, shape
+    return _PROBE_CACHE.put(key, (traceable, shape))
 
 
 def probe_jacobian(

@@ -859,6 +859,16 @@ def test_complex_ydata_is_refused():
         curvax.curve_fit(lambda x, a, b: a * x + b, x, x + 1j, p0=[1.0, 1.0])
 
 
+@pytest.mark.parametrize("wrap", [np.asarray, jnp.asarray, list])
+def test_complex_xdata_is_refused(wrap):
+    """Complex xdata used to be cut to its real part (NumPy, a list of Python complex
+    numbers, or a device array next to device ydata), with only a ComplexWarning."""
+    x = np.linspace(0, 1, 20)
+    y = jnp.asarray(x) if wrap is jnp.asarray else x
+    with pytest.raises(ValueError, match=r"^xdata: complex values are not supported"):
+        curvax.curve_fit(lambda x, a, b: a * x + b, wrap(x + 1j), y, p0=[1.0, 1.0])
+
+
 @pytest.mark.parametrize("scale", [1e-300, 1e300])
 def test_chunked_data_beyond_float64_square_range_is_refused(scale):
     """The chunked path refuses the same data as the in-memory one (found in review)."""

@@ -99,6 +99,17 @@ def test_f_test_refuses_a_complex_fit_worse_than_the_simple_one(fits) -> None:
         f_test(fits["simple"], stopped)
 
 
+def test_f_test_and_compare_models_refuse_robust_loss_fits(fits) -> None:
+    # a robust loss does not minimise chi-square: the F distribution does not apply
+    robust = curvax.fit_curve(decay_offset, X, Y, p0=[1.0, 1.0, 0.0], loss="huber",
+                              f_scale=0.02, method="trf")
+    assert robust.success
+    with pytest.raises(ValueError, match=r"^result_complex: was fitted with loss='huber'"):
+        f_test(fits["simple"], robust)
+    with pytest.raises(ValueError, match=r"^results\['r'\]: was fitted with loss='huber'"):
+        compare_models({"s": fits["simple"], "r": robust})
+
+
 def test_insight_functions_name_a_result_that_is_not_a_fit_result(fits) -> None:
     with pytest.raises(TypeError, match=r"result: expected a FitResult .*got tuple"):
         confidence_intervals((1.0, 2.0))

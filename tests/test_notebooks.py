@@ -93,7 +93,16 @@ def test_the_three_notebooks_are_committed_executed_with_plots() -> None:
         assert any(h.lstrip().startswith("## Check") for h in headings), path.name
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+# The quickstart runs in every test run; the tutorial and the advanced notebook (about a
+# minute of CPU between them) with the slow set.  Their committed outputs are checked
+# above in every run.
+RUNS = [
+    p if p.name == "01_quickstart.ipynb" else pytest.param(p, marks=pytest.mark.slow)
+    for p in NOTEBOOKS
+]
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: p.stem)
 def test_notebook_runs_and_passes_its_checks(path: Path) -> None:
     nb = execute(path)  # a cell error raises CellExecutionError here
     out = stdout_of(nb)

@@ -37,7 +37,6 @@ Two solver families (the ``linalg`` option):
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -53,8 +52,8 @@ from curvax.core.covariance import covariance_from_factors, covariance_from_tria
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.lm_normal import finish_normal_fits, lm_normal
-from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss
+from curvax.core.memo import BoundedCache, hashable
 from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import (
     PointwiseData,
@@ -233,23 +232,11 @@ def _masked_value_and_jac(
     return value_and_jac
 
 
-_PROGRAMS: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
-_PROGRAMS_LOCK = ForkSafeLock()
+_PROGRAMS: BoundedCache[Callable[..., Any]] = BoundedCache(32)
 
 
 def _program(key: tuple) -> Callable[..., Any]:
-    try:
-        hash(key)
-    except TypeError:
-        return _build_program(*key)
-    with _PROGRAMS_LOCK:
-        prog = _PROGRAMS.pop(key, None)
-        if prog is None:
-            prog = _build_program(*key)
-        _PROGRAMS[key] = prog
-        while len(_PROGRAMS) > 32:
-            _PROGRAMS.popitem(last=False)
-    return prog
+    return _PROGRAMS.get_or_make(hashable(key), lambda: _build_program(*key))
 
 
 # --- input handling ----------------------------------------------------------------------

@@ -34,7 +34,6 @@ parameters, dtype), in a bounded cache.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curvax.core.locks import ForkSafeLock
+from curvax.core.memo import BoundedCache, hashable
 from curvax.core.problem import adapt_model
 
 #: Primitives that act value by value (operands of one shape, or scalars).
@@ -61,9 +60,7 @@ CALLS = frozenset(
 #: Reductions: point-by-point when they leave the points axis alone.
 REDUCTIONS = frozenset("reduce_sum reduce_max reduce_min reduce_prod argmax argmin".split())
 
-_CACHE: OrderedDict[tuple, bool] = OrderedDict()
-_LOCK = ForkSafeLock()
-_CACHE_SIZE = 256
+_CACHE: BoundedCache[bool] = BoundedCache(256)
 
 
 class _Open(Exception):
@@ -253,25 +250,15 @@ def is_pointwise(
     """
     x_shape = tuple(x.shape if x_shape is None else x_shape)
     point_shape = tuple(d for i, d in enumerate(x.shape) if i != x_axis % x.ndim)
-    key: tuple | None = (model, style, point_shape, x_axis, p0.size, dt)
-    try:
-        hash(key)
-    except TypeError:
-        key = None
-    if key is not None:
-        with _LOCK:
-            if key in _CACHE:
-                _CACHE.move_to_end(key)
-                return _CACHE[key]
+    key = hashable((model, style, point_shape, x_axis, p0.size, dt))
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
     g = adapt_model(model, style)
     verdict = jaxpr_verdict(g, x_shape, x_axis, p0.size, dt)
-    keep = key is not None
+    keep = True
     if verdict is None:
-        verdict, general = evaluated_verdict(g, x, x_axis, p0, dt)
-        keep = keep and general
+        verdict, keep = evaluated_verdict(g, x, x_axis, p0, dt)
     if keep:
-        with _LOCK:
-            _CACHE[key] = verdict
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
+        _CACHE.put(key, verdict)
     return verdict

@@ -87,7 +87,8 @@ def check_jacobian_range(
     or, with a robust loss, when every residual lies so far beyond ``f_scale`` that the
     loss is flat there (its rescaling ``√ρ'`` of ``J̃`` underflows).  Called on the end
     point of a fit that took no step or started out of range, where the inputs are to
-    blame; a fit that moved there from a start in range gets status :data:`~curvax.core.trust_region.OUT_OF_RANGE_STATUS` instead
+    blame; a fit that moved there from a start in range gets status
+    :data:`~curvax.core.trust_region.OUT_OF_RANGE_STATUS` instead
     (:func:`jacobian_out_of_range`).
     """
     if not jacobian_out_of_range(R, dtype):

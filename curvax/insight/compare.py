@@ -122,6 +122,19 @@ def _sigma_values(sigma: Any, m: int) -> tuple[np.ndarray, str]:
     return s, ("covariance" if s.ndim == 2 else "1-D")
 
 
+def _check_least_squares(name: str, r: Any, what: str) -> None:
+    """Refuse a fit that did not minimise χ²: a robust loss minimises ``Σ ρ(r_i²)``,
+    so its χ² is not at a minimum and neither the F distribution nor the Gaussian
+    likelihood behind AIC/BIC describes it."""
+    loss = getattr(r, "loss", "linear")
+    if loss != "linear":
+        raise ValueError(
+            f"{name}: was fitted with loss={loss!r}, which does not minimise chi-square; "
+            f"{what} assumes least-squares fits with Gaussian errors — refit with "
+            "loss='linear' (e.g. after removing the outliers the robust fit points to)"
+        )
+
+
 def _check_same_data(name_a: str, a: Any, name_b: str, b: Any, what: str) -> None:
     """Refuse two fits whose observations or weights (``sigma``) differ."""
     m = int(a.n_points)
@@ -160,6 +173,8 @@ def _f_test(rs: Any, rc: Any, name_s: str, name_c: str) -> FTestResult:
     """:func:`f_test` with the fits named ``name_s`` and ``name_c`` in messages."""
     check_fit_result(rs, name_s)
     check_fit_result(rc, name_c)
+    _check_least_squares(name_s, rs, "the F-test")
+    _check_least_squares(name_c, rc, "the F-test")
     _check_same_data(name_s, rs, name_c, rc, "the F-test")
     m = int(rs.n_points)
     ks, kc = _k(rs), _k(rc)
@@ -219,7 +234,8 @@ def f_test(result_simple: Any, result_complex: Any) -> FTestResult:
         If the fits have different numbers of points, were fitted to different
         ``ydata`` or with different weights (``sigma``; see the module docstring for
         what can be compared), the complex model does not have more fitted parameters,
-        ``m ≤ k_c``, or the complex fit has a larger χ² than the simple one beyond
+        ``m ≤ k_c``, either fit used a robust loss (it did not minimise χ²), or the
+        complex fit has a larger χ² than the simple one beyond
         rounding — impossible for nested models at their minima, so the complex fit
         did not converge to its minimum (or the models are not nested); a p-value of 1
         there would hide that.
@@ -382,6 +398,7 @@ def compare_models(
     names = list(results)
     for n in names:
         check_fit_result(results[n], f"results[{n!r}]")
+        _check_least_squares(f"results[{n!r}]", results[n], "comparing by information criteria")
     ms = {int(results[n].n_points) for n in names}
     if len(ms) != 1:
         raise ValueError(

@@ -37,7 +37,6 @@ it until a Dask object is used.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -46,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from curvax.core.locks import ForkSafeLock
+from curvax.core.memo import BoundedCache
 from curvax.core.reduction import triangularize
 from curvax.core.validation import COMPLEX_HINT, real_array
 from curvax.scale.host_reduce import HostReducer, PassStats
@@ -118,8 +117,7 @@ class Shipped(NamedTuple):
         return cls(hashlib.sha256(blob).hexdigest(), blob)
 
 
-_SHIPPED: OrderedDict[str, Any] = OrderedDict()
-_SHIPPED_LOCK = ForkSafeLock()
+_SHIPPED: BoundedCache[Any] = BoundedCache(WORKER_CACHE_SIZE)
 
 
 def shipped(item: Shipped) -> Any:
@@ -130,19 +128,9 @@ def shipped(item: Shipped) -> Any:
     :func:`~curvax.scale.host_reduce.chunk_kernel`; the batch program) hit from the
     second task on.
     """
-    with _SHIPPED_LOCK:
-        obj = _SHIPPED.get(item.digest)
-        if obj is not None:
-            _SHIPPED.move_to_end(item.digest)
-            return obj
     import pickle
 
-    obj = pickle.loads(item.blob)
-    with _SHIPPED_LOCK:
-        obj = _SHIPPED.setdefault(item.digest, obj)
-        while len(_SHIPPED) > WORKER_CACHE_SIZE:
-            _SHIPPED.popitem(last=False)
-    return obj
+    return _SHIPPED.get_or_make(item.digest, lambda: pickle.loads(item.blob))
 
 
 # --- sources -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.engine import Kernel, kernel_functions
-from curvax.core.locks import ForkSafeLock
+from curvax.core.memo import BoundedCache, hashable
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
 from curvax.core.solve import to_device
@@ -58,8 +58,7 @@ def _is_oom(err: BaseException) -> bool:
     return "resource_exhausted" in msg or "out of memory" in msg
 
 
-_KERNEL_CACHE: dict[Any, Callable] = {}
-_KERNEL_LOCK = ForkSafeLock()
+_KERNEL_CACHE: BoundedCache[Callable] = BoundedCache(64)
 
 
 def chunk_kernel(kernel: Kernel) -> Callable:
@@ -68,29 +67,17 @@ def chunk_kernel(kernel: Kernel) -> Callable:
     ``data`` holds one chunk (``x``, ``y``, ``mask``, optional ``w`` and ``p_full``)
     padded to a bucket size; masked rows contribute exact zeros.
     """
-    try:
-        key: Any = kernel
-        hash(key)
-    except TypeError:
-        key = None
-    if key is not None:
-        with _KERNEL_LOCK:
-            fn = _KERNEL_CACHE.get(key)
-            if fn is not None:
-                return fn
+    key = hashable(kernel)
+    fn = _KERNEL_CACHE.get(key)
+    if fn is not None:
+        return fn
     _, _, reducer = kernel_functions(kernel)
 
     def run(q: jax.Array, factor: jax.Array, data: dict, f_scale: jax.Array) -> tuple:
         red = reducer(data, f_scale)(q)
         return red.cost, merge_factors(factor, red.factor), red.n_nonfinite
 
-    fn = jax.jit(run, compiler_options=cpu_compiler_options())
-    if key is not None:
-        with _KERNEL_LOCK:
-            if len(_KERNEL_CACHE) > 64:
-                _KERNEL_CACHE.pop(next(iter(_KERNEL_CACHE)))
-            _KERNEL_CACHE[key] = fn
-    return fn
+    return _KERNEL_CACHE.put(key, jax.jit(run, compiler_options=cpu_compiler_options()))
 
 
 def bucket(n: int, chunk_size: int) -> int:
