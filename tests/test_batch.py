@@ -524,9 +524,9 @@ def test_plateau_is_not_reported_as_a_minimum() -> None:
 
 
 def test_probe_finds_lower_cost_only_off_a_minimum() -> None:
-    """trust_region.lower_cost_along on closed forms: C(p) = ½ (e^{-p} − 1)² plus a
-    plateau; from the plateau (p = 40) along the descent direction the probe finds the
-    lower cost, at the minimum (p = 0) and along an ascent direction it does not."""
+    """trust_region.lowest_cost_along on closed forms: C(p) = ½ (e^{-p} − 1)² + ½ has a
+    plateau at large p; from p = 40 along the descent direction the probe finds a cost
+    clearly lower, at the minimum (p = 0) and along an ascent direction none lower."""
     import jax
     import jax.numpy as jnp
 
@@ -535,16 +535,24 @@ def test_probe_finds_lower_cost_only_off_a_minimum() -> None:
     def cost_at(q):
         return 0.5 * (jnp.exp(-q[..., 0]) - 1.0) ** 2 + 0.5
 
+    def lower(x, step):
+        c = cost_at(x)
+        return tr.lowest_cost_along(cost_at, x, step, c) < (1.0 - tr.PROBE_GAIN) * c
+
+    def none_lower(x, step):
+        c = cost_at(x)
+        return tr.lowest_cost_along(cost_at, x, step, c) >= (1.0 - tr.PROBE_TIE) * c
+
     with jax.enable_x64(True):
         plateau, minimum = jnp.array([40.0]), jnp.array([0.0])
         down = jnp.array([-1e17])  # the Gauss–Newton step from the plateau (huge)
-        assert bool(tr.lower_cost_along(cost_at, plateau, down, cost_at(plateau)))
-        assert not bool(tr.lower_cost_along(cost_at, plateau, -down, cost_at(plateau)))
-        assert not bool(tr.lower_cost_along(cost_at, minimum, jnp.array([1.0]), cost_at(minimum)))
+        assert bool(lower(plateau, down))
+        assert not bool(lower(plateau, -down))
+        assert bool(none_lower(minimum, jnp.array([1.0])))
+        assert bool(none_lower(minimum, jnp.array([-1e9])))
         # batched: one row per fit
         xs, steps = jnp.stack([plateau, plateau]), jnp.stack([down, -down])
-        got = tr.lower_cost_along(cost_at, xs, steps, cost_at(xs))
-        assert got.tolist() == [True, False]
+        assert lower(xs, steps).tolist() == [True, False]
 
 
 def _nelson(x, b1, b2, b3):

@@ -218,4 +218,5 @@ def lm(
         njev=st.nfev + n_pol,
         nit=st.nit,
         status=status,
+        claimed_status=st.status,
     )

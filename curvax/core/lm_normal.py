@@ -336,7 +336,7 @@ def finish_normal_fits(
     it becomes -4 when the accurate Gauss–Newton step removes more than
     :data:`~curvax.core.trust_region.FAR_FROM_MINIMUM` of the cost and is not small
     (:func:`~curvax.core.trust_region.far_from_minimum_status`), or when a point along
-    that step has a clearly lower cost (:func:`~curvax.core.trust_region.lower_cost_along`,
+    that step has a clearly lower cost (:func:`~curvax.core.trust_region.lowest_cost_along`,
     tried when the step is predicted to remove more than
     :data:`~curvax.core.trust_region.PROBE_SHARE`).  Where the step is not trusted the
     claim stands.
@@ -364,7 +364,8 @@ def finish_normal_fits(
             return 0.5 * jnp.sum(rq * rq, axis=1)
 
         cost = 0.5 * jnp.sum(r * r, axis=1)
-        lower = probe & tr.lower_cost_along(cost_at, x, step, cost)
+        best = tr.lowest_cost_along(cost_at, x, step, cost)
+        lower = probe & (best < (1.0 - tr.PROBE_GAIN) * cost)
         judged = jnp.where(lower, tr.FAR_FROM_MINIMUM_STATUS, judged).astype(status.dtype)
         return jnp.where(good[:, None, None], R, Rj), jnp.where(recheck, judged, status)
 

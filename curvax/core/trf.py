@@ -50,6 +50,7 @@ class SolverOutput(NamedTuple):
     njev: Array
     nit: Array
     status: Array
+    claimed_status: Array  # the status before refuse_far_convergence judged it
 
 
 class _State(NamedTuple):
@@ -226,4 +227,5 @@ def trf(
         njev=st.nfev + n_pol,
         nit=st.nit,
         status=status,
+        claimed_status=st.status,
     )

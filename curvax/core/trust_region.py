@@ -207,44 +207,65 @@ def gauss_newton_prediction(
 
 
 #: A converged point whose Gauss–Newton step is predicted to remove more than this share
-#: of the cost is probed along that step (:func:`lower_cost_along`).
+#: of the cost is probed along that step (:func:`lowest_cost_along`).
 PROBE_SHARE = 1e-2
 #: ... and refused as a minimum when a probe lowers the cost by more than this share.
 PROBE_GAIN = 1e-3
 #: Fractions of the longest probe (which takes some parameter to zero or doubles it).
 PROBE_FRACTIONS = (1e-3, 1e-2, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+#: Fractions of the full Gauss–Newton step probed as well.
+STEP_FRACTIONS = (1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0)
+#: A probe within this share of the cost counts as no lower (rounding).
+PROBE_TIE = 1e-10
 
 
-def lower_cost_along(
-    cost_at: Callable[[Array], Array], x: Array, step: Array, cost: Array
-) -> Array:
-    """True when a point on the segment from ``x`` along the Gauss–Newton ``step`` has a
-    cost lower than ``(1 − PROBE_GAIN)·cost``: proof that ``x`` is no minimum.
+def probe_points(x: Array, step: Array) -> Array:
+    """Points ``x + t·step`` (K, ..., P) at which a convergence claim is probed.
 
-    The linear model behind :func:`far_from_minimum_status` can be misled where the
-    model is flat in a parameter: a decay rate run off to ``b = 115`` makes
-    ``exp(−b x)`` vanish, the cost sits on a plateau, and the full step (``10⁴⁹`` in
-    ``b``) is predicted to remove 49.5 % of the cost — just under the threshold.  The
-    probe evaluates ``C(x + t·step)`` for ``t = f·t_max``, ``f`` in
-    :data:`PROBE_FRACTIONS`, where ``t_max ≤ 1`` is the longest step that changes no
-    parameter by more than its own magnitude (``max(|x_j|, FAR_STEP_RTOL·max|x|)``):
-    a parameter headed for zero is brought back from its plateau by the fractions
-    close to 1 (to 10 %, 1 %, …, 0.01 % of its value).  Non-finite costs count as
-    higher.
-
-    Works on one fit (``x``, ``step`` (P,), ``cost`` scalar) or a batch (leading axes);
-    ``cost_at`` maps points of the shape of ``x`` to costs of the shape of ``cost``.
-    One evaluation of ``cost_at`` per fraction, in a loop (the model is traced once).
+    ``t = f·t_max`` for ``f`` in :data:`PROBE_FRACTIONS`, where ``t_max ≤ 1`` is the
+    longest step that changes no parameter by more than its own magnitude
+    (``max(|x_j|, FAR_STEP_RTOL·max|x|)``): a parameter headed for zero is brought back
+    from a plateau by the fractions close to 1 (to 10 %, 1 %, …, 0.01 % of its value);
+    and ``t`` in :data:`STEP_FRACTIONS`, parts of the full step, which reach a
+    parameter near zero that must grow.  ``x`` and ``step`` are (P,) or batched (..., P).
     """
     big = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
     scale = jnp.maximum(jnp.abs(x), FAR_STEP_RTOL * big)
     scale = jnp.where(scale > 0, scale, 1.0)
     rel = jnp.max(jnp.abs(step) / scale, axis=-1, keepdims=True)
     t_max = jnp.where(rel > 1.0, 1.0 / jnp.where(rel > 1.0, rel, 1.0), 1.0)
-    fractions = jnp.asarray(PROBE_FRACTIONS, x.dtype)
-    costs = jax.lax.map(lambda f: cost_at(x + (f * t_max) * step), fractions)
-    best = jnp.min(jnp.where(jnp.isfinite(costs), costs, jnp.inf), axis=0)
-    return best < (1.0 - PROBE_GAIN) * cost
+    lead = (1,) * t_max.ndim
+    capped = jnp.asarray(PROBE_FRACTIONS, x.dtype).reshape((-1, *lead)) * t_max[None]
+    full = jnp.broadcast_to(
+        jnp.asarray(STEP_FRACTIONS, x.dtype).reshape((-1, *lead)),
+        (len(STEP_FRACTIONS), *t_max.shape),
+    )
+    t = jnp.concatenate([capped, full], axis=0)  # (K, ..., 1)
+    return x[None] + t * step[None]
+
+
+def lowest_cost_along(
+    cost_at: Callable[[Array], Array], x: Array, step: Array, cost: Array
+) -> Array:
+    """The lowest cost at the :func:`probe_points` of ``x`` along the Gauss–Newton
+    ``step`` (non-finite costs count as ``+inf``).
+
+    Below ``(1 − PROBE_GAIN)·cost`` it proves ``x`` is no minimum.  The linear model
+    behind :func:`far_from_minimum_status` can be misled where the model is flat in a
+    parameter: a decay rate run off to ``b = 115`` makes ``exp(−b x)`` vanish, the cost
+    sits on a plateau, and the full step (``10⁴⁹`` in ``b``) is predicted to remove
+    49.5 % of the cost — just under the threshold; bringing ``b`` back finds the lower
+    cost.  Not below ``(1 − PROBE_TIE)·cost`` it shows the opposite error: a model
+    like ``a²·g(x)`` at its minimum ``a = 0`` has a column ``2a·g`` that vanishes
+    there, the linear model claims a huge gain, yet every point along the step costs
+    more.
+
+    Works on one fit (``x``, ``step`` (P,), ``cost`` scalar) or a batch (leading axes);
+    ``cost_at`` maps points of the shape of ``x`` to costs of the shape of ``cost``.
+    One evaluation of ``cost_at`` per probe, in a loop (the model is traced once).
+    """
+    costs = jax.lax.map(cost_at, probe_points(x, step))
+    return jnp.min(jnp.where(jnp.isfinite(costs), costs, jnp.inf), axis=0)
 
 
 def far_from_minimum_status(
