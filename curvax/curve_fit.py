@@ -431,20 +431,32 @@ def _library_versions() -> tuple[str, str, str]:
     return curvax.__version__, jax.__version__, np.__version__
 
 
-def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[str, Any]:
-    """Reproducibility record: versions, device, dtype, options, data size and fingerprint.
-
-    The fingerprint is a BLAKE2b hash of the data shapes and of at most 4096 evenly
-    spaced values of x and y (cheap at any size; it identifies a data set, it does not
-    prove two large data sets identical).
-    """
+def _fingerprint(*arrays: Any) -> str:
+    """BLAKE2b hash of the shapes and of at most 4096 evenly spaced values of each array
+    (scalars count as arrays; other objects are skipped)."""
     h = hashlib.blake2b(digest_size=16)
-    for arr in (x, y):
+    for arr in arrays:
+        if isinstance(arr, (int, float, np.generic)):
+            arr = np.asarray(arr, dtype=np.float64)
         if isinstance(arr, (np.ndarray, jax.Array)):
             h.update(str(arr.shape).encode())
             flat = arr.reshape(-1)
             step = max(1, flat.size // 4096)
             h.update(np.ascontiguousarray(np.asarray(flat[::step]), dtype=np.float64))
+    return h.hexdigest()
+
+
+def fit_metadata(
+    x: Any, y: np.ndarray, dt: np.dtype, weights: Any = None, **options: Any
+) -> dict[str, Any]:
+    """Reproducibility record: versions, device, dtype, options, data size and fingerprints.
+
+    ``data_fingerprint`` hashes x and y, ``weights_fingerprint`` the ``sigma`` given
+    (``weights``; None without one): shapes and at most 4096 evenly spaced values each
+    (cheap at any size; they identify a data set, they do not prove two large data sets
+    identical).  :func:`curvax.insight.f_test` uses them to tell fits of other data or
+    weights apart when the results were loaded from JSON.
+    """
     dev = jax.devices()[0]
     curvax_version, jax_version, numpy_version = _library_versions()
     return {
@@ -454,7 +466,8 @@ def fit_metadata(x: Any, y: np.ndarray, dt: np.dtype, **options: Any) -> dict[st
         "device": f"{dev.platform}:{dev.device_kind}",
         "dtype": dt.name,
         "n_points": int(y.size),
-        "data_fingerprint": h.hexdigest(),
+        "data_fingerprint": _fingerprint(x, y),
+        "weights_fingerprint": None if weights is None else _fingerprint(weights),
         "options": options,
     }
 
@@ -875,6 +888,7 @@ def fit_curve(
                 x_arg,
                 y,
                 dt,
+                sigma,
                 method=method,
                 loss=loss if isinstance(loss, str) else "custom",
                 ftol=ftol_,

@@ -68,6 +68,26 @@ def test_f_test_refuses_different_weighting_recorded_in_metadata(fits) -> None:
         f_test(simple, complex_w)
 
 
+def test_f_test_of_loaded_results_compares_recorded_fingerprints(fits) -> None:
+    """Loaded from JSON, results carry fingerprints of their data and of their sigma:
+    other ydata, or the same kind of sigma with other values, are refused; the same
+    data and weights give the F-test of the live results."""
+    load = curvax.FitResult.from_json
+    simple_w = load(fits["simple_w"].to_json())  # sigma = 0.02 (scalar)
+    complex_w = load(fits["complex_w"].to_json())  # sigma = SIG, 0.02 per point (1-D)
+    other_y = curvax.fit_curve(decay_offset, X, Y + 0.5, p0=[1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"result_complex: was fitted to other data"):
+        f_test(load(fits["simple"].to_json()), load(other_y.to_json()))
+    other_w = curvax.fit_curve(decay, X, Y, p0=[1.0, 1.0], sigma=2.0 * SIG)
+    with pytest.raises(ValueError, match=r"result_complex: .*other weights.*fingerprint"):
+        f_test(load(other_w.to_json()), complex_w)
+    same_w = curvax.fit_curve(decay, X, Y, p0=[1.0, 1.0], sigma=SIG)
+    live = f_test(same_w, fits["complex_w"])
+    loaded = f_test(load(same_w.to_json()), complex_w)
+    assert loaded.F == pytest.approx(live.F, rel=1e-12)
+    assert simple_w.extra["metadata"]["weights_fingerprint"] is not None
+
+
 def test_f_test_refuses_fits_to_different_ydata(fits) -> None:
     other = curvax.fit_curve(decay_offset, X, Y + 0.5, p0=[1.0, 1.0, 0.0])
     with pytest.raises(ValueError, match=r"result_complex: was fitted to other ydata"):

@@ -141,6 +141,16 @@ def test_curve_fit_large_refuses_complex_ydata(chunk_size):
         curvax.curve_fit_large(decay, X, Y + 1j, [1, 1], chunk_size=chunk_size)
 
 
+@pytest.mark.parametrize("chunk_size", [None, 16])
+def test_curve_fit_large_names_its_own_arguments_in_shape_errors(chunk_size):
+    """The shape checks are the chunk source's, whose arguments are x and y; from
+    curve_fit_large they must name xdata and ydata."""
+    with pytest.raises(ValueError, match=r"^xdata: shape \(3, 5\) does not match ydata's 7"):
+        curvax.curve_fit_large(decay, np.ones((3, 5)), np.ones(7), [1, 1], chunk_size=chunk_size)
+    with pytest.raises(ValueError, match=r"^ydata: must be 1-D, got shape \(5, 2\)"):
+        curvax.curve_fit_large(decay, np.ones(5), np.ones((5, 2)), [1, 1], chunk_size=chunk_size)
+
+
 def test_streaming_update_refuses_complex_y_batch():
     opt = StreamingOptimizer(decay, [1, 1], online())
     with pytest.raises(ValueError, match=r"^y_batch: complex values are not supported"):

@@ -105,6 +105,13 @@ def _given_data(result: Any) -> tuple[Any, Any] | None:
     return y, sigma
 
 
+def _recorded(result: Any, key: str) -> str | None:
+    """A string entry of the fit's metadata (e.g. ``'data_fingerprint'``), else None."""
+    meta = (getattr(result, "extra", None) or {}).get("metadata") or {}
+    value = meta.get(key) if isinstance(meta, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def _recorded_sigma_kind(result: Any) -> str | None:
     """The kind of weighting in the fit's metadata (``'none'``, ``'1-D'``, ``'covariance'``)."""
     meta = (getattr(result, "extra", None) or {}).get("metadata") or {}
@@ -158,10 +165,19 @@ def _check_same_data(name_a: str, a: Any, name_b: str, b: Any, what: str) -> Non
         (sa, ka), (sb, kb) = _sigma_values(da[1], m), _sigma_values(db[1], m)
         if sa.shape == sb.shape and np.array_equal(sa, sb):
             return
-    else:
+    else:  # a result loaded from JSON: what its metadata recorded
+        fa, fb = _recorded(a, "data_fingerprint"), _recorded(b, "data_fingerprint")
+        if fa is not None and fb is not None and fa != fb:
+            raise ValueError(
+                f"{name_b}: was fitted to other data than {name_a} (their recorded data "
+                f"fingerprints differ); {what} needs both fitted to the same observations"
+            )
         ka, kb = _recorded_sigma_kind(a), _recorded_sigma_kind(b)
-        if ka is None or kb is None or ka == kb:
-            return  # nothing recorded to tell the weights apart
+        wa, wb = _recorded(a, "weights_fingerprint"), _recorded(b, "weights_fingerprint")
+        if ka is None or kb is None or (ka == kb and (wa is None or wb is None or wa == wb)):
+            return  # the same weights, or nothing recorded to tell them apart
+        if ka == kb:
+            ka, kb = f"{ka} (fingerprint {wa[:8]})", f"{kb} (fingerprint {wb[:8]})"
     raise ValueError(
         f"{name_b}: was fitted with other weights than {name_a} (sigma: {kb} against "
         f"{ka}); chi-squares of differently weighted fits are on different scales, so "

@@ -130,7 +130,7 @@ def _fit(
             check_real(v, name)
     # A covariance (2-D sigma) only works in memory: plan without it, refuse it in chunks.
     covariance = sigma is not None and not isinstance(x, ChunkSource) and np.ndim(sigma) == 2
-    src = as_source(x, y, None if covariance else sigma)
+    src = as_source(x, y, None if covariance else sigma, names)
     on_dask = isinstance(src, DaskSource)
     in_mem_data = not isinstance(x, ChunkSource) and not callable(x) and not on_dask
     if in_mem_data and isinstance(x, np.memmap):

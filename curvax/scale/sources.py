@@ -228,11 +228,14 @@ class ArraySource(ChunkSource):
     sigma : array_like (n,), optional
     """
 
-    def __init__(self, x: Any, y: Any, sigma: Any = None) -> None:
-        for name, v in (("x", x), ("y", y), ("sigma", sigma)):
+    def __init__(
+        self, x: Any, y: Any, sigma: Any = None, names: tuple[str, str] = ("x", "y")
+    ) -> None:
+        nx, ny = names  # as the caller's arguments are called, for messages
+        for name, v in ((nx, x), (ny, y), ("sigma", sigma)):
             check_real(v, name)
-        self.x = _numeric(x, "x")
-        self.y = _numeric(y, "y")
+        self.x = _numeric(x, nx)
+        self.y = _numeric(y, ny)
         self.sigma = None
         if sigma is not None:
             s = _numeric(sigma, "sigma")
@@ -240,11 +243,11 @@ class ArraySource(ChunkSource):
                 s = np.full(self.y.shape, float(s))
             self.sigma = s
         if self.y.ndim != 1:
-            raise ValueError(f"y: must be 1-D, got shape {self.y.shape}")
+            raise ValueError(f"{ny}: must be 1-D, got shape {self.y.shape}")
         if self.x.ndim not in (1, 2) or self.x.shape[-1] != self.y.shape[0]:
             raise ValueError(
-                f"x: shape {self.x.shape} does not match y's {self.y.shape[0]} points "
-                "(x must be (n,) or (k, n))"
+                f"{nx}: shape {self.x.shape} does not match {ny}'s {self.y.shape[0]} points "
+                f"({nx} must be (n,) or (k, n))"
             )
         if self.sigma is not None and self.sigma.ndim == 2:
             raise ValueError(
@@ -669,13 +672,15 @@ class CallableSource(ChunkSource):
         return _hash("callable", self.name)
 
 
-def as_source(data: Any, y: Any = None, sigma: Any = None) -> ChunkSource:
+def as_source(
+    data: Any, y: Any = None, sigma: Any = None, names: tuple[str, str] = ("x", "y")
+) -> ChunkSource:
     """Turn what the user passed into a :class:`ChunkSource`.
 
     ``data`` is a source already, a callable (→ :class:`CallableSource`), Dask arrays
     (with ``y`` and optional ``sigma``) → :class:`~curvax.scale.dask_backend.
     DaskArraySource`, or x data (arrays/memmaps, with ``y`` and optional ``sigma``) →
-    :class:`ArraySource`.
+    :class:`ArraySource`.  ``names`` are the caller's names of x and y, for messages.
     """
     if isinstance(data, ChunkSource):
         if y is not None or sigma is not None:
@@ -695,7 +700,7 @@ def as_source(data: Any, y: Any = None, sigma: Any = None) -> ChunkSource:
         )
     if y is None:
         raise ValueError("y: the observations are required when x is an array")
-    return ArraySource(data, y, sigma)
+    return ArraySource(data, y, sigma, names)
 
 
 # --- reading a pass: retries and prefetching --------------------------------------------
