@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from curvax.batch import fit as batch_fit
-from curvax.core import engine, host_buffers, sparsity, threaded
+from curvax.core import engine, host_buffers, pointwise, sparsity, threaded
 from curvax.core.locks import ForkSafeLock, renew_after_fork
 from curvax.scale import dask_backend, host_reduce
 
@@ -47,14 +47,15 @@ def test_renewal_frees_a_held_lock() -> None:
 def test_the_process_wide_locks_are_fork_safe() -> None:
     """Every lock guarding a process-wide cache or registry is a ForkSafeLock."""
     locks = [
-        curve_fit_module._PROBE_LOCK,
+        curve_fit_module._PROBE_CACHE._lock,
         engine.COMPILE_CACHE._lock,
         host_buffers.POOL._lock,
-        threaded._SAFE_LOCK,
+        threaded._SAFE._lock,
         threaded._ACTIVE._lock,
-        host_reduce._KERNEL_LOCK,
-        dask_backend._SHIPPED_LOCK,
-        batch_fit._PROGRAMS_LOCK,
+        host_reduce._KERNEL_CACHE._lock,
+        dask_backend._SHIPPED._lock,
+        batch_fit._PROGRAMS._lock,
+        pointwise._CACHE._lock,
         sparsity._DETECTED._lock,
     ]
     assert all(isinstance(lock, ForkSafeLock) for lock in locks)
@@ -64,7 +65,7 @@ def test_the_process_wide_locks_are_fork_safe() -> None:
 def test_a_forked_child_can_take_a_lock_held_at_the_fork() -> None:
     """A real fork while another thread holds the model-probe lock: the child takes it
     at once (it would wait for ever on a plain threading.Lock)."""
-    lock = curve_fit_module._PROBE_LOCK
+    lock = curve_fit_module._PROBE_CACHE._lock
     held, finish = threading.Event(), threading.Event()
 
     def holder() -> None:

@@ -79,6 +79,11 @@ class BoundedCache(Generic[V]):
             value = self.put(key, make())
         return value
 
+    def values(self) -> list[V]:
+        """The stored values, least recently used first."""
+        with self._lock:
+            return list(self._entries.values())
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from curvax.core.host_buffers import pooled_empty
-from curvax.core.locks import ForkSafeLock
+from curvax.core.memo import BoundedCache, hashable
 from curvax.core.wire import (
     TokenRegistry,
     from_host,
@@ -58,8 +58,7 @@ MIN_POINTS = 1 << 20
 
 #: Custom calls known not to run work on XLA's thread pool (sharding annotations).
 HARMLESS_CUSTOM_CALLS = ("Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape")
-_SAFE: dict[Any, bool] = {}
-_SAFE_LOCK = ForkSafeLock()
+_SAFE: BoundedCache[bool] = BoundedCache(256)
 
 
 def default_workers() -> int:
@@ -86,21 +85,7 @@ def custom_call_free(lowered_text: str) -> bool:
 def safe_on_threads(key: Any, lowered_text: Callable[[], str]) -> bool:
     """:func:`custom_call_free` of ``lowered_text()``, memoised under ``key`` (program
     and argument shapes)."""
-    try:
-        hash(key)
-    except TypeError:
-        key = None
-    if key is not None:
-        with _SAFE_LOCK:
-            if key in _SAFE:
-                return _SAFE[key]
-    safe = custom_call_free(lowered_text())
-    if key is not None:
-        with _SAFE_LOCK:
-            if len(_SAFE) > 256:
-                _SAFE.clear()
-            _SAFE[key] = safe
-    return safe
+    return _SAFE.get_or_make(hashable(key), lambda: custom_call_free(lowered_text()))
 
 
 def compile_in_background(lowered: Any) -> Future:
