@@ -608,3 +608,26 @@ def test_batch_cholesky_claims_are_certified(name: str) -> None:
     # the exact-data problems (Lanczos1) have a certified RSS of ~1e-25: rounding level
     floor = 1e-20 * np.sum(prob.y**2)
     assert np.all(np.abs(rss - prob.certified_rss) <= 1e-8 * prob.certified_rss + floor), rss
+
+
+def _squared_amplitude(x, a, c):
+    import jax.numpy as jnp
+
+    return a**2 * jnp.exp(-x) + c
+
+
+@pytest.mark.parametrize("linalg", ["cholesky", "jacobi"])
+def test_minimum_where_a_column_vanishes_is_not_refused_in_a_batch(linalg) -> None:
+    """As for single fits (test_adversarial): data that want a² < 0 have their minimum at
+    a = 0, where the a column vanishes and the linear model claims a huge gain.  Every
+    batch solver said -4; probed along the steps, nothing is lower, so the claims stand,
+    and c is the closed form mean(y)."""
+    x = np.linspace(0.0, 4.0, 40)
+    rng = np.random.default_rng(0)
+    y = -0.5 * np.exp(-x) + 1.0 + 0.01 * rng.standard_normal((6, 40))
+    method = "lm" if linalg == "cholesky" else "trf"
+    res = curve_fit_batch(_squared_amplitude, x, y, [1.0, 0.0], linalg=linalg, method=method,
+                          chunk_size=8)
+    assert res.success.all(), res.status
+    assert np.all(np.abs(res.popt[:, 0]) < 1e-5)
+    np.testing.assert_allclose(res.popt[:, 1], y.mean(axis=1), rtol=1e-9)

@@ -67,10 +67,11 @@ from curvax.core.problem import (
 )
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.small_linalg import gram_schmidt_r, jacobi_svd
-from curvax.core.solve import precision, strictly_feasible
+from curvax.core.solve import precision, refusal_probe_points, strictly_feasible
 from curvax.core.start import initial_feasible
 from curvax.core.threaded import default_workers, safe_on_threads
 from curvax.core.trf import trf
+from curvax.core.trust_region import FAR_FROM_MINIMUM_STATUS, PROBE_TIE
 from curvax.core.validation import (
     MAGNITUDE_LIMIT,
     SIGMA_MIN,
@@ -149,6 +150,7 @@ def _build_program(
             out.status,
             out.optimality,
             jnp.asarray(False),
+            out.claimed_status,
         )
 
     x_axis = 0 if x_per_fit else None
@@ -178,7 +180,7 @@ def _build_program(
         def step(per: tuple) -> tuple:
             xi = per[0] if x_per_fit else x
             _, yi, wi, mi = per[:4]
-            xo, R, cost, cost0, nfev, nit, status, opt, recheck = batched(
+            xo, R, cost, cost0, nfev, nit, status, opt, recheck, claimed = batched(
                 xi, *per[1:], *shared
             )
             # Factors and covariances of the sub-chunk.  (Here, not over all S×C fits of
@@ -195,7 +197,7 @@ def _build_program(
                 )
             n_real = jnp.full(cost.shape, yi.shape[-1]) if mi is None else jnp.sum(mi, axis=1)
             pcov, decided = cov(R, n_real, cost)
-            return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt
+            return xo, R, pcov, decided, cost, cost0, nfev, nit, status, opt, claimed
 
         per = (x if x_per_fit else None, y, w, mask, p0, lb, ub)
         return jax.lax.map(step, per)
@@ -211,6 +213,79 @@ def _build_program(
         program, mesh=mesh, in_specs=specs, out_specs=per_fit, check_vma=False
     )
     return jax.jit(sharded)
+
+
+#: Fits judged per host call of :func:`_judge_refusals` (bounds its memory).
+JUDGE_BLOCK = 1024
+
+
+def _judge_refusals(
+    status: np.ndarray,
+    claimed: np.ndarray,
+    popt: np.ndarray,
+    cost: np.ndarray,
+    f: Callable[..., Any],
+    style: str,
+    jm: Any,
+    x: np.ndarray,
+    x_per_fit: bool,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    mask: np.ndarray | None,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    dt: np.dtype,
+) -> None:
+    """Probe the fits refused as far from a minimum (-4), in place, as single fits are
+    (:func:`curvax.core.solve._judge_refusal`): where no point along the probe
+    directions (:func:`~curvax.core.solve.refusal_probe_points`) has a lower cost, the
+    solver's own convergence claim stands.  Runs on the host after the batch, for the
+    refused fits only, in blocks of :data:`JUDGE_BLOCK`.
+    """
+    todo = np.flatnonzero((status == FAR_FROM_MINIMUM_STATUS) & (claimed >= 1) & (claimed <= 4))
+    if not todo.size:
+        return
+    g = adapt_model(f, style)
+    jmodel = adapt_model(jm, style) if callable(jm) else jm
+    xa = 0 if x_per_fit else None
+    wa, ma = (None if w is None else 0), (None if mask is None else 0)
+
+    @jax.jit
+    def values(xb, yb, wb, mb, pb):  # type: ignore[no-untyped-def]
+        def one(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
+            return _masked_value_and_jac(g, jmodel, xi, yi, wi, mi)(pi)
+
+        return jax.vmap(one, in_axes=(xa, 0, wa, ma, 0))(xb, yb, wb, mb, pb)
+
+    @jax.jit
+    def costs(xb, yb, wb, mb, qb):  # type: ignore[no-untyped-def]
+        def one(xi, yi, wi, mi, qi):  # type: ignore[no-untyped-def]
+            def at(q):  # type: ignore[no-untyped-def]
+                r = g(xi, q) - yi
+                r = r if wi is None else r * wi
+                r = r if mi is None else jnp.where(mi, r, 0.0)
+                return 0.5 * jnp.sum(r * r)
+
+            return jax.vmap(at)(qi)
+
+        return jax.vmap(one, in_axes=(xa, 0, wa, ma, 0))(xb, yb, wb, mb, qb)
+
+    with precision(dt):
+        for lo in range(0, todo.size, JUDGE_BLOCK):
+            idx = todo[lo : lo + JUDGE_BLOCK]
+            xb = jnp.asarray(x[idx] if x_per_fit else x, dtype=dt)
+            yb = jnp.asarray(y[idx], dtype=dt)
+            wb = None if w is None else jnp.asarray(w[idx], dtype=dt)
+            mb = None if mask is None else jnp.asarray(mask[idx])
+            r, J = (np.asarray(a, dtype=np.float64) for a in values(xb, yb, wb, mb, popt[idx]))
+            Q, R = np.linalg.qr(J)
+            qtf = np.einsum("fnp,fn->fp", Q, r)
+            pts = refusal_probe_points(popt[idx].astype(np.float64), R, qtf, y.shape[1], dt)
+            pts = np.clip(pts, lb[idx][:, None, :], ub[idx][:, None, :]).astype(dt)
+            c = np.asarray(costs(xb, yb, wb, mb, jnp.asarray(pts)), dtype=np.float64)
+            c = np.where(np.isfinite(c), c, np.inf)
+            stands = np.all(c >= (1.0 - PROBE_TIE) * cost[idx][:, None], axis=1)
+            status[idx[stands]] = claimed[idx[stands]]
 
 
 def _masked_value_and_jac(
@@ -944,7 +1019,7 @@ def curve_fit_batch(
                 fetch(*pending.pop(0))
         for p in pending:
             fetch(*p)
-    xo, R, pcov, decided, cost, cost0, nfev_o, nit, status, opt = outputs
+    xo, R, pcov, decided, cost, cost0, nfev_o, nit, status, opt, claimed = outputs
     pcov = pcov.astype(np.float64, copy=False)
     undecided = np.nonzero(~decided)[0]
     if undecided.size:  # rank test too close to call without the SVD
@@ -953,6 +1028,11 @@ def curve_fit_batch(
         )
 
     status = status.astype(np.int32, copy=False)
+    if isinstance(loss, str) and loss == "linear":
+        _judge_refusals(
+            status, claimed, xo, cost, f, style, jm, x, x_per_fit, y, w,
+            None if all_real else m, lb, ub, dt,
+        )  # fmt: skip
     status[invalid] = STATUS_INVALID
     for b in np.nonzero(status == STATUS_INVALID)[0].tolist():
         reasons.setdefault(b, "non-finite residuals or Jacobian at p0")

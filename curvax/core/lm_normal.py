@@ -92,6 +92,7 @@ class NormalLMOutput(NamedTuple):
     status: Array
     optimality: Array
     recheck: Array
+    claimed: Array  # the status before refuse_far_convergence_normal judged it
 
 
 class _State(NamedTuple):
@@ -222,8 +223,8 @@ def lm_normal(
         )
 
     s = jax.lax.while_loop(cond, body, state)
-    status = jnp.where(s.status == _RUNNING, 0, s.status)
-    status, recheck = refuse_far_convergence_normal(status, s.p, s.A, s.g, s.cost)
+    claimed = jnp.where(s.status == _RUNNING, 0, s.status)
+    status, recheck = refuse_far_convergence_normal(claimed, s.p, s.A, s.g, s.cost)
     return NormalLMOutput(
         x=s.p,
         A=s.A,
@@ -234,6 +235,7 @@ def lm_normal(
         status=status,
         optimality=jnp.max(jnp.abs(s.g)),
         recheck=recheck,
+        claimed=claimed,
     )
 
 

@@ -206,26 +206,46 @@ def _judge_refusal(
     cost = float(red.cost)
     R = np.asarray(red.R, dtype=np.float64)
     qtf = np.asarray(red.qtf, dtype=np.float64)
+    x = np.asarray(sol.x, dtype=np.float64)
+    points = refusal_probe_points(x, R, qtf, n_residuals, dtype)
     with precision(dtype):
-        x = jnp.asarray(sol.x)
-        _, scaled = tr.gauss_newton_prediction(red.R, red.qtf, red.cost, n_residuals)
-        directions = [np.asarray(scaled, dtype=np.float64), -np.linalg.pinv(R) @ qtf]
-        # one coordinate at a time: −g_j / A_jj with g = Rᵀ Qᵀr, A = RᵀR
-        g, diag = R.T @ qtf, np.sum(R * R, axis=0)
-        for j in np.flatnonzero(diag > 0):
-            d = np.zeros_like(g)
-            d[j] = -g[j] / diag[j]
-            directions.append(d)
-        for d in directions:
-            if not np.all(np.isfinite(d)) or not np.any(d):
-                continue
-            points = np.asarray(tr.probe_points(x, jnp.asarray(d, dtype=x.dtype)))
-            for q in np.clip(points, lb, ub).astype(dtype):
-                r = np.asarray(residuals_at(kernel, data, q), dtype=np.float64)
-                c = 0.5 * float(np.dot(r, r))
-                if c < (1.0 - tr.PROBE_TIE) * cost:
-                    return tr.FAR_FROM_MINIMUM_STATUS
+        for q in np.clip(points, lb, ub).astype(dtype):
+            r = np.asarray(residuals_at(kernel, data, q), dtype=np.float64)
+            c = 0.5 * float(np.dot(r, r))
+            if c < (1.0 - tr.PROBE_TIE) * cost:
+                return tr.FAR_FROM_MINIMUM_STATUS
     return claimed
+
+
+def refusal_probe_points(
+    x: np.ndarray, R: np.ndarray, qtf: np.ndarray, n_residuals: int, dtype: np.dtype
+) -> np.ndarray:
+    """The points at which a -4 is probed (:func:`_judge_refusal`): (K·D, P) for one fit
+    at ``x`` (P,) with factor ``R`` (P, P) and ``Qᵀr`` (P,), or (F, K·D, P) for a batch.
+
+    D = P + 2 directions: the minimum-norm Gauss–Newton step on the column-scaled factor
+    (singular values below ``eps·m·σ_max`` ignored, as the solvers do), the same step
+    unscaled, and each one-parameter Newton step ``−g_j/A_jj e_j`` (``g = RᵀQᵀr``,
+    ``A = RᵀR``); along each, the :func:`~curvax.core.trust_region.probe_points`.
+    Non-finite directions become zero (their points are ``x`` itself).
+    """
+    eps = float(np.finfo(dtype).eps)
+    cn = np.sqrt(np.sum(R * R, axis=-2))
+    cn = np.where(cn > 0, cn, 1.0)
+    rcond = eps * max(n_residuals, 1)
+    scaled = -np.einsum("...ij,...j->...i", np.linalg.pinv(R / cn[..., None, :], rcond), qtf)
+    unscaled = -np.einsum("...ij,...j->...i", np.linalg.pinv(R, rcond), qtf)
+    g = np.einsum("...ji,...j->...i", R, qtf)
+    diag = np.sum(R * R, axis=-2)
+    newton = np.where(diag > 0, -g / np.where(diag > 0, diag, 1.0), 0.0)
+    coordinate = newton[..., :, None] * np.eye(x.shape[-1])  # (..., P, P): row j is e_j
+    dirs = np.concatenate([(scaled / cn)[..., None, :], unscaled[..., None, :], coordinate], -2)
+    dirs = np.where(np.isfinite(dirs), dirs, 0.0)  # (..., D, P)
+    xs = np.broadcast_to(x[..., None, :], dirs.shape)
+    with jax.enable_x64(True):
+        pts = np.asarray(tr.probe_points(jnp.asarray(xs), jnp.asarray(dirs)))  # (K, ..., D, P)
+    pts = np.moveaxis(pts, 0, -2)  # (..., D, K, P)
+    return pts.reshape(*pts.shape[:-3], -1, pts.shape[-1])
 
 
 def solve(
