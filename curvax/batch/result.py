@@ -28,7 +28,7 @@ class BatchResult:
         Solver status per fit, with the codes of single fits: 1–4 converged, 0
         evaluation budget spent, -1 the fit could not start (non-finite data or
         model at ``p0``, ``p0`` outside its bounds, fewer real points than
-        parameters).
+        parameters), -4 a convergence test passed far from a minimum.
     success : ndarray of bool (B,)
         ``status`` in 1–4.
     cost, initial_cost : ndarray (B,)

@@ -109,7 +109,10 @@ class FitResult:
     status : int
         1 ``gtol``, 2 ``ftol``, 3 ``xtol``, 4 ``ftol`` and ``xtol``, 0 evaluation budget
         spent, -1 improper input (e.g. residuals not finite at the start), -2 stopped
-        by a callback, -3 wall-clock limit.
+        by a callback, -3 wall-clock limit, -4 a convergence test passed far from a
+        minimum (a Gauss–Newton step would remove most of the cost, and a point along it
+        costs less), -5 the iteration ran to parameters where the squares of the
+        Jacobian leave the floating-point range.
     message : str
         The status in words.
     cost, initial_cost : float

@@ -186,13 +186,7 @@ def cholesky_solve(M: Array, b: Array) -> Array:
         for k in range(i):
             acc = acc - L[i, k] * z[k]
         z.append(acc / L[i, i])
-    x: list[Array] = [b[0]] * p
-    for i in reversed(range(p)):
-        acc = z[i]
-        for k in range(i + 1, p):
-            acc = acc - L[k, i] * x[k]
-        x[i] = acc / L[i, i]
-    return jnp.stack(x)
+    return upper_triangular_solve(L.T, jnp.stack(z))
 
 
 def gram_schmidt_r(J: Array) -> Array:
