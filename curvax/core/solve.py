@@ -122,10 +122,12 @@ def jacobian_out_of_range(R: np.ndarray, dtype: np.dtype) -> bool:
         return False
     wide = dtype == np.float64
     limit = JACOBIAN_LIMIT if wide else 2.0**60
-    cols = np.fmax.reduce(np.abs(R), axis=0)
-    cols = np.where(np.isnan(cols), 0.0, cols)
     smallest = 1.0 / limit if wide else 0.0
-    return bool(np.max(cols) > limit or np.any((cols > 0) & (cols < smallest)))
+    # a list, not array operations: this runs after every fit, on a p×p factor
+    for c in np.fmax.reduce(np.abs(R), axis=0).tolist():
+        if c > limit or 0.0 < c < smallest:  # NaN compares False: ignored
+            return True
+    return False
 
 
 def host_model_error(err: BaseException, name: str = "f") -> ValueError | None:
