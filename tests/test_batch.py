@@ -537,11 +537,11 @@ def test_probe_finds_lower_cost_only_off_a_minimum() -> None:
 
     def lower(x, step):
         c = cost_at(x)
-        return tr.lowest_cost_along(cost_at, x, step, c) < (1.0 - tr.PROBE_GAIN) * c
+        return tr.lowest_cost_along(cost_at, x, step) < (1.0 - tr.PROBE_GAIN) * c
 
     def none_lower(x, step):
         c = cost_at(x)
-        return tr.lowest_cost_along(cost_at, x, step, c) >= (1.0 - tr.PROBE_TIE) * c
+        return tr.lowest_cost_along(cost_at, x, step) >= (1.0 - tr.PROBE_TIE) * c
 
     with jax.enable_x64(True):
         plateau, minimum = jnp.array([40.0]), jnp.array([0.0])

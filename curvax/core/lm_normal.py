@@ -366,7 +366,7 @@ def finish_normal_fits(
             return 0.5 * jnp.sum(rq * rq, axis=1)
 
         cost = 0.5 * jnp.sum(r * r, axis=1)
-        best = tr.lowest_cost_along(cost_at, x, step, cost)
+        best = tr.lowest_cost_along(cost_at, x, step)
         lower = probe & (best < (1.0 - tr.PROBE_GAIN) * cost)
         judged = jnp.where(lower, tr.FAR_FROM_MINIMUM_STATUS, judged).astype(status.dtype)
         return jnp.where(good[:, None, None], R, Rj), jnp.where(recheck, judged, status)

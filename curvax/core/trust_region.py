@@ -244,9 +244,7 @@ def probe_points(x: Array, step: Array) -> Array:
     return x[None] + t * step[None]
 
 
-def lowest_cost_along(
-    cost_at: Callable[[Array], Array], x: Array, step: Array, cost: Array
-) -> Array:
+def lowest_cost_along(cost_at: Callable[[Array], Array], x: Array, step: Array) -> Array:
     """The lowest cost at the :func:`probe_points` of ``x`` along the Gauss–Newton
     ``step`` (non-finite costs count as ``+inf``).
 
@@ -260,8 +258,8 @@ def lowest_cost_along(
     there, the linear model claims a huge gain, yet every point along the step costs
     more.
 
-    Works on one fit (``x``, ``step`` (P,), ``cost`` scalar) or a batch (leading axes);
-    ``cost_at`` maps points of the shape of ``x`` to costs of the shape of ``cost``.
+    Works on one fit (``x``, ``step`` (P,)) or a batch (leading axes); ``cost_at`` maps
+    points of the shape of ``x`` to one cost per fit.
     One evaluation of ``cost_at`` per probe, in a loop (the model is traced once).
     """
     costs = jax.lax.map(cost_at, probe_points(x, step))
