@@ -158,23 +158,8 @@ def _build_program(
     batched = jax.vmap(one, in_axes=in_axes)
     cov = jax.vmap(lambda R, m, c: covariance_from_triangular(R, m, c, absolute_sigma))
 
-    def final_values(x, y, w, mask, p):  # type: ignore[no-untyped-def]
-        """Residuals (F, N) and Jacobians (F, N, P) of F fits at their parameters ``p``."""
-
-        def one_fit(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
-            return _masked_value_and_jac(g, jm, xi, yi, wi, mi)(pi)
-
-        return jax.vmap(one_fit, in_axes=(x_axis, 0, 0, 0, 0))(x, y, w, mask, p)
-
-    def residuals_at(x, y, w, mask, q):  # type: ignore[no-untyped-def]
-        """Residuals (F, N) of F fits at points ``q`` (F, P) (no Jacobian)."""
-
-        def one_fit(xi, yi, wi, mi, qi):  # type: ignore[no-untyped-def]
-            r = g(xi, qi) - yi
-            r = r if wi is None else r * wi
-            return r if mi is None else jnp.where(mi, r, 0.0)
-
-        return jax.vmap(one_fit, in_axes=(x_axis, 0, 0, 0, 0))(x, y, w, mask, q)
+    final_values = _batched_values(g, jm, x_axis)
+    residuals_at = _batched_residuals(g, x_axis)
 
     def program(x, y, w, mask, p0, lb, ub, *shared):  # type: ignore[no-untyped-def]
         def step(per: tuple) -> tuple:
@@ -246,29 +231,15 @@ def _judge_refusals(
     if not todo.size:
         return
     g = adapt_model(f, style)
-    jmodel = adapt_model(jm, style) if callable(jm) else jm
-    xa = 0 if x_per_fit else None
-    wa, ma = (None if w is None else 0), (None if mask is None else 0)
-
-    @jax.jit
-    def values(xb, yb, wb, mb, pb):  # type: ignore[no-untyped-def]
-        def one(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
-            return _masked_value_and_jac(g, jmodel, xi, yi, wi, mi)(pi)
-
-        return jax.vmap(one, in_axes=(xa, 0, wa, ma, 0))(xb, yb, wb, mb, pb)
+    x_axis = 0 if x_per_fit else None
+    values = jax.jit(_batched_values(g, adapt_model(jm, style) if callable(jm) else jm, x_axis))
+    residuals_at = _batched_residuals(g, x_axis)
 
     @jax.jit
     def costs(xb, yb, wb, mb, qb):  # type: ignore[no-untyped-def]
-        def one(xi, yi, wi, mi, qi):  # type: ignore[no-untyped-def]
-            def at(q):  # type: ignore[no-untyped-def]
-                r = g(xi, q) - yi
-                r = r if wi is None else r * wi
-                r = r if mi is None else jnp.where(mi, r, 0.0)
-                return 0.5 * jnp.sum(r * r)
-
-            return jax.vmap(at)(qi)
-
-        return jax.vmap(one, in_axes=(xa, 0, wa, ma, 0))(xb, yb, wb, mb, qb)
+        """Costs (F, K) of F fits at K points each, ``qb`` (F, K, P)."""
+        r = jax.vmap(lambda q: residuals_at(xb, yb, wb, mb, q), in_axes=1, out_axes=1)(qb)
+        return 0.5 * jnp.sum(r * r, axis=-1)
 
     with precision(dt):
         for lo in range(0, todo.size, JUDGE_BLOCK):
@@ -286,6 +257,28 @@ def _judge_refusals(
             c = np.where(np.isfinite(c), c, np.inf)
             stands = np.all(c >= (1.0 - PROBE_TIE) * cost[idx][:, None], axis=1)
             status[idx[stands]] = claimed[idx[stands]]
+
+
+def _batched_values(g: Callable[..., Any], jm: Any, x_axis: int | None) -> Callable[..., Any]:
+    """``(x, y, w, mask, p) ↦`` residuals (F, N) and Jacobians (F, N, P) of F fits at
+    their parameters ``p`` (F, P); ``x_axis`` 0 for per-fit x, None for shared."""
+
+    def one_fit(xi, yi, wi, mi, pi):  # type: ignore[no-untyped-def]
+        return _masked_value_and_jac(g, jm, xi, yi, wi, mi)(pi)
+
+    return jax.vmap(one_fit, in_axes=(x_axis, 0, 0, 0, 0))
+
+
+def _batched_residuals(g: Callable[..., Any], x_axis: int | None) -> Callable[..., Any]:
+    """``(x, y, w, mask, q) ↦`` residuals (F, N) of F fits at points ``q`` (F, P), without
+    the Jacobian (masked points zero)."""
+
+    def one_fit(xi, yi, wi, mi, qi):  # type: ignore[no-untyped-def]
+        r = g(xi, qi) - yi
+        r = r if wi is None else r * wi
+        return r if mi is None else jnp.where(mi, r, 0.0)
+
+    return jax.vmap(one_fit, in_axes=(x_axis, 0, 0, 0, 0))
 
 
 def _masked_value_and_jac(
