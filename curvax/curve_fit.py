@@ -32,7 +32,7 @@ from curvax.core.device_data import data_stats, is_device_data, mask_device, pad
 from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
-from curvax.core.memo import BoundedCache, hashable
+from curvax.core.memo import BoundedCache, canonical_function, hashable
 from curvax.core.mixed_precision import (
     FLOAT32_TOL,
     MixedPrecisionConfig,
@@ -559,6 +559,7 @@ def fit_curve(
     monitor = Monitor(callbacks or (), timeout) if (callbacks or timeout is not None) else None
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
+    f, jac = canonical_function(f), canonical_function(jac)
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy: expected one of {NAN_POLICIES}, got {nan_policy!r}")
     if nan_policy == "propagate":

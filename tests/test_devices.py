@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 
 import curvax
 from curvax.core.engine import COMPILE_CACHE, lower_program
+from curvax.core.memo import canonical_function
 from curvax.core.sharding import place
 from curvax.scale import fit_chunked
 
@@ -103,7 +104,8 @@ def test_only_small_factors_travel_between_devices():
     x, y = _data(1 << 14, seed=4)
     r = curvax.fit_curve(decay, x, y, p0=[1, 1, 0], devices=4)
     assert r.success
-    kernel = next(k for k in COMPILE_CACHE._entries if k.mesh is not None and k.fn is decay)
+    fn = canonical_function(decay)  # the function object the fit ran
+    kernel = next(k for k in COMPILE_CACHE._entries if k.mesh is not None and k.fn is fn)
     with jax.enable_x64(True):
         data = place({"x": x, "y": y}, kernel.mesh, kernel.x_axis)
         hlo = lower_program(kernel, data, 3, np.float64).compile().as_text()

@@ -53,7 +53,7 @@ from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.lm_normal import finish_normal_fits, lm_normal
 from curvax.core.loss import get_loss
-from curvax.core.memo import BoundedCache, hashable
+from curvax.core.memo import BoundedCache, canonical_function, hashable
 from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import (
     PointwiseData,
@@ -764,6 +764,7 @@ def curve_fit_batch(
     """
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
+    f, jac = canonical_function(f), canonical_function(jac)
     if type(ydata).__module__.split(".")[0] == "dask":
         from curvax.scale.dask_backend import curve_fit_batch_dask
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from curvax.core.data_source import DataSource
 from curvax.core.engine import Kernel
+from curvax.core.memo import canonical_function
 from curvax.core.result import FitResult
 from curvax.core.solve import solve
 from curvax.core.sparsity import check_mode as check_sparse_mode
@@ -197,6 +198,7 @@ def least_squares(
         raise ValueError(f"x0: x0[{i}]={x0a[i]:g} lies outside its bounds [{lb[i]:g}, {ub[i]:g}]")
     if not callable(fun):
         raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
+    fun, jac = canonical_function(fun), canonical_function(jac)
 
     data_args: Any = (tuple(args), kwargs)
     fn: Callable[..., Any] = fun
