@@ -245,7 +245,7 @@ def refuse_far_convergence_normal(
     """``(status, recheck)``: status -4 instead of a convergence claim far from a
     minimum, from ``A = JᵀJ`` and ``g = Jᵀr`` at ``x`` —
     :func:`curvax.core.trust_region.refuse_far_convergence` on the normal equations —
-    and whether a claim that stands needs :func:`recheck_convergence_normal`.
+    and whether a claim that stands needs the final check of :func:`finish_normal_fits`.
 
     Started many orders of magnitude away, every step the damping allows can change
     the cost by less than float64 resolves, and the ``ftol`` test passes at a point that
@@ -275,9 +275,8 @@ def refuse_far_convergence_normal(
     share = gain / jnp.where(solvable, cost, 1.0)
     step = step_s / d_safe
     status = tr.far_from_minimum_status(status, x, share, step, solvable & accurate)
-    big = jnp.max(jnp.abs(step)) > tr.FAR_STEP_RTOL * jnp.max(jnp.abs(x))
     converged = (status >= 1) & (status <= 4)
-    suspect = ~accurate | ((share > tr.PROBE_SHARE) & big)
+    suspect = ~accurate | ((share > tr.PROBE_SHARE) & tr.moves_far(step, x))
     return status, converged & solvable & suspect
 
 
@@ -346,7 +345,8 @@ def finish_normal_fits(
     ``values_and_jacobians()`` gives the final residuals (B, n) and Jacobians (B, n, P),
     ``residuals_at(q)`` the residuals (B, n) at points q (B, P).  Both run only when the
     batch has a fit that needs them (one real branch, outside ``vmap``): then one
-    Jacobian and eight residual evaluations per fit.
+    Jacobian and ``len(PROBE_FRACTIONS) + len(STEP_FRACTIONS)`` (14) residual
+    evaluations per fit (:func:`~curvax.core.trust_region.probe_points`).
     """
     R = jnp.swapaxes(jax.vmap(cholesky_factor)(A), 1, 2)
     bound = jax.vmap(_scaled_condition_bound)(R)
@@ -358,8 +358,8 @@ def finish_normal_fits(
         Rj, share, step, trusted = jax.vmap(gram_schmidt_prediction)(r, J)
         judged = jax.vmap(tr.far_from_minimum_status)(status, x, share, step, trusted)
         converged = (judged >= 1) & (judged <= 4)
-        big = jnp.max(jnp.abs(step), axis=1) > tr.FAR_STEP_RTOL * jnp.max(jnp.abs(x), axis=1)
-        probe = recheck & converged & trusted & big & (share > tr.PROBE_SHARE)
+        far = tr.moves_far(step, x)
+        probe = recheck & converged & trusted & far & (share > tr.PROBE_SHARE)
 
         def cost_at(q: Array) -> Array:
             rq = residuals_at(q)

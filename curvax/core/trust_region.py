@@ -266,6 +266,13 @@ def lowest_cost_along(cost_at: Callable[[Array], Array], x: Array, step: Array) 
     return jnp.min(jnp.where(jnp.isfinite(costs), costs, jnp.inf), axis=0)
 
 
+def moves_far(step: Array, x: Array) -> Array:
+    """Whether ``step`` moves some parameter by more than :data:`FAR_STEP_RTOL` of the
+    largest ``|x_j|`` (per fit, over the last axis, for batched ``step``/``x``)."""
+    largest = jnp.maximum(jnp.max(jnp.abs(x), axis=-1), 1e-300)
+    return jnp.max(jnp.abs(step), axis=-1) > FAR_STEP_RTOL * largest
+
+
 def far_from_minimum_status(
     status: Array, x: Array, share: Array, step: Array, trusted: Array
 ) -> Array:
@@ -278,7 +285,7 @@ def far_from_minimum_status(
     than :data:`FAR_STEP_RTOL` of the largest one; ``trusted`` False (the step could not
     be computed reliably, or a bound is near) keeps the status.
     """
-    big = jnp.max(jnp.abs(step)) > FAR_STEP_RTOL * jnp.maximum(jnp.max(jnp.abs(x)), 1e-300)
+    big = moves_far(step, x)
     converged = (status >= 1) & (status <= 4)
     far = converged & trusted & (share > FAR_FROM_MINIMUM) & big
     return jnp.where(far, FAR_FROM_MINIMUM_STATUS, status).astype(status.dtype)
