@@ -115,3 +115,45 @@ def test_changed_closure_or_global_values_give_another_function() -> None:
     copy = canonical_function(model)
     assert copy(np.float64(0.0), 2.0) == model(np.float64(0.0), 2.0)
     assert copy.__name__ == model.__name__ and copy.__qualname__ == model.__qualname__
+
+
+def test_chunked_and_streaming_fits_see_a_changed_global_and_reuse_kernels() -> None:
+    """The chunked and streaming entry points key their chunk kernels by the model too:
+    refitting after `K_GLOBAL = 2.0` returned the amplitude for the old rate there, and
+    a lambda written anew per call compiled a new chunk kernel each time."""
+    global K_GLOBAL
+    import jax.numpy as jnp
+
+    import curvax
+    from curvax.scale import host_reduce
+
+    x = np.linspace(0.0, 4.0, 300)
+    model = lambda x, a: a * jnp.exp(-K_GLOBAL * x)  # noqa: E731
+    try:
+        for k in (1.3, 2.0):
+            K_GLOBAL = k
+            y = 3.0 * np.exp(-k * x)
+            res = curvax.fit_chunked(model, x, y=y, p0=[1.0], chunk_size=128)
+            np.testing.assert_allclose(res.popt, [3.0], rtol=1e-10)
+            popt, _ = curvax.curve_fit_large(model, x, y, p0=[1.0], chunk_size=128)
+            np.testing.assert_allclose(popt, [3.0], rtol=1e-10)
+            opt = curvax.StreamingOptimizer(model, [1.0])
+            np.testing.assert_allclose(opt.fit(x, y).popt, [3.0], rtol=1e-10)
+        # online mode: one optimizer, the global changed between batches; at the exact
+        # amplitude the cost is zero for whichever rate is current (it was 9.6)
+        online = curvax.StreamingOptimizer(model, [3.0], curvax.StreamingConfig(optimizer="adam"))
+        for k in (1.3, 2.0):
+            K_GLOBAL = k
+            state = online.update(x, 3.0 * np.exp(-k * x))
+            assert state.cost < 1e-20
+            np.testing.assert_allclose(state.params, [3.0], rtol=1e-6)
+    finally:
+        K_GLOBAL = 1.3
+
+    kernels = []
+    for rate in (1.3, 0.7, 1.1):
+        res = curvax.fit_chunked(lambda x, a, b: a * jnp.exp(-b * x), x,
+                                 y=2.0 * np.exp(-rate * x), p0=[1, 1], chunk_size=128)
+        np.testing.assert_allclose(res.popt, [2.0, rate], rtol=1e-8)
+        kernels.append(len(host_reduce._KERNEL_CACHE))
+    assert kernels[1:] == kernels[:1] * 2  # chunk kernels compiled for the first fit only

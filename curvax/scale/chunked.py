@@ -35,6 +35,7 @@ from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel, reduction_defaults
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
+from curvax.core.memo import canonical_function
 from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
 from curvax.core.reduction import Reduction
@@ -463,6 +464,7 @@ def fit_chunked(
     """
     if not callable(f):
         raise TypeError(f"f: expected a callable model, got {type(f).__name__}")
+    f, jac = canonical_function(f), canonical_function(jac)  # chunk kernels are cached by f
     src = as_source(source, y, sigma)
     mesh = resolve_mesh(devices)
     dt, fs, (ftol_, xtol_, gtol_) = check_solver_options(dtype, loss, f_scale, ftol, xtol, gtol)

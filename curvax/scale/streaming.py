@@ -41,6 +41,7 @@ import numpy as np
 from curvax.config import StreamingConfig
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.engine import Kernel
+from curvax.core.memo import canonical_function
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.result import FitResult
 from curvax.core.validation import check_magnitude_value
@@ -194,10 +195,13 @@ class StreamingOptimizer:
             self._jac = "fwd" if traceable else "host"
 
     def _online_kernel(self) -> Any:
-        if self._kernel is None:
+        # one function object per computation: a global the model reads, changed between
+        # batches, gives another object and so another compiled kernel (core/memo.py)
+        fn = canonical_function(self.model)
+        if self._kernel is None or self._kernel.fn is not fn:
             self._kernel = Kernel(
                 kind="pointwise",
-                fn=self.model,
+                fn=fn,
                 param_style=self.param_style,
                 jac=self._jac or "fwd",
                 loss=self.loss,
