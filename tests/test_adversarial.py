@@ -254,18 +254,19 @@ def test_degenerate_data(kind: str, model_method: tuple[str, str], level: float)
         np.testing.assert_allclose(many.pcov, one_cov * (m - n) / (reps * m - n), rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="known: the scaled Gauss-Newton polish cannot fix c")
-def test_known_single_x_decay_stops_short_of_the_mean():
-    """Known false success (found by the fuzz test above, level = -21): every point at the
-    same x, so only ``a·e^{-1.5k} + c`` is determined.  LM runs k to ~52, where the a and k
-    columns are ~1e-33, and stops by ftol with the curve at -21.0086 against the mean
-    -21.0148 (the cost 4e-5 above its minimum).  The polish's minimum-norm step is taken
-    in column-scaled variables, where the three columns look alike, so it moves a and k
-    by ~1e30 and is rejected.  A fix needs a second candidate step (unscaled minimum
-    norm, or per-coordinate)."""
+@pytest.mark.parametrize("method", ["lm", "trf"])
+def test_single_x_decay_reaches_the_mean(method):
+    """A false success found by the fuzz test above (level = -21): every point at the
+    same x, so only ``a·e^{-1.5k} + c`` is determined, and its least-squares value is the
+    mean of y.  LM runs k to ~52, where the a and k columns are ~1e-33, and stopped by
+    ftol with the curve at -21.0086 against the mean -21.0148 (the cost 4e-5 above its
+    minimum), reporting success.  The polish's minimum-norm step, taken in column-scaled
+    variables where the three columns look alike, moved a and k by ~1e30 and was
+    rejected; it now takes the least-squares step of least relative change
+    (``trust_region.polish_step``), which moves c."""
     x = np.full(N, 1.5)
     y = -21.0 + NOISE
-    res = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.0], method="lm")
+    res = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.0], method=method)
     assert res.success
     value = float(decay_np(1.5, *res.x))
     assert abs(value - y.mean()) <= 1e-7 * 21.0
@@ -783,6 +784,40 @@ def test_far_convergence_refused_on_the_factor():
     assert verdict(p_star) == 2
     assert verdict(far, status=0) == 0
     assert verdict(far, at_bound=jnp.asarray([True, False])) == 2
+
+
+@pytest.mark.parametrize("svd", ["lapack", "jacobi"])
+def test_polish_step_against_numpy_least_squares(svd):
+    """trust_region.polish_step against NumPy: at full rank it is the one least-squares
+    solution of R δ = −Qᵀr; with two parallel columns 10³⁰ apart (rank 2 of 3) it is a
+    least-squares solution whose relative change ‖δ/|x|‖ is least, i.e. NumPy's
+    minimum-norm solution of (R diag|x|) u = −Qᵀr mapped back by δ = |x|·u — not the
+    column-scaled one, which moves the weak parameter by ~1e30."""
+    from curvax.core import trust_region as tr
+    from curvax.core.small_linalg import jacobi_svd
+
+    rng = np.random.default_rng(5)
+    fn = None if svd == "lapack" else jacobi_svd
+    R_full = np.triu(rng.standard_normal((3, 3))) + 3.0 * np.eye(3)
+    b = rng.standard_normal(3)
+    x = np.array([2.0, -0.5, 40.0])
+    def step_of(R):
+        with jax.enable_x64(True):
+            step = tr.polish_step(jnp.asarray(R), jnp.asarray(b), jnp.asarray(x), 50, fn)
+            return np.asarray(step)
+
+    step = step_of(R_full)
+    np.testing.assert_allclose(step, np.linalg.solve(R_full, -b), rtol=1e-12)
+
+    col = rng.standard_normal(3)  # columns 0 and 1 parallel, 1e-30 against 1
+    R = np.column_stack([1e-30 * col, col, rng.standard_normal(3)])
+    step = step_of(R)
+    u = np.linalg.lstsq(R * np.abs(x), -b, rcond=None)[0]
+    np.testing.assert_allclose(step, np.abs(x) * u, rtol=1e-9, atol=1e-300)
+    best = np.linalg.lstsq(R, -b, rcond=None)[0]  # any least-squares solution: same residual
+    residual = np.linalg.norm(R @ step + b)
+    np.testing.assert_allclose(residual, np.linalg.norm(R @ best + b), rtol=1e-9)
+    assert np.all(np.abs(step) < 10.0 * np.abs(x))  # the scaled minimum-norm step: ~1e30
 
 
 def _squared_amplitude(x, a, c):

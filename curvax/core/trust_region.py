@@ -39,6 +39,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from curvax.core.small_linalg import cholesky_solve
+
 Array = jax.Array
 
 RUNNING = 99  # internal status while the loop runs; never returned
@@ -134,6 +136,51 @@ def minimum_norm_step(sub: Subproblem, n_residuals: int) -> Array:
     uf, s, V = sub
     keep = kept_singular_values(s, n_residuals)
     return -(V @ jnp.where(keep, uf / jnp.where(keep, s, 1.0), 0.0))
+
+
+def polish_step(
+    R: Array, qtf: Array, x: Array, n_residuals: int, svd: SvdFn | None = None
+) -> Array:
+    """The full Gauss–Newton step ``δ`` of the polish: a least-squares solution of
+    ``R δ ≈ −Qᵀr`` whose choice does not depend on the parameters' units.
+
+    With ``A = R D⁻¹ = U Σ Vᵀ`` (``D`` the column norms) and the kept singular directions
+    ``V_k`` (:func:`kept_singular_values`), the least-squares solutions in scaled
+    variables ``z = Dδ`` are those with ``V_kᵀ z = c``, ``c = −Σ_k⁻¹ U_kᵀ Qᵀr``.  At full
+    rank (zero columns aside) there is one, :func:`minimum_norm_step`'s ``z = V_k c``.
+    When ``A`` is rank deficient beyond its zero columns they form a family, and the
+    least ``‖z‖`` treats every column alike: with parallel columns of very different
+    norms (every point at one x, so that ``a·e^{−kx₀}`` and ``c`` have constant columns
+    10³³ apart) it moves the weak parameters by ~10³⁰ and the step is useless.  There
+    the step of least *relative* change is taken instead: the least ``‖δ/w‖``, ``w = |x|``
+    (``1/D`` for a parameter at exactly 0).  With ``E = D w`` and ``δ = w u`` that is
+    ``u = (V_kᵀE)⁺ c = E V_k (V_kᵀ E² V_k)⁻¹ c``, the k×k system solved by Cholesky
+    after scaling it to a unit diagonal (dropped directions get an identity row).
+    """
+    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
+    safe = jnp.where(cn > 0, cn, 1.0)
+    sub = subproblem_from_factor(R / safe, qtf, svd)
+    keep = kept_singular_values(sub.s, n_residuals)
+    deficient = jnp.sum(~keep) > jnp.sum(cn == 0)
+
+    def least_relative_change() -> Array:
+        c = jnp.where(keep, -sub.uf / jnp.where(keep, sub.s, 1.0), 0.0)
+        w = jnp.where(x != 0, jnp.abs(x), 1.0 / safe)
+        B = jnp.where(keep[None, :], sub.V, 0.0) * (safe * w)[:, None]  # E V_k, masked
+        G = B.T @ B
+        d = jnp.sqrt(jnp.where(keep, jnp.diagonal(G), 1.0))
+        G = jnp.where(keep[:, None] & keep[None, :], G / (d[:, None] * d[None, :]), 0.0)
+        G = G + jnp.diag(jnp.where(keep, 0.0, 1.0))
+        if svd is None:  # LAPACK, as for the SVD: one call each, little to compile
+            L = jnp.linalg.cholesky(G)
+            y = jax.scipy.linalg.cho_solve((L, True), c / d) / d
+        else:  # the caller's small unrolled linear algebra (vmapped batches)
+            y = cholesky_solve(G, c / d) / d
+        return w * (B @ y)
+
+    return jax.lax.cond(
+        deficient, least_relative_change, lambda: minimum_norm_step(sub, n_residuals) / safe
+    )
 
 
 def gauss_newton_share(sub: Subproblem, cost: Array, n_residuals: int) -> Array:
@@ -672,8 +719,10 @@ def gauss_newton_polish(
     up to √ε in poorly determined directions.  The gradient ``Rᵀ Qᵀr`` is computed far more
     accurately, so a few undamped steps ``s = −D⁻¹(RD⁻¹)⁺ Qᵀr`` (``D`` the column norms of
     ``R``: the minimum-norm least-squares solution in column-scaled variables, singular
-    values below ``eps·m·σ_max`` ignored) bring the point to the precision the gradient
-    allows — the same idea as iterative refinement of a linear solve.  The rank decision is
+    values below ``eps·m·σ_max`` ignored; where that factor is rank deficient, the
+    least-squares step of least relative change instead, :func:`polish_step`) bring the
+    point to the precision the gradient allows — the same idea as iterative refinement
+    of a linear solve.  The rank decision is
     taken on the scaled factor so that it does not depend on the parameters' units: with
     columns 10⁵⁰ apart the unscaled test dropped the small one, and a fit started 100 orders
     of magnitude off stayed there.  A step is kept only while it stays inside the bounds,
@@ -711,9 +760,8 @@ def gauss_newton_polish(
     def gn_point(x: Array, red: Any) -> tuple[Array, Array, Array]:
         active = active_set(x, red.grad)
         R_free = jnp.where(active[None, :], 0.0, red.R)  # active columns drop out
-        # on the column-scaled factor: the rank decision must not depend on units
-        sub, safe = column_scaled_subproblem(R_free, red.qtf, svd)
-        step = minimum_norm_step(sub, n_residuals) / safe
+        # rank decided on the column-scaled factor: it must not depend on units
+        step = polish_step(R_free, red.qtf, x, n_residuals, svd)
         step = jnp.where(active, 0.0, step)
         x_new = jnp.where(active & (red.grad > 0), lb, jnp.where(active, ub, x + step))
         # a change below rounding of x changes nothing: stop without evaluating it
@@ -721,15 +769,17 @@ def gauss_newton_polish(
         return x_new, active, useful
 
     def cond(c: tuple) -> Array:
-        i, _, _, go, _, _ = c
+        i, _, _, go, _ = c
         return (i < max_steps) & go
 
     def body(c: tuple) -> tuple:
-        i, x, red, _, x_new, active = c
-        red_new = reduce_fn(x_new)
+        i, x, red, _, n = c
+        x_new, active, useful = gn_point(x, red)
+        red_new = jax.lax.cond(useful, reduce_fn, lambda _: red, x_new)
         inside = ((x_new > lb) & (x_new < ub)) | active
         ok = (
-            jnp.all(inside)
+            useful
+            & jnp.all(inside)
             & jnp.isfinite(red_new.cost)
             & (red_new.n_nonfinite == 0)
             & (red_new.cost <= red.cost * (1.0 + cost_noise))
@@ -737,9 +787,7 @@ def gauss_newton_polish(
         )
         x_out = jnp.where(ok, x_new, x)
         red_out = jax.tree.map(lambda a, b: jnp.where(ok, a, b), red_new, red)
-        x_next, active_next, useful = gn_point(x_out, red_out)
-        return i + 1, x_out, red_out, ok & useful, x_next, active_next
+        return i + 1, x_out, red_out, ok, n + useful.astype(jnp.int32)
 
-    x1, active1, useful0 = gn_point(x, red)
-    n, x, red, _, _, _ = jax.lax.while_loop(cond, body, (0, x, red, useful0, x1, active1))
+    _, x, red, _, n = jax.lax.while_loop(cond, body, (0, x, red, jnp.asarray(True), jnp.int32(0)))
     return x, red, jnp.asarray(n, jnp.int32)
