@@ -50,42 +50,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-GX, GY = np.meshgrid(np.arange(5.0), np.arange(5.0))
-XY = np.stack([GX.ravel(), GY.ravel()])
-X1 = np.linspace(-5.0, 5.0, 64)
+from tests._batch_problems import X1, XY, peaks, spots  # noqa: E402
 
 
 def make_problem(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(truth, ydata, p0) for ``n`` fits of problem ``name``."""
-    rng = np.random.default_rng(seed)
-    if name == "gauss2d":
-        truth = np.stack(
-            [
-                rng.uniform(80, 120, n),
-                rng.uniform(1.5, 2.5, n),
-                rng.uniform(1.5, 2.5, n),
-                rng.uniform(0.9, 1.3, n),
-                rng.uniform(5, 15, n),
-            ],
-            axis=1,
-        )
-        r2 = (XY[0] - truth[:, 1:2]) ** 2 + (XY[1] - truth[:, 2:3]) ** 2
-        y = truth[:, :1] * np.exp(-r2 / (2 * truth[:, 3:4] ** 2)) + truth[:, 4:]
-        y = y + rng.normal(0, 1.0, y.shape)
-    else:
-        truth = np.stack(
-            [
-                rng.uniform(5, 10, n),
-                rng.uniform(-1.5, 1.5, n),
-                rng.uniform(0.6, 1.5, n),
-                rng.uniform(0.5, 2.0, n),
-            ],
-            axis=1,
-        )
-        y = truth[:, :1] * np.exp(-0.5 * ((X1 - truth[:, 1:2]) / truth[:, 2:3]) ** 2)
-        y = y + truth[:, 3:] + rng.normal(0, 0.2, y.shape)
-    p0 = truth * (1 + rng.uniform(-0.1, 0.1, truth.shape))
-    return truth, y, p0
+    return (spots if name == "gauss2d" else peaks)(n, seed)
 
 
 # --- SciPy reference (NumPy model + analytic Jacobian) ----------------------------------

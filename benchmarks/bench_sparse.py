@@ -48,25 +48,7 @@ from curvax.core.problem import (  # noqa: E402
     value_and_jacobian,
 )
 from curvax.core.sparsity import greedy_colouring  # noqa: E402
-
-K = 20
-CENTRES = 5.0 + 10.0 * np.arange(K)
-LO, HI = CENTRES - 8.0, CENTRES + 8.0
-
-
-def peaks(x, p):
-    """Sum of K windowed Gaussians; p = [a_0, mu_0, s_0, a_1, ...]."""
-    a, mu, s = p[0::3], p[1::3], p[2::3]
-    inside = (x[None, :] >= LO[:, None]) & (x[None, :] < HI[:, None])
-    g = a[:, None] * jnp.exp(-0.5 * ((x[None, :] - mu[:, None]) / s[:, None]) ** 2)
-    return jnp.sum(jnp.where(inside, g, 0.0), axis=0)
-
-
-def window_pattern(x: np.ndarray) -> np.ndarray:
-    P = np.zeros((x.size, 3 * K), dtype=bool)
-    for k in range(K):
-        P[(x >= LO[k]) & (x < HI[k]), 3 * k : 3 * k + 3] = True
-    return P
+from tests._sparse_models import CENTRES, K, peaks, window_pattern  # noqa: E402
 
 
 def problem(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
