@@ -241,7 +241,7 @@ def _judge_refusals(
         r = jax.vmap(lambda q: residuals_at(xb, yb, wb, mb, q), in_axes=1, out_axes=1)(qb)
         return 0.5 * jnp.sum(r * r, axis=-1)
 
-    with precision(dt):
+    with precision(dt), np.errstate(over="ignore", invalid="ignore"):  # inf: not lower
         for lo in range(0, todo.size, JUDGE_BLOCK):
             idx = todo[lo : lo + JUDGE_BLOCK]
             xb = jnp.asarray(x[idx] if x_per_fit else x, dtype=dt)

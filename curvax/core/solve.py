@@ -210,11 +210,12 @@ def _judge_refusal(
     qtf = np.asarray(red.qtf, dtype=np.float64)
     x = np.asarray(sol.x, dtype=np.float64)
     points = refusal_probe_points(x, R, qtf, n_residuals, dtype)
-    with precision(dtype):
+    # a probe whose cost overflows is simply not lower (no RuntimeWarning for it)
+    with precision(dtype), np.errstate(over="ignore", invalid="ignore"):
         for q in np.clip(points, lb, ub).astype(dtype):
             r = np.asarray(residuals_at(kernel, data, q), dtype=np.float64)
             c = 0.5 * float(np.dot(r, r))
-            if c < (1.0 - tr.PROBE_TIE) * cost:
+            if c < (1.0 - tr.PROBE_TIE) * cost:  # False for NaN
                 return tr.FAR_FROM_MINIMUM_STATUS
     return claimed
 
