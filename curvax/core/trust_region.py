@@ -157,11 +157,10 @@ def polish_step(
     ``u = (V_kᵀE)⁺ c = E V_k (V_kᵀ E² V_k)⁻¹ c``, the k×k system solved by Cholesky
     after scaling it to a unit diagonal (dropped directions get an identity row).
     """
-    cn = jnp.sqrt(jnp.sum(R * R, axis=0))
-    safe = jnp.where(cn > 0, cn, 1.0)
-    sub = subproblem_from_factor(R / safe, qtf, svd)
+    sub, safe = column_scaled_subproblem(R, qtf, svd)
     keep = kept_singular_values(sub.s, n_residuals)
-    deficient = jnp.sum(~keep) > jnp.sum(cn == 0)
+    zero_columns = jnp.sum(jnp.sum(R * R, axis=0) == 0)  # as column_scaled_subproblem
+    deficient = jnp.sum(~keep) > zero_columns
 
     def least_relative_change() -> Array:
         c = jnp.where(keep, -sub.uf / jnp.where(keep, sub.s, 1.0), 0.0)
@@ -716,25 +715,24 @@ def gauss_newton_polish(
 
     The cost is flat near a minimum: once its relative decrease falls below machine
     precision, a cost-based test (``ftol``) cannot see that the parameters are still off by
-    up to √ε in poorly determined directions.  The gradient ``Rᵀ Qᵀr`` is computed far more
+    up to √ε in poorly determined directions. The gradient ``Rᵀ Qᵀr`` is computed far more
     accurately, so a few undamped steps ``s = −D⁻¹(RD⁻¹)⁺ Qᵀr`` (``D`` the column norms of
     ``R``: the minimum-norm least-squares solution in column-scaled variables, singular
     values below ``eps·m·σ_max`` ignored; where that factor is rank deficient, the
     least-squares step of least relative change instead, :func:`polish_step`) bring the
-    point to the precision the gradient allows — the same idea as iterative refinement
-    of a linear solve.  The rank decision is
-    taken on the scaled factor so that it does not depend on the parameters' units: with
-    columns 10⁵⁰ apart the unscaled test dropped the small one, and a fit started 100 orders
-    of magnitude off stayed there.  A step is kept only while it stays inside the bounds,
-    does not raise the cost beyond its rounding noise and reduces the scaled gradient
-    norm.  The computed cost is uncertain by more than ``ε·C``: each residual ``f − y``
-    carries the cancellation error ``ε|y|``, so ``C`` is uncertain by about ``2ε‖y‖/‖r‖``
-    relatively (``1e-11`` for a signal-to-noise ratio of ``10⁵``), and the sum of ``m``
-    squares by ``~ε√m``; a step to the true minimum can *appear* to raise it.  The allowance
-    is ``max(8ε√m, 10⁻¹⁰)·C`` — harmless, because the step must also lower the gradient,
-    which near a minimum cannot fall while the cost truly rises.  The refinement stops at the
-    first step that fails, and before evaluating a step too small to change ``x`` in its
-    last bits.
+    point to the precision the gradient allows — the same idea as iterative refinement of a
+    linear solve. The rank decision is taken on the scaled factor so that it does not depend
+    on the parameters' units: with columns 10⁵⁰ apart the unscaled test dropped the small
+    one, and a fit started 100 orders of magnitude off stayed there. A step is kept only
+    while it stays inside the bounds, does not raise the cost beyond its rounding noise and
+    reduces the scaled gradient norm. The computed cost is uncertain by more than ``ε·C``:
+    each residual ``f − y`` carries the cancellation error ``ε|y|``, so ``C`` is uncertain
+    by about ``2ε‖y‖/‖r‖`` relatively (``1e-11`` for a signal-to-noise ratio of ``10⁵``),
+    and the sum of ``m`` squares by ``~ε√m``; a step to the true minimum can *appear* to
+    raise it. The allowance is ``max(8ε√m, 10⁻¹⁰)·C`` — harmless, because the step must also
+    lower the gradient, which near a minimum cannot fall while the cost truly rises. The
+    refinement stops at the first step that fails, and before evaluating a step too small to
+    change ``x`` in its last bits.
 
     Bounds: an interior method approaches an active bound only geometrically, so with a
     bound active the cost-based tests stop with the *free* parameters still ~√ε off.
