@@ -254,6 +254,21 @@ def test_degenerate_data(kind: str, model_method: tuple[str, str], level: float)
         np.testing.assert_allclose(many.pcov, one_cov * (m - n) / (reps * m - n), rtol=1e-5)
 
 
+def test_regression_probe_whose_cost_overflows_warns_nothing():
+    """Found by CURVAX_FUZZ=long (all y equal to -380381.4, decay, lm): the fit is refused
+    (-4) and the probe of that refusal evaluated a point whose sum of squares overflows,
+    which raised NumPy's RuntimeWarning 'overflow encountered in dot' from the library.
+    Such a probe is simply not lower; the refusal stands, and nothing is warned."""
+    y = np.full(N, -380381.40701437125)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = curvax.fit_curve(decay, X, y, p0=[1.0, 1.0, 0.0], method="lm")
+    if res.success:  # the curve must reproduce the constant
+        assert np.max(np.abs(decay_np(X, *res.x) - y)) <= 1e-7 * abs(y[0])
+    else:
+        assert res.status == -4
+
+
 @pytest.mark.parametrize("method", ["lm", "trf"])
 def test_single_x_decay_reaches_the_mean(method):
     """A false success found by the fuzz test above (level = -21): every point at the
@@ -801,6 +816,7 @@ def test_polish_step_against_numpy_least_squares(svd):
     R_full = np.triu(rng.standard_normal((3, 3))) + 3.0 * np.eye(3)
     b = rng.standard_normal(3)
     x = np.array([2.0, -0.5, 40.0])
+
     def step_of(R):
         with jax.enable_x64(True):
             step = tr.polish_step(jnp.asarray(R), jnp.asarray(b), jnp.asarray(x), 50, fn)
