@@ -56,6 +56,38 @@ def test_lm_matches_one_device(n, devices):
     np.testing.assert_allclose(r.fun, ref.fun, rtol=1e-6, atol=1e-12)
 
 
+def _squared_amplitude(x, a, c):
+    return a**2 * jnp.exp(-x) + c
+
+
+def _four_pl(x, a, b, c, d):
+    return d + (a - d) / (1 + (x / c) ** b)
+
+
+@pytest.mark.parametrize("method", ["lm", "trf"])
+def test_refusal_is_probed_as_on_one_device(method):
+    """A -4 is probed on the host before it is reported (solve._judge_refusal).  Split
+    over devices it was not, so a fit one device reports converged came back -4: data
+    that want a² < 0 have their minimum at a = 0, c = mean(y), where a's column vanishes
+    and the linear model predicts a large gain.  A genuine -4 (a far 4PL start, 3800x the
+    cost of a good one) stays -4 on devices too."""
+    x = np.linspace(0.0, 4.0, 40)
+    y = -0.5 * np.exp(-x) + 1.0 + 0.01 * np.random.default_rng(0).standard_normal(40)
+    one = curvax.fit_curve(_squared_amplitude, x, y, p0=[1.0, 0.0], method=method)
+    many = curvax.fit_curve(_squared_amplitude, x, y, p0=[1.0, 0.0], method=method,
+                            devices="all")
+    assert one.success and many.status == one.status
+    np.testing.assert_allclose(many.x[1], y.mean(), rtol=1e-9)  # the closed form
+    assert abs(many.x[0]) < 1e-5
+    if method == "lm":
+        rng = np.random.default_rng(1)
+        x4 = np.logspace(-2, 2, 40)
+        y4 = _four_pl(x4, 0.1, 1.2, 1.5, 2.0) + 0.02 * rng.standard_normal(40)
+        far = curvax.fit_curve(_four_pl, x4, y4, p0=[0.0, -1.0, 0.01, 3.0], x_scale=1.0,
+                               devices="all")
+        assert far.status == -4
+
+
 def test_trf_bounds_loss_sigma_and_fixed_match_one_device():
     x, y = _data(3001, seed=1)
     y[::97] += 1.0  # outliers for the robust loss

@@ -369,7 +369,8 @@ def solve(
             f"data and {x0_name}"
         )
 
-    if status == tr.FAR_FROM_MINIMUM_STATUS and kernel.mesh is None:
+    # probed where this process holds every residual (one process, one or more devices)
+    if status == tr.FAR_FROM_MINIMUM_STATUS and (kernel.mesh is None or jax.process_count() == 1):
         status = _judge_refusal(kernel, data_d, sol, lb, ub, int(n_res), dtype)
 
     if kernel.mesh is None:
