@@ -766,12 +766,13 @@ def gauss_newton_polish(
         useful = jnp.any(jnp.abs(x_new - x) > 4.0 * eps * jnp.abs(x)) & jnp.all(jnp.isfinite(x_new))
         return x_new, active, useful
 
+    # n counts the evaluated steps; an iteration whose step is not useful ends the loop
     def cond(c: tuple) -> Array:
-        i, _, _, go, _ = c
-        return (i < max_steps) & go
+        _, _, go, n = c
+        return (n < max_steps) & go
 
     def body(c: tuple) -> tuple:
-        i, x, red, _, n = c
+        x, red, _, n = c
         x_new, active, useful = gn_point(x, red)
         red_new = jax.lax.cond(useful, reduce_fn, lambda _: red, x_new)
         inside = ((x_new > lb) & (x_new < ub)) | active
@@ -785,7 +786,7 @@ def gauss_newton_polish(
         )
         x_out = jnp.where(ok, x_new, x)
         red_out = jax.tree.map(lambda a, b: jnp.where(ok, a, b), red_new, red)
-        return i + 1, x_out, red_out, ok, n + useful.astype(jnp.int32)
+        return x_out, red_out, ok, n + useful.astype(jnp.int32)
 
-    _, x, red, _, n = jax.lax.while_loop(cond, body, (0, x, red, jnp.asarray(True), jnp.int32(0)))
-    return x, red, jnp.asarray(n, jnp.int32)
+    x, red, _, n = jax.lax.while_loop(cond, body, (x, red, jnp.asarray(True), jnp.int32(0)))
+    return x, red, n
