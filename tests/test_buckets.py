@@ -71,11 +71,13 @@ def test_hundred_random_lengths_compile_at_most_eight_times() -> None:
         results.append(curvax.fit_curve(own_decay, x, y, p0=[1.0, 1.0, 0.0], method="trf"))
     assert all(r.success for r in results)
     fn = canonical_function(own_decay)  # the one function object the fits ran
-    run = [prog.run for k, prog in COMPILE_CACHE._entries.items()
-           if k.fn is fn and k.method == "trf"]
-    assert len(run) == 1
-    n_compiled = run[0]._cache_size()
-    assert 1 <= n_compiled <= 8, n_compiled
+    # one kernel for data of one block; for more, the one without the QR fallback
+    # (core.solve.speculative_kernel), and never the one with it: none was rejected
+    kernels = {k: prog.run for k, prog in COMPILE_CACHE._entries.items()
+               if k.fn is fn and k.method == "trf"}
+    assert sorted(k.gram_fallback for k in kernels) == [False, True]
+    n_compiled = sum(run._cache_size() for run in kernels.values())
+    assert 2 <= n_compiled <= 8, n_compiled
     for r in results:
         np.testing.assert_allclose(r.x, [3.0, 1.3, 0.5], rtol=0.05)
 

@@ -109,6 +109,8 @@ class Kernel:
     jac_colours: tuple[int, ...] | None = None  # column groups of a sparse Jacobian
     gram: str = "dot"  # Gram style of the pointwise reduction (curvax.core.reduction)
     workers: int = 1  # CPU threads of the pointwise reduction (curvax.core.threaded)
+    # False: the fit program's blocked reduction has no QR fallback (core.solve.solve)
+    gram_fallback: bool = True
 
 
 class Packing(NamedTuple):
@@ -185,7 +187,8 @@ class Program(NamedTuple):
     produces (they differ in length for every number of parameters, the only thing that
     shapes a kernel's solver output).  ``part_programs`` holds, per argument shapes, the
     compiled ``gram_part`` (a future: :func:`parted_gram`), or None where it may not run
-    on threads.
+    on threads.  ``notes`` records what running the program taught (e.g. that its
+    reduction without QR fallback was rejected, :func:`curvax.core.solve.solve`).
     """
 
     run: Callable[..., tuple[tuple[Array, ...], Array | None]]
@@ -194,6 +197,7 @@ class Program(NamedTuple):
     packings: dict[tuple[tuple[Any, int], ...], Packing]
     gram_part: Callable[..., tuple[Array, Array]]  # pointwise kernels (curvax.core.threaded)
     part_programs: dict[Any, Future | None]
+    notes: dict[str, Any]
 
 
 def _free_index(k: Kernel) -> np.ndarray | None:
@@ -316,7 +320,7 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
 
     def local_reducer(data: dict, f_scale: Array) -> Callable[[Array], Reduction]:
         if k.kind == "pointwise":
-            return pointwise_reducer(pointwise_data(k, data, f_scale))
+            return pointwise_reducer(pointwise_data(k, data, f_scale), fallback=k.gram_fallback)
         jfun: Any = (lambda q: user_jac(data, q)) if has_callable_jac else mode
         return dense_reducer(
             lambda q: resid(data, q), jfun, rho_fn, f_scale, data.get("sparsity"), k.jac_colours
@@ -380,7 +384,9 @@ def _compile(k: Kernel) -> Program:
         """The reducer; with ``k.workers > 1`` the Gram matrix comes from host threads."""
         if k.workers > 1 and k.kind == "pointwise" and k.mesh is None:
             return pointwise_reducer(
-                pointwise_data(k, data, f_scale), gram_total=lambda q: host_gram(tok, q)
+                pointwise_data(k, data, f_scale),
+                gram_total=lambda q: host_gram(tok, q),
+                fallback=k.gram_fallback,
             )
         return reducer(data, f_scale)
 
@@ -403,6 +409,7 @@ def _compile(k: Kernel) -> Program:
         jax.jit(final_jacobian, compiler_options=options),
         packings,
         jax.jit(gram_part, compiler_options=options),
+        {},
         {},
     )
 

@@ -86,6 +86,9 @@ def lm(
     (:func:`~curvax.core.trust_region.gauss_newton_polish`).
     ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
     (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.core.small_linalg`).
+    A rejected Gram reduction from ``reduce_fn`` (:func:`~curvax.core.reduction.gram_rejected`:
+    one compiled without its QR fallback) stops the fit with the internal status
+    :data:`~curvax.core.trust_region.GRAM_REJECTED_STATUS`.
     """
     dtype = x0.dtype
     eps = jnp.finfo(dtype).eps
@@ -107,6 +110,7 @@ def lm(
             jnp.where(max_nfev <= 1, 0, tr.RUNNING),
         ),
     )
+    status0 = tr.stop_if_rejected(status0, red0)
     state = _State(
         x0,
         red0,
@@ -191,12 +195,13 @@ def lm(
             gnorm = jnp.max(jnp.abs(red_out.grad))
             code = hook(nit, nfev, red_out.cost, x_out, gnorm, tr.norm(step), Delta, accept)
             status = apply_code(status, code, tr.RUNNING)
+        status = tr.stop_if_rejected(status, red_new)
         return _State(x_out, red_out, D_out, Delta, par, nfev, nit, status.astype(jnp.int32))
 
     st = jax.lax.while_loop(lambda s: s.status == tr.RUNNING, body, state)
     converged = (st.status >= 1) & (st.status <= 4)
     inf = jnp.full_like(x0, jnp.inf)
-    x, red, n_pol = tr.gauss_newton_polish(
+    x, red, n_pol, pol_rejected = tr.gauss_newton_polish(
         reduce_fn,
         st.x,
         st.red,
@@ -207,6 +212,7 @@ def lm(
         svd,
     )
     status = tr.refuse_far_convergence(st.status, x, red, None, n_residuals, svd)
+    status = jnp.where(pol_rejected, tr.GRAM_REJECTED_STATUS, status)
     return SolverOutput(
         x=x,
         reduction=red,

@@ -10,7 +10,8 @@ quantities (see ``DESIGN.md``):
   ``J̃ = Q₁R``, its last column holds ``Q₁ᵀ r̃`` and ``|T[p, p]|`` is the norm of the
   part of ``r̃`` outside the range of ``J̃``.  The gradient is ``g = Rᵀ (Q₁ᵀ r̃)``.
 * ``n_nonfinite`` — how many residual or Jacobian entries of real (unmasked) points
-  were NaN or ±Inf.
+  were NaN or ±Inf; negative (:data:`GRAM_REJECTED`) from a reduction compiled without
+  its QR fallback whose Gram factor could not be used (:func:`gram_rejected`).
 
 Why a triangular factor: it is *mergeable*.  If the rows of ``[J̃ | r̃]`` are split in
 blocks A and B with factors T_A and T_B, the factor of the whole is the triangular
@@ -179,6 +180,18 @@ def scaled_condition(R: Array) -> Array:
 
 
 GRAM_MAX_CONDITION = 1e4
+
+#: ``n_nonfinite`` of a reduction compiled without the QR fallback
+#: (``pointwise_reducer(..., fallback=False)``) whose Gram factor failed the tests that
+#: would have sent it to QR.  Large and negative, so that adding the counts of other
+#: blocks keeps it negative; the solvers stop at once on it (:func:`gram_rejected`) and
+#: the fit is redone with the fallback compiled in (``curvax.core.solve``).
+GRAM_REJECTED = -(2**30)
+
+
+def gram_rejected(red: Reduction) -> Array:
+    """Whether ``red`` is a rejected Gram reduction (:data:`GRAM_REJECTED`), not a result."""
+    return red.n_nonfinite < 0
 
 
 #: How a block's Gram matrix is formed: ``'dot'``, one matrix product of the block's

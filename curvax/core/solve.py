@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import jax
@@ -19,7 +20,14 @@ import numpy as np
 from curvax.core import trust_region as tr
 from curvax.core.covariance import covariance_from_factor
 from curvax.core.data_source import DataSource
-from curvax.core.engine import Kernel, jacobian_at, parted_gram, residuals_at, run_kernel
+from curvax.core.engine import (
+    COMPILE_CACHE,
+    Kernel,
+    jacobian_at,
+    parted_gram,
+    residuals_at,
+    run_kernel,
+)
 from curvax.core.host_buffers import aligned, aligned_vectors
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
@@ -251,6 +259,45 @@ def refusal_probe_points(
     return pts.reshape(*pts.shape[:-3], -1, pts.shape[-1])
 
 
+def speculative_kernel(kernel: Kernel, data: dict) -> Kernel | None:
+    """``kernel`` compiled without the QR fallback of its blocked reduction, or None
+    where that does not apply.
+
+    A blocked reduction accumulates the Gram matrix of ``[J̃ | r̃]`` and falls back to
+    block QR when the Cholesky factor is not finite or too ill-conditioned
+    (:func:`curvax.core.problem.pointwise_reducer`).  The fallback is half of the
+    reduction's code and a fit program holds three copies of it, yet most fits never
+    take it.  So :func:`solve` first runs the program without it; a reduction that
+    would have fallen back stops that program at once
+    (:data:`~curvax.core.trust_region.GRAM_REJECTED_STATUS`), and the fit is run again,
+    from the start, by the program with the fallback.  Either way the result is the
+    full program's: a fit whose reductions all passed took the same branch in every one
+    of them.  A program once rejected is not tried again (``Program.notes``).
+
+    Applies to point-by-point fits on one device without a per-iteration monitor
+    (callbacks would see the first iterations twice) whose data span more than one
+    block (one block is reduced by QR directly) or whose reduction is the fused
+    accelerator form (every block through the Gram matrix).
+    """
+    if (
+        kernel.kind != "pointwise"
+        or kernel.mesh is not None
+        or kernel.monitored
+        or not kernel.gram_fallback
+        or (kernel.gram != "fused" and np.shape(data["y"])[0] <= kernel.block_size)
+    ):
+        return None
+    return replace(kernel, gram_fallback=False)
+
+
+def _attempts(kernel: Kernel, data: dict) -> tuple[Kernel, ...]:
+    """The kernels :func:`solve` tries in turn (:func:`speculative_kernel`)."""
+    fast = speculative_kernel(kernel, data)
+    if fast is None or COMPILE_CACHE.get(fast).notes.get("gram_rejected"):
+        return (kernel,)
+    return (fast, kernel)
+
+
 def solve(
     kernel: Kernel,
     data: dict,
@@ -316,45 +363,54 @@ def solve(
         data_d = to_device(data, dtype)
         if source is not None:  # before the fit: overlapping it competes for the cores
             source.seal()
-        kernel, parted = parted_gram(kernel, data_d, real(f_scale), n_free, dtype)
-        with (
-            monitor if monitor is not None else contextlib.nullcontext(),
-            threads_active(parted) if parted is not None else contextlib.nullcontext(zero_token())
-            as reduce_token,
-        ):
-            try:
-                out = run_kernel(
-                    kernel,
-                    data_d,
-                    x0=x0_d,
-                    lb=lb_d,
-                    ub=ub_d,
-                    x_scale=xs_d,
-                    f_scale=real(f_scale),
-                    ftol=real(ftol),
-                    xtol=real(xtol),
-                    gtol=real(gtol),
-                    max_nfev=np.int32(max_nfev),
-                    token=token,
-                    reduce_token=reduce_token,
-                )
-                extra = {} if while_running is None else while_running()
-                if kernel.mesh is None:  # residuals computed when asked for
-                    sol, n_res = out.solver()
-                else:
-                    sol, n_res = out.solver(fetch_replicated)
-                    residuals = local_rows(out.residuals)
-            except jax.errors.JaxRuntimeError as err:
-                clear = host_model_error(err, "fun" if x0_name == "x0" else "f")
-                if clear is None:
-                    raise
-                raise clear from err
-            if parted is not None and parted.error is not None:
-                raise parted.error
-            chisqr = None
-            if out.residuals is not None and not out.residuals.is_fully_addressable:
-                # multi-process: sum over all
-                chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))
+        extra = None
+        # the program without QR fallback first, where one applies; the full one if
+        # that stopped on a rejected reduction (speculative_kernel)
+        for attempt in _attempts(kernel, data_d):
+            kernel, parted = parted_gram(attempt, data_d, real(f_scale), n_free, dtype)
+            with (
+                monitor if monitor is not None else contextlib.nullcontext(),
+                threads_active(parted)
+                if parted is not None
+                else contextlib.nullcontext(zero_token()) as reduce_token,
+            ):
+                try:
+                    out = run_kernel(
+                        kernel,
+                        data_d,
+                        x0=x0_d,
+                        lb=lb_d,
+                        ub=ub_d,
+                        x_scale=xs_d,
+                        f_scale=real(f_scale),
+                        ftol=real(ftol),
+                        xtol=real(xtol),
+                        gtol=real(gtol),
+                        max_nfev=np.int32(max_nfev),
+                        token=token,
+                        reduce_token=reduce_token,
+                    )
+                    if extra is None:
+                        extra = {} if while_running is None else while_running()
+                    if kernel.mesh is None:  # residuals computed when asked for
+                        sol, n_res = out.solver()
+                    else:
+                        sol, n_res = out.solver(fetch_replicated)
+                        residuals = local_rows(out.residuals)
+                except jax.errors.JaxRuntimeError as err:
+                    clear = host_model_error(err, "fun" if x0_name == "x0" else "f")
+                    if clear is None:
+                        raise
+                    raise clear from err
+                if parted is not None and parted.error is not None:
+                    raise parted.error
+            if int(sol.status) != tr.GRAM_REJECTED_STATUS:
+                break
+            COMPILE_CACHE.get(attempt).notes["gram_rejected"] = True
+        chisqr = None
+        if out.residuals is not None and not out.residuals.is_fully_addressable:
+            # multi-process: sum over all
+            chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))
 
     status = int(sol.status)
     if status == -1:

@@ -92,6 +92,9 @@ def trf(
     stop the loop (status -2 or -3).
     ``svd`` optionally replaces the LAPACK thin SVD of the small subproblem matrices
     (e.g. a vectorised Jacobi SVD for many tiny fits, :mod:`curvax.core.small_linalg`).
+    A rejected Gram reduction from ``reduce_fn`` (:func:`~curvax.core.reduction.gram_rejected`:
+    one compiled without its QR fallback) stops the fit with the internal status
+    :data:`~curvax.core.trust_region.GRAM_REJECTED_STATUS`.
     """
     dtype = x0.dtype
     red0 = reduce_fn(x0)
@@ -115,6 +118,7 @@ def trf(
         -1,
         jnp.where(scaled_gnorm(x0, red0.grad) < gtol, 1, jnp.where(max_nfev <= 1, 0, tr.RUNNING)),
     )
+    status0 = tr.stop_if_rejected(status0, red0)
     state = _State(
         x0,
         red0,
@@ -196,13 +200,14 @@ def trf(
         if hook is not None:
             code = hook(nit, nfev, red_out.cost, x_out, g_norm_out, tr.norm(step), Delta, accept)
             status = apply_code(status, code, tr.RUNNING)
+        status = tr.stop_if_rejected(status, red_new)
         return _State(
             x_out, red_out, scale_inv_out, Delta, alpha, nfev, nit, status.astype(jnp.int32)
         )
 
     st = jax.lax.while_loop(lambda s: s.status == tr.RUNNING, body, state)
     converged = (st.status >= 1) & (st.status <= 4)
-    x, red, n_pol = tr.gauss_newton_polish(
+    x, red, n_pol, pol_rejected = tr.gauss_newton_polish(
         reduce_fn,
         st.x,
         st.red,
@@ -216,6 +221,7 @@ def trf(
     status = tr.refuse_far_convergence(
         st.status, x, red, tr.near_bounds(x, lb, ub), n_residuals, svd
     )
+    status = jnp.where(pol_rejected, tr.GRAM_REJECTED_STATUS, status)
     return SolverOutput(
         x=x,
         reduction=red,

@@ -39,11 +39,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from curvax.core.reduction import gram_rejected
 from curvax.core.small_linalg import cholesky_solve
 
 Array = jax.Array
 
 RUNNING = 99  # internal status while the loop runs; never returned
+
+#: Internal status of a fit stopped because a reduction compiled without its QR
+#: fallback was rejected (:func:`~curvax.core.reduction.gram_rejected`); never returned:
+#: :func:`curvax.core.solve.solve` redoes such a fit with the fallback.
+GRAM_REJECTED_STATUS = 98
 
 #: Status of a fit whose convergence test passed far from a minimum (see
 #: :func:`refuse_far_convergence`).
@@ -689,6 +695,12 @@ BOUND_SNAP_RTOL = 1e-6  # polish: a bound this close that the gradient presses a
 COST_NOISE_FLOOR = 1e-10  # polish: relative cost rise always attributed to rounding
 
 
+def stop_if_rejected(status: Array, red: Any) -> Array:
+    """:data:`GRAM_REJECTED_STATUS` where ``red`` is a rejected Gram reduction, else
+    ``status``: the iteration cannot go on from it (it is no reduction of the data)."""
+    return jnp.where(gram_rejected(red), GRAM_REJECTED_STATUS, status)
+
+
 def gauss_newton_gain_below(red: Any, ftol: Array) -> Array:
     """Whether no step could lower the cost by more than ``ftol`` (relative).
 
@@ -710,8 +722,10 @@ def gauss_newton_polish(
     n_residuals: int,
     max_steps: int,
     svd: SvdFn | None = None,
-) -> tuple[Array, Any, Array]:
-    """Refine a converged point with full Gauss–Newton steps; returns ``(x, red, nfev)``.
+) -> tuple[Array, Any, Array, Array]:
+    """Refine a converged point with full Gauss–Newton steps; returns ``(x, red, nfev,
+    rejected)``, ``rejected`` true when a step's reduction was a rejected Gram reduction
+    (:func:`~curvax.core.reduction.gram_rejected`; the refinement stops there).
 
     The cost is flat near a minimum: once its relative decrease falls below machine
     precision, a cost-based test (``ftol``) cannot see that the parameters are still off by
@@ -768,11 +782,11 @@ def gauss_newton_polish(
 
     # n counts the evaluated steps; an iteration whose step is not useful ends the loop
     def cond(c: tuple) -> Array:
-        _, _, go, n = c
+        _, _, go, n, _ = c
         return (n < max_steps) & go
 
     def body(c: tuple) -> tuple:
-        x, red, _, n = c
+        x, red, _, n, _ = c
         x_new, active, useful = gn_point(x, red)
         red_new = jax.lax.cond(useful, reduce_fn, lambda _: red, x_new)
         inside = ((x_new > lb) & (x_new < ub)) | active
@@ -786,7 +800,9 @@ def gauss_newton_polish(
         )
         x_out = jnp.where(ok, x_new, x)
         red_out = jax.tree.map(lambda a, b: jnp.where(ok, a, b), red_new, red)
-        return x_out, red_out, ok, n + useful.astype(jnp.int32)
+        return x_out, red_out, ok, n + useful.astype(jnp.int32), gram_rejected(red_new)
 
-    x, red, _, n = jax.lax.while_loop(cond, body, (x, red, jnp.asarray(True), jnp.int32(0)))
-    return x, red, n
+    x, red, _, n, rejected = jax.lax.while_loop(
+        cond, body, (x, red, jnp.asarray(True), jnp.int32(0), jnp.asarray(False))
+    )
+    return x, red, n, rejected

@@ -1,0 +1,166 @@
+"""Fits whose blocked reduction may need its QR fallback (core/solve.speculative_kernel).
+
+A fit of more than one block first runs a program compiled without the QR fallback;
+where a Gram factor fails its tests that program stops, and the fit is redone from the
+start by the program with the fallback.  The references here are independent (SciPy,
+a polynomial fit, counts taken with NumPy) and, for "the same result", the program with
+the fallback run alone (speculation switched off by a monkeypatch).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit as scipy_curve_fit
+
+import curvax
+import curvax.core.solve as solve_mod
+from curvax.core import trust_region as tr
+from curvax.core.reduction import GRAM_REJECTED, Reduction
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """``(gram_fallback, status, nfev, gram style)`` of every fit program run, in order."""
+    seen: list[tuple[bool, int, int, str]] = []
+    real = solve_mod.run_kernel
+
+    def spy(k, data, **kw):
+        out = real(k, data, **kw)
+        sol = out.solver()[0]
+        seen.append((k.gram_fallback, int(sol.status), int(sol.nfev), k.gram))
+        return out
+
+    monkeypatch.setattr(solve_mod, "run_kernel", spy)
+    return seen
+
+
+@pytest.fixture(params=["dot", "fused"])
+def style(request, monkeypatch):
+    """The CPU's Gram style, and the accelerators' (every block, one here, through the
+    Gram matrix first) run on the CPU."""
+    if request.param == "fused":
+        module = sys.modules["curvax.curve_fit"]  # the module, not the function
+        monkeypatch.setattr(module, "reduction_defaults", lambda mesh=None: (1 << 16, "fused"))
+    return request.param
+
+
+def _without_speculation(monkeypatch, fit):
+    with monkeypatch.context() as m:
+        m.setattr(solve_mod, "speculative_kernel", lambda kernel, data: None)
+        return fit()
+
+
+def test_well_conditioned_fit_runs_only_the_program_without_fallback(runs, monkeypatch, style):
+    def decay(x, a, b, c):
+        return a * jnp.exp(-b * x) + c
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 4, 20_000)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.02 * rng.standard_normal(x.size)
+    popt, pcov = curvax.curve_fit(decay, x, y, p0=[1.0, 1.0, 0.0])
+    assert [r[0] for r in runs] == [False]
+    assert runs[0][3] == style
+    ref, ref_cov = scipy_curve_fit(
+        lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1.0, 1.0, 0.0]
+    )
+    np.testing.assert_allclose(popt, ref, rtol=1e-7)
+    np.testing.assert_allclose(pcov, ref_cov, rtol=1e-5)
+    full = _without_speculation(monkeypatch, lambda: curvax.curve_fit(decay, x, y, p0=[1, 1, 0]))
+    assert runs[-1][0] is True
+    np.testing.assert_allclose(popt, full[0], rtol=1e-12)
+
+
+def test_ill_conditioned_fit_is_redone_with_the_fallback(runs, monkeypatch, style):
+    """Columns 1, x, x² for x in [1000, 1001]: every Gram factor fails (κ ~ 1e11)."""
+
+    def quad(x, a, b, c):
+        return a + b * x + c * x * x
+
+    rng = np.random.default_rng(1)
+    x = np.linspace(1000.0, 1001.0, 20_000)
+    y = 1.0 + 2e-3 * (x - 1000.0) ** 2 + 1e-4 * rng.standard_normal(x.size)
+    p0 = [2e3, -4.0, 2e-3]
+    popt, pcov = curvax.curve_fit(quad, x, y, p0=p0)
+    assert [r[:2] for r in runs] == [(False, tr.GRAM_REJECTED_STATUS), (True, runs[1][1])]
+    assert 1 <= runs[1][1] <= 4 and runs[0][3] == style
+    coef = np.polynomial.polynomial.polyfit(x - 1000.0, y, 2)  # x = 1000 + t
+    ref = [coef[0] - 1000 * coef[1] + 1e6 * coef[2], coef[1] - 2000 * coef[2], coef[2]]
+    np.testing.assert_allclose(popt, ref, rtol=1e-5)
+    # the program with the fallback, run alone, gives the same bits
+    full = _without_speculation(monkeypatch, lambda: curvax.curve_fit(quad, x, y, p0=p0))
+    np.testing.assert_array_equal(popt, full[0])
+    np.testing.assert_array_equal(pcov, full[1])
+    # once rejected, the program without the fallback is not tried again
+    del runs[:]
+    y2 = y + 1e-4 * rng.standard_normal(x.size)
+    curvax.curve_fit(quad, x, y2, p0=p0)
+    assert [r[0] for r in runs] == [True]
+
+
+@pytest.mark.parametrize("method", ["lm", "trf"])
+def test_rejection_after_the_start_gives_the_full_programs_fit(runs, monkeypatch, method):
+    """A rate that tends to 0 makes ``e^{-bx}`` parallel to the constant: the start is
+    well conditioned, later steps are not, and the fit is redone from the start."""
+
+    def decay(x, a, b, c):
+        return a * jnp.exp(-b * x) + c
+
+    rng = np.random.default_rng(7)
+    x = np.linspace(0, 4, 20_000)
+    y = 2.0 * np.exp(-1e-5 * x) + 0.5 + 1e-3 * rng.standard_normal(x.size)
+    res = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.0], method=method)
+    assert len(runs) == 2 and runs[0][:2] == (False, tr.GRAM_REJECTED_STATUS)
+    assert runs[0][2] > 1  # stopped after the start
+    full = _without_speculation(
+        monkeypatch, lambda: curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.0], method=method)
+    )
+    assert runs[-1][0] is True
+    np.testing.assert_array_equal(res.x, full.x)
+    assert res.status == full.status and res.nfev == full.nfev
+    assert res.cost == full.cost
+
+
+def test_non_finite_start_is_counted_by_the_fallback(runs, monkeypatch):
+    def root(x, a, b):
+        return a * jnp.sqrt(x - b)
+
+    x = np.linspace(0.0, 1.0, 20_000)
+    y = 2.0 * np.sqrt(x)
+    with pytest.raises(ValueError, match="not finite at the initial point") as err:
+        curvax.curve_fit(root, x, y, p0=[1.0, 0.25])
+    assert [r[:2] for r in runs] == [(False, tr.GRAM_REJECTED_STATUS), (True, -1)]
+    n_bad = int(np.sum(x < 0.25))  # points whose residual is NaN
+    assert f"({n_bad} non-finite entries" in str(err.value)
+    with pytest.raises(ValueError) as err_full:
+        _without_speculation(monkeypatch, lambda: curvax.curve_fit(root, x, y, p0=[1.0, 0.25]))
+    assert str(err_full.value) == str(err.value)
+
+
+def test_polish_stops_and_reports_a_rejected_reduction():
+    """The Gauss–Newton refinement on its own: a rejected reduction at its first step
+    leaves x and the reduction as they were and is reported."""
+    with jax.enable_x64(True):
+        R = jnp.array([[2.0, 0.5], [0.0, 1.0]])
+        factor = jnp.zeros((3, 3)).at[:2, :2].set(R).at[:2, 2].set(jnp.array([0.3, -0.2]))
+        red = Reduction(jnp.asarray(1.0), factor.at[2, 2].set(0.1), jnp.asarray(0, jnp.int32))
+        x = jnp.array([1.0, 2.0])
+
+        def rejecting(q):
+            return Reduction(red.cost * 0.5, red.factor, jnp.asarray(GRAM_REJECTED, jnp.int32))
+
+        inf = jnp.full(2, jnp.inf)
+        x1, red1, n, rejected = tr.gauss_newton_polish(rejecting, x, red, -inf, inf, 50, 5)
+        assert bool(rejected) and int(n) == 1
+        np.testing.assert_array_equal(np.asarray(x1), np.asarray(x))
+        np.testing.assert_array_equal(np.asarray(red1.factor), np.asarray(red.factor))
+
+        def accepting(q):  # a reduction that keeps lowering the cost
+            return Reduction(red.cost * 0.5, red.factor, jnp.asarray(0, jnp.int32))
+
+        _, _, _, rejected = tr.gauss_newton_polish(accepting, x, red, -inf, inf, 50, 1)
+        assert not bool(rejected)
