@@ -734,10 +734,21 @@ def _usable_cores() -> int:
 
 
 def _git_commit() -> str | None:
-    """Commit of this checkout, read from .git files (no git command is run)."""
+    """Commit of this checkout, read from .git files (no git command is run).
+
+    In a linked worktree (``git worktree add``) ``.git`` is a file naming the worktree's
+    own git folder, which holds its HEAD; branch refs then live in the main repository's
+    folder (``commondir``).
+    """
     git = REPO_ROOT / ".git"
     try:
+        if git.is_file():  # "gitdir: <path>"
+            git = (REPO_ROOT / git.read_text().split(":", 1)[1].strip()).resolve()
         head = (git / "HEAD").read_text().strip()
+        if (git / "commondir").exists():
+            common = (git / (git / "commondir").read_text().strip()).resolve()
+            if head.startswith("ref:"):
+                git = common
         if head.startswith("ref:"):
             ref = head.split(None, 1)[1]
             ref_file = git / ref
