@@ -109,7 +109,7 @@ class Kernel:
     jac_colours: tuple[int, ...] | None = None  # column groups of a sparse Jacobian
     gram: str = "dot"  # Gram style of the pointwise reduction (curvax.core.reduction)
     workers: int = 1  # CPU threads of the pointwise reduction (curvax.core.threaded)
-    # False: the fit program's blocked reduction has no QR fallback (core.solve.solve)
+    # False: the fit program's blocked reduction has no QR fallback (solve.speculative_kernel)
     gram_fallback: bool = True
 
 

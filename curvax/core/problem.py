@@ -465,8 +465,9 @@ def pointwise_reducer(
     fails its tests, the reduction comes back with ``n_nonfinite`` =
     :data:`~curvax.core.reduction.GRAM_REJECTED` instead.  Half the code of a blocked
     reduction is its fallback, and a fit program holds three copies of the reduction
-    (start, steps, refinement), so a program without it compiles in about half the time
-    (exponential, 10⁴ points: 1.0 → 0.58 s on the 2-core CI-class VM);
+    (start, steps, refinement), so a program without it compiles in about two thirds of
+    the time (exponential, XLA's compilation on the 2-core CI-class VM: 0.86–1.07 →
+    0.66–0.74 s at 10⁴ points, 0.70–0.88 → 0.47–0.54 s at 10⁶);
     :func:`curvax.core.solve.solve` runs such a program first and redoes the fit with
     the fallback only when a reduction was rejected.
     """
