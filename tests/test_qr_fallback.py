@@ -62,8 +62,9 @@ def test_well_conditioned_fit_runs_only_the_program_without_fallback(runs, monke
     rng = np.random.default_rng(3)
     x = np.linspace(0, 4, 20_000)
     y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.02 * rng.standard_normal(x.size)
-    popt, pcov = curvax.curve_fit(decay, x, y, p0=[1.0, 1.0, 0.0])
-    assert [r[0] for r in runs] == [False]
+    res = curvax.fit_curve(decay, x, y, p0=[1.0, 1.0, 0.0])
+    popt, pcov = res.x, res.pcov
+    assert [r[0] for r in runs] == [False] and "discarded_nfev" not in res.extra
     assert runs[0][3] == style
     ref, ref_cov = scipy_curve_fit(
         lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1.0, 1.0, 0.0]
@@ -123,6 +124,9 @@ def test_rejection_after_the_start_gives_the_full_programs_fit(runs, monkeypatch
     np.testing.assert_array_equal(res.x, full.x)
     assert res.status == full.status and res.nfev == full.nfev
     assert res.cost == full.cost
+    # the discarded attempt is reported
+    assert res.extra["discarded_nfev"] == runs[0][2]
+    assert "discarded_nfev" not in full.extra
 
 
 def test_non_finite_start_is_counted_by_the_fallback(runs, monkeypatch):

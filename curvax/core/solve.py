@@ -272,7 +272,9 @@ def speculative_kernel(kernel: Kernel, data: dict) -> Kernel | None:
     (:data:`~curvax.core.trust_region.GRAM_REJECTED_STATUS`), and the fit is run again,
     from the start, by the program with the fallback.  Either way the result is the
     full program's: a fit whose reductions all passed took the same branch in every one
-    of them.  A program once rejected is not tried again (``Program.notes``).
+    of them.  A program once rejected is not tried again (``Program.notes``).  A fit
+    that was redone says so: ``result.extra["discarded_nfev"]`` counts the evaluations
+    of the discarded attempt (the model was evaluated that much more than ``nfev``).
 
     Applies to point-by-point fits on one device without a per-iteration monitor
     (callbacks would see the first iterations twice) whose data span more than one
@@ -407,6 +409,7 @@ def solve(
             if int(sol.status) != tr.GRAM_REJECTED_STATUS:
                 break
             COMPILE_CACHE.get(attempt).notes["gram_rejected"] = True
+            extra = {**extra, "discarded_nfev": int(sol.nfev)}
         chisqr = None
         if out.residuals is not None and not out.residuals.is_fully_addressable:
             # multi-process: sum over all
