@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from curvax.core.gc_pause import gc_paused
 from curvax.core.lm import lm
 from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
@@ -472,7 +473,8 @@ def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
     fetches the outputs (:meth:`RunOutput.solver`, ``np.asarray(out.residuals)``).
     """
     program = COMPILE_CACHE.get(k)
-    packed, residuals = program.run(data, **run_args)
+    with gc_paused():  # a first call traces and compiles: see curvax.core.gc_pause
+        packed, residuals = program.run(data, **run_args)
     return RunOutput(packed, residuals, program.packings[_packed_key(packed)])
 
 
