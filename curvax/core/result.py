@@ -136,7 +136,10 @@ class FitResult:
         -1 / +1 where a lower / upper bound is active, 0 otherwise.
     nfev, njev, nit : int
         Residual evaluations, Jacobian evaluations (each trial point evaluates both in
-        one fused pass, so they are equal) and accepted iterations.
+        one fused pass, so they are equal) and accepted iterations.  A fit redone with
+        the QR fallback of its reduction (:func:`curvax.core.solve.speculative_kernel`)
+        counts the evaluations of its discarded first attempt apart, in
+        ``extra['discarded_nfev']``.
     dtype : numpy dtype
         Floating-point precision the fit ran in.
     param_names : tuple of str
