@@ -76,6 +76,30 @@ def test_well_conditioned_fit_runs_only_the_program_without_fallback(runs, monke
     np.testing.assert_allclose(popt, full[0], rtol=1e-12)
 
 
+@pytest.mark.parametrize(("method", "loss"), [("trf", "soft_l1"), ("lm", "linear")])
+def test_fits_that_pass_equal_the_full_programs(runs, monkeypatch, method, loss):
+    """A Gaussian peak (trf: soft_l1 loss and bounds; lm: linear loss): the program
+    without the fallback takes, in every reduction, the branch the full program takes,
+    so both give the same fit (bit for bit on jaxlib 0.10; to rounding asserted here)."""
+
+    def peak(x, a, m, s, c):
+        return a * jnp.exp(-0.5 * ((x - m) / s) ** 2) + c
+
+    rng = np.random.default_rng(11)
+    x = np.linspace(0, 4, 30_000)
+    y = 3.0 * np.exp(-0.5 * ((x - 2.2) / 0.7) ** 2) + 0.1 + 0.05 * rng.standard_normal(x.size)
+    kw = dict(p0=[1.0, 2.0, 1.0, 0.0], method=method, loss=loss, f_scale=0.1)
+    if method == "trf":
+        kw["bounds"] = ([0.0, 0.0, 0.01, -1.0], [10.0, 4.0, 4.0, 1.0])
+    res = curvax.fit_curve(peak, x, y, **kw)
+    assert [r[0] for r in runs] == [False] and res.success
+    full = _without_speculation(monkeypatch, lambda: curvax.fit_curve(peak, x, y, **kw))
+    assert runs[-1][0] is True
+    assert res.nfev == full.nfev and res.status == full.status
+    np.testing.assert_allclose(res.x, full.x, rtol=1e-12)
+    np.testing.assert_allclose(res.pcov, full.pcov, rtol=1e-10)
+
+
 def test_ill_conditioned_fit_is_redone_with_the_fallback(runs, monkeypatch, style):
     """Columns 1, x, x² for x in [1000, 1001]: every Gram factor fails (κ ~ 1e11)."""
 
