@@ -51,7 +51,7 @@ def style(request, monkeypatch):
 
 def _without_speculation(monkeypatch, fit):
     with monkeypatch.context() as m:
-        m.setattr(solve_mod, "speculative_kernel", lambda kernel, data: None)
+        m.setattr(solve_mod, "speculative_kernel", lambda kernel, n_points: None)
         return fit()
 
 
@@ -192,3 +192,58 @@ def test_polish_stops_and_reports_a_rejected_reduction():
 
         _, _, _, rejected = tr.gauss_newton_polish(accepting, x, red, -inf, inf, 50, 1)
         assert not bool(rejected)
+
+
+# --- chunked fits: the per-chunk program (scale/host_reduce.HostReducer) ---------------
+
+
+@pytest.fixture
+def chunk_kernels(monkeypatch):
+    """``gram_fallback`` of every chunk program a chunked fit asks for, in order."""
+    import curvax.scale.host_reduce as hr
+
+    asked: list[bool] = []
+    real = hr.chunk_kernel
+
+    def spy(kernel):
+        asked.append(kernel.gram_fallback)
+        return real(kernel)
+
+    monkeypatch.setattr(hr, "chunk_kernel", spy)
+    return asked
+
+
+def test_chunked_fit_runs_the_chunk_program_without_fallback(chunk_kernels):
+    def decay(x, a, b, c):
+        return a * jnp.exp(-b * x) + c
+
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 4, 40_000)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.02 * rng.standard_normal(x.size)
+    res = curvax.fit_chunked(decay, x, [1.0, 1.0, 0.0], y=y, chunk_size=16_384)
+    assert chunk_kernels == [False]
+    ref, _ = scipy_curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1, 1, 0])
+    np.testing.assert_allclose(res.x, ref, rtol=1e-7)
+
+
+def test_chunked_fit_redoes_a_rejected_chunk_with_the_fallback(chunk_kernels, monkeypatch):
+    import curvax.scale.host_reduce as hr
+
+    def quad(x, a, b, c):
+        return a + b * x + c * x * x
+
+    rng = np.random.default_rng(2)
+    x = np.linspace(1000.0, 1001.0, 40_000)
+    y = 1.0 + 2e-3 * (x - 1000.0) ** 2 + 1e-4 * rng.standard_normal(x.size)
+    p0 = [2e3, -4.0, 2e-3]
+    res = curvax.fit_chunked(quad, x, p0, y=y, chunk_size=16_384)
+    assert chunk_kernels == [False, True]  # the first chunk is redone, the rest use QR
+    coef = np.polynomial.polynomial.polyfit(x - 1000.0, y, 2)
+    ref = [coef[0] - 1000 * coef[1] + 1e6 * coef[2], coef[1] - 2000 * coef[2], coef[2]]
+    np.testing.assert_allclose(res.x, ref, rtol=1e-5)
+    with monkeypatch.context() as m:
+        m.setattr(hr, "speculative_kernel", lambda kernel, n_points: None)
+        full = curvax.fit_chunked(quad, x, p0, y=y, chunk_size=16_384)
+    np.testing.assert_array_equal(res.x, full.x)
+    np.testing.assert_array_equal(res.pcov, full.pcov)
+    assert res.nfev == full.nfev

@@ -259,7 +259,7 @@ def refusal_probe_points(
     return pts.reshape(*pts.shape[:-3], -1, pts.shape[-1])
 
 
-def speculative_kernel(kernel: Kernel, data: dict) -> Kernel | None:
+def speculative_kernel(kernel: Kernel, n_points: int) -> Kernel | None:
     """``kernel`` compiled without the QR fallback of its blocked reduction, or None
     where that does not apply.
 
@@ -277,16 +277,18 @@ def speculative_kernel(kernel: Kernel, data: dict) -> Kernel | None:
     of the discarded attempt (the model was evaluated that much more than ``nfev``).
 
     Applies to point-by-point fits on one device without a per-iteration monitor
-    (callbacks would see the first iterations twice) whose data span more than one
-    block (one block is reduced by QR directly) or whose reduction is the fused
-    accelerator form (every block through the Gram matrix).
+    (callbacks would see the first iterations twice) whose ``n_points`` (padded) span
+    more than one block (one block is reduced by QR directly) or whose reduction is the
+    fused accelerator form (every block through the Gram matrix).  The chunked fits'
+    per-chunk programs use it too, and redo only a rejected chunk
+    (:class:`curvax.scale.host_reduce.HostReducer`).
     """
     if (
         kernel.kind != "pointwise"
         or kernel.mesh is not None
         or kernel.monitored
         or not kernel.gram_fallback
-        or (kernel.gram != "fused" and np.shape(data["y"])[0] <= kernel.block_size)
+        or (kernel.gram != "fused" and n_points <= kernel.block_size)
     ):
         return None
     return replace(kernel, gram_fallback=False)
@@ -294,7 +296,7 @@ def speculative_kernel(kernel: Kernel, data: dict) -> Kernel | None:
 
 def _attempts(kernel: Kernel, data: dict) -> tuple[Kernel, ...]:
     """The kernels :func:`solve` tries in turn (:func:`speculative_kernel`)."""
-    fast = speculative_kernel(kernel, data)
+    fast = speculative_kernel(kernel, np.shape(data["y"])[0])
     if fast is None or COMPILE_CACHE.get(fast).notes.get("gram_rejected"):
         return (kernel,)
     return (fast, kernel)

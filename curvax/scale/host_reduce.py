@@ -32,7 +32,7 @@ from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.memo import BoundedCache, hashable
 from curvax.core.reduction import empty_factor, merge_factors
 from curvax.core.sharding import mesh_size, round_up
-from curvax.core.solve import to_device
+from curvax.core.solve import speculative_kernel, to_device
 from curvax.core.validation import SIGMA_MIN, check_magnitude_value
 from curvax.core.wire import host_out
 from curvax.core.xla_options import cpu_compiler_options
@@ -237,7 +237,11 @@ class HostReducer:
         self.reference: PassStats | None = None
         self.oom_halvings = 0
         self.read_seconds = 0.0
-        self._fn = chunk_kernel(self.kernel)
+        # the chunk program without the QR fallback while no chunk needs it
+        # (curvax.core.solve.speculative_kernel); the full one from the first that does
+        fast = speculative_kernel(self.kernel, self.chunk_size)
+        self._fn = chunk_kernel(self.kernel if fast is None else fast)
+        self.redone_chunks = 0  # chunks reduced again with the fallback
         self._cache: tuple[bytes, tuple] | None = None
         self.error: BaseException | None = None
         self.best: tuple[float, np.ndarray] | None = None
@@ -301,7 +305,13 @@ class HostReducer:
                     self._fail(item)
                     continue
                 for d in self._prepare(item, idx, stats):
-                    c, factor, b = self._fn(qd, factor, to_device(d, dt), fs)
+                    dd = to_device(d, dt)
+                    c, merged, b = self._fn(qd, factor, dd, fs)
+                    if int(b) < 0:  # GRAM_REJECTED: this chunk, and the rest, with QR
+                        self._fn = chunk_kernel(self.kernel)
+                        self.redone_chunks += 1
+                        c, merged, b = self._fn(qd, factor, dd, fs)
+                    factor = merged
                     cost += float(c)
                     n_bad += int(b)
                 if self.on_chunk is not None:
