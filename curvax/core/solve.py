@@ -296,7 +296,8 @@ def speculative_kernel(kernel: Kernel, n_points: int) -> Kernel | None:
 
 def _attempts(kernel: Kernel, data: dict) -> tuple[Kernel, ...]:
     """The kernels :func:`solve` tries in turn (:func:`speculative_kernel`)."""
-    fast = speculative_kernel(kernel, np.shape(data["y"])[0])
+    n_points = np.shape(data["y"])[0] if "y" in data else 0  # no "y": residual functions
+    fast = speculative_kernel(kernel, n_points)
     if fast is None or COMPILE_CACHE.get(fast).notes.get("gram_rejected"):
         return (kernel,)
     return (fast, kernel)
