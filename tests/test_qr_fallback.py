@@ -100,21 +100,26 @@ def test_fits_that_pass_equal_the_full_programs(runs, monkeypatch, method, loss)
     np.testing.assert_allclose(res.pcov, full.pcov, rtol=1e-10)
 
 
-def test_ill_conditioned_fit_is_redone_with_the_fallback(runs, monkeypatch, style):
-    """Columns 1, x, x² for x in [1000, 1001]: every Gram factor fails (κ ~ 1e11)."""
+def _near_1000(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """``(x, y, p0, reference)`` for ``a + b x + c x²`` with x in [1000, 1001]: the
+    columns 1, x, x² are nearly parallel (κ ~ 1e11), so every Gram factor fails.  The
+    reference is NumPy's polynomial fit in t = x − 1000, mapped back to (a, b, c)."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(1000.0, 1001.0, n)
+    y = 1.0 + 2e-3 * (x - 1000.0) ** 2 + 1e-4 * rng.standard_normal(x.size)
+    coef = np.polynomial.polynomial.polyfit(x - 1000.0, y, 2)
+    ref = [coef[0] - 1000 * coef[1] + 1e6 * coef[2], coef[1] - 2000 * coef[2], coef[2]]
+    return x, y, [2e3, -4.0, 2e-3], ref
 
+
+def test_ill_conditioned_fit_is_redone_with_the_fallback(runs, monkeypatch, style):
     def quad(x, a, b, c):
         return a + b * x + c * x * x
 
-    rng = np.random.default_rng(1)
-    x = np.linspace(1000.0, 1001.0, 20_000)
-    y = 1.0 + 2e-3 * (x - 1000.0) ** 2 + 1e-4 * rng.standard_normal(x.size)
-    p0 = [2e3, -4.0, 2e-3]
+    x, y, p0, ref = _near_1000(20_000, seed=1)
     popt, pcov = curvax.curve_fit(quad, x, y, p0=p0)
     assert [r[:2] for r in runs] == [(False, tr.GRAM_REJECTED_STATUS), (True, runs[1][1])]
     assert 1 <= runs[1][1] <= 4 and runs[0][3] == style
-    coef = np.polynomial.polynomial.polyfit(x - 1000.0, y, 2)  # x = 1000 + t
-    ref = [coef[0] - 1000 * coef[1] + 1e6 * coef[2], coef[1] - 2000 * coef[2], coef[2]]
     np.testing.assert_allclose(popt, ref, rtol=1e-5)
     # the program with the fallback, run alone, gives the same bits
     full = _without_speculation(monkeypatch, lambda: curvax.curve_fit(quad, x, y, p0=p0))
@@ -122,7 +127,7 @@ def test_ill_conditioned_fit_is_redone_with_the_fallback(runs, monkeypatch, styl
     np.testing.assert_array_equal(pcov, full[1])
     # once rejected, the program without the fallback is not tried again
     del runs[:]
-    y2 = y + 1e-4 * rng.standard_normal(x.size)
+    y2 = y + 1e-4 * np.random.default_rng(9).standard_normal(x.size)
     curvax.curve_fit(quad, x, y2, p0=p0)
     assert [r[0] for r in runs] == [True]
 
@@ -232,14 +237,9 @@ def test_chunked_fit_redoes_a_rejected_chunk_with_the_fallback(chunk_kernels, mo
     def quad(x, a, b, c):
         return a + b * x + c * x * x
 
-    rng = np.random.default_rng(2)
-    x = np.linspace(1000.0, 1001.0, 40_000)
-    y = 1.0 + 2e-3 * (x - 1000.0) ** 2 + 1e-4 * rng.standard_normal(x.size)
-    p0 = [2e3, -4.0, 2e-3]
+    x, y, p0, ref = _near_1000(40_000, seed=2)
     res = curvax.fit_chunked(quad, x, p0, y=y, chunk_size=16_384)
     assert chunk_kernels == [False, True]  # the first chunk is redone, the rest use QR
-    coef = np.polynomial.polynomial.polyfit(x - 1000.0, y, 2)
-    ref = [coef[0] - 1000 * coef[1] + 1e6 * coef[2], coef[1] - 2000 * coef[2], coef[2]]
     np.testing.assert_allclose(res.x, ref, rtol=1e-5)
     with monkeypatch.context() as m:
         m.setattr(hr, "speculative_kernel", lambda kernel, n_points: None)
