@@ -226,7 +226,7 @@ def test_chunked_fit_runs_the_chunk_program_without_fallback(chunk_kernels):
     x = np.linspace(0, 4, 40_000)
     y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.02 * rng.standard_normal(x.size)
     res = curvax.fit_chunked(decay, x, [1.0, 1.0, 0.0], y=y, chunk_size=16_384)
-    assert chunk_kernels == [False]
+    assert chunk_kernels == [False] and res.extra["redone_chunks"] == 0
     ref, _ = scipy_curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1, 1, 0])
     np.testing.assert_allclose(res.x, ref, rtol=1e-7)
 
@@ -240,6 +240,7 @@ def test_chunked_fit_redoes_a_rejected_chunk_with_the_fallback(chunk_kernels, mo
     x, y, p0, ref = _near_1000(40_000, seed=2)
     res = curvax.fit_chunked(quad, x, p0, y=y, chunk_size=16_384)
     assert chunk_kernels == [False, True]  # the first chunk is redone, the rest use QR
+    assert res.extra["redone_chunks"] == 1
     np.testing.assert_allclose(res.x, ref, rtol=1e-5)
     with monkeypatch.context() as m:
         m.setattr(hr, "speculative_kernel", lambda kernel, n_points: None)

@@ -79,7 +79,8 @@ class LargeFitResult(FitResult):
     ``extra`` reports the books: ``n_points`` used, ``n_omitted`` (NaN/Inf rows),
     ``chunks_skipped`` (indices) and ``skip_reasons``, ``points_skipped`` (an upper
     bound when a sequential source stopped early), ``n_passes``, ``chunk_size``,
-    ``oom_halvings``, ``source_fingerprint``.
+    ``oom_halvings``, ``redone_chunks`` (chunks whose reduction was redone with the QR
+    fallback: :class:`~curvax.scale.host_reduce.HostReducer`), ``source_fingerprint``.
     """
 
     def __init__(self, *, chisqr: float, **kwargs: Any) -> None:
@@ -643,6 +644,7 @@ def _finish_fit(
         "n_passes": reducer.n_passes,
         "chunk_size": reducer.chunk_size,
         "oom_halvings": reducer.oom_halvings,
+        "redone_chunks": reducer.redone_chunks,
         "read_seconds": reducer.read_seconds,
         "source_fingerprint": src.fingerprint(),
     }
