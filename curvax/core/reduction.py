@@ -189,9 +189,10 @@ GRAM_MAX_CONDITION = 1e4
 GRAM_REJECTED = -(2**30)
 
 
-def gram_rejected(red: Reduction) -> Array:
-    """Whether ``red`` is a rejected Gram reduction (:data:`GRAM_REJECTED`), not a result."""
-    return red.n_nonfinite < 0
+def gram_rejected(n_nonfinite: Array | int) -> Array | bool:
+    """Whether a reduction's ``n_nonfinite`` marks it as a rejected Gram reduction
+    (:data:`GRAM_REJECTED`), not a result; a traced count or a host integer."""
+    return n_nonfinite < 0
 
 
 #: How a block's Gram matrix is formed: ``'dot'``, one matrix product of the block's

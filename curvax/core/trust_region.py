@@ -698,7 +698,7 @@ COST_NOISE_FLOOR = 1e-10  # polish: relative cost rise always attributed to roun
 def stop_if_rejected(status: Array, red: Any) -> Array:
     """:data:`GRAM_REJECTED_STATUS` where ``red`` is a rejected Gram reduction, else
     ``status``: the iteration cannot go on from it (it is no reduction of the data)."""
-    return jnp.where(gram_rejected(red), GRAM_REJECTED_STATUS, status)
+    return jnp.where(gram_rejected(red.n_nonfinite), GRAM_REJECTED_STATUS, status)
 
 
 def gauss_newton_gain_below(red: Any, ftol: Array) -> Array:
@@ -800,7 +800,7 @@ def gauss_newton_polish(
         )
         x_out = jnp.where(ok, x_new, x)
         red_out = jax.tree.map(lambda a, b: jnp.where(ok, a, b), red_new, red)
-        return x_out, red_out, ok, n + useful.astype(jnp.int32), gram_rejected(red_new)
+        return x_out, red_out, ok, n + useful.astype(jnp.int32), gram_rejected(red_new.n_nonfinite)
 
     x, red, _, n, rejected = jax.lax.while_loop(
         cond, body, (x, red, jnp.asarray(True), jnp.int32(0), jnp.asarray(False))

@@ -30,7 +30,7 @@ import numpy as np
 
 from curvax.core.engine import Kernel, kernel_functions
 from curvax.core.memo import BoundedCache, hashable
-from curvax.core.reduction import empty_factor, merge_factors
+from curvax.core.reduction import empty_factor, gram_rejected, merge_factors
 from curvax.core.sharding import mesh_size, round_up
 from curvax.core.solve import speculative_kernel, to_device
 from curvax.core.validation import SIGMA_MIN, check_magnitude_value
@@ -307,7 +307,7 @@ class HostReducer:
                 for d in self._prepare(item, idx, stats):
                     dd = to_device(d, dt)
                     c, merged, b = self._fn(qd, factor, dd, fs)
-                    if int(b) < 0:  # GRAM_REJECTED: this chunk, and the rest, with QR
+                    if gram_rejected(int(b)):  # this chunk, and the rest, with QR
                         self._fn = chunk_kernel(self.kernel)
                         self.redone_chunks += 1
                         c, merged, b = self._fn(qd, factor, dd, fs)
