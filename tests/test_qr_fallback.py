@@ -39,10 +39,10 @@ def runs(monkeypatch):
     return seen
 
 
-@pytest.fixture(params=["dot", "fused"])
+@pytest.fixture(params=["dot", pytest.param("fused", marks=pytest.mark.slow)])
 def style(request, monkeypatch):
     """The CPU's Gram style, and the accelerators' (every block, one here, through the
-    Gram matrix first) run on the CPU."""
+    Gram matrix first) run on the CPU (``-m slow``: the default run keeps CI short)."""
     if request.param == "fused":
         module = sys.modules["curvax.curve_fit"]  # the module, not the function
         monkeypatch.setattr(module, "reduction_defaults", lambda mesh=None: (1 << 16, "fused"))

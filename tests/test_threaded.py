@@ -42,7 +42,15 @@ OPTIONS = ({}, {"loss": "soft_l1", "f_scale": 0.1}, {"fixed": {"c": 0.5}},
 
 # Every option with two parts; three (uneven) parts once — the options act inside each
 # part's program the same way whatever the split, and each case compiles two programs.
-@pytest.mark.parametrize(("workers", "options"), [(2, OPTIONS), (3, OPTIONS[:1])])
+# The default run takes the plain fit and the robust loss with two parts (``-m slow``: all).
+@pytest.mark.parametrize(
+    ("workers", "options"),
+    [
+        (2, OPTIONS[:2]),
+        pytest.param(2, OPTIONS[2:], marks=pytest.mark.slow),
+        (3, OPTIONS[:1]),
+    ],
+)
 def test_threads_give_the_one_program_answer(workers: int, options: tuple) -> None:
     x, y = data(20_000)
     for kw in options:
