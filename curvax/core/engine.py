@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from curvax.core.fast_pow import enabled as fast_pow_enabled
+from curvax.core.fast_pow import with_fast_pow
 from curvax.core.gc_pause import gc_paused
 from curvax.core.lm import lm
 from curvax.core.locks import ForkSafeLock
@@ -77,6 +79,11 @@ DEFAULT_BLOCK_SIZE = 4096
 ACCELERATOR_BLOCK_SIZE = 1 << 22
 
 
+def platform(mesh: Any = None) -> str:
+    """The platform a fit runs on: that of ``mesh``'s devices, else JAX's default backend."""
+    return mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+
+
 def reduction_defaults(mesh: Any = None) -> tuple[int, str]:
     """``(block_size, gram style)`` for the platform a fit runs on.
 
@@ -84,8 +91,7 @@ def reduction_defaults(mesh: Any = None) -> tuple[int, str]:
     cache-sized blocks reduced by a matrix product, a GPU or TPU large blocks reduced in
     one fused pass each.
     """
-    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
-    if platform == "cpu":
+    if platform(mesh) == "cpu":
         return DEFAULT_BLOCK_SIZE, "dot"
     return ACCELERATOR_BLOCK_SIZE, "fused"
 
@@ -214,12 +220,20 @@ def _embed(k: Kernel, data: dict, q: Array) -> Array:
 
 
 def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
-    """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable)."""
+    """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable).
+
+    On a CPU their float64 ``pow`` operations are computed by
+    :func:`curvax.core.fast_pow.fast_pow` (see that module).
+    """
     g = adapt_model(k.fn, k.param_style)
     if k.jac == "host":
         return host_model(g, k.x_axis)
+    fast = fast_pow_enabled(platform(k.mesh))
+    if fast:
+        g = with_fast_pow(g)
     if callable(k.jac):
-        return g, adapt_model(k.jac, k.jac_style or k.param_style)
+        jac = adapt_model(k.jac, k.jac_style or k.param_style)
+        return g, (with_fast_pow(jac) if fast else jac)
     return g, k.jac
 
 
