@@ -18,7 +18,12 @@ from scipy.optimize import curve_fit as scipy_curve_fit
 import curvax
 import curvax.core.fast_pow as fp
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 inside each test only: the process-wide setting is left as it was."""
+    with jax.enable_x64(True):
+        yield
 
 # Subnormal operands are left out: XLA:CPU flushes them to zero (module docstring).
 SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.0,
@@ -58,14 +63,14 @@ def test_special_operands_give_the_c_librarys_answer():
 
 @pytest.mark.parametrize("force_general", [False, True])
 def test_accuracy_against_the_c_library(force_general):
-    """Positive finite bases take the short path; one negative base in the array sends
-    the whole call through the general one.  Both agree with ``pow`` to a few units in
-    the last place, growing with ``|y|`` as the module docstring says."""
+    """Positive finite bases take the short path, within 2·(1 + |y|) units in the last
+    place of ``pow`` as the module docstring says; one negative base in the array sends
+    the whole call to ``lax.pow`` (the branch is chosen per call)."""
     rng = np.random.default_rng(7)
     f = jax.jit(fp.fast_pow)
     for lo, hi, ymax, bound in [
         (1e-300, 1e300, 1.0, 3.0),
-        (1e-5, 1e5, 3.0, 3.0),
+        (1e-5, 1e5, 3.0, 4.0),
         (1e-3, 1e3, 20.0, 16.0),
     ]:
         x = np.exp(rng.uniform(np.log(lo), np.log(hi), 100_000))
@@ -77,6 +82,7 @@ def test_accuracy_against_the_c_library(force_general):
         got = np.asarray(f(x, y))
         assert np.all(np.isfinite(ref))
         err = _ulps(got, ref)
+        assert np.all(err <= 2.0 * (1.0 + np.abs(y))), (lo, hi, ymax, err.max())
         assert err.max() <= bound, (lo, hi, ymax, err.max())
         assert np.median(err) <= 1.0
 
