@@ -806,7 +806,11 @@ def machine_description(probe: dict) -> dict:
         "curvax_version": probe.get("version"),
         "curvax_file": probe.get("file"),
         "curvax_git_commit": _git_commit(),
-        "env": {k: os.environ[k] for k in env_keys if k in os.environ},
+        # curvax's own switches (e.g. CURVAX_FAST_POW=0) change what is measured
+        "env": {
+            k: v for k, v in sorted(os.environ.items())
+            if k in env_keys or k.startswith("CURVAX_")
+        },
     }
 
 
