@@ -72,7 +72,7 @@ LN2_LO = 1.90821492927058770002e-10
 # Veltkamp's splitting constant 2^27 + 1 (float64).
 _SPLIT = 134217729.0
 # Bit pattern of √½ (0x3FE6A09E667F3BCD): mantissas at or above it are kept in
-# [√½, 1) or moved to [1, √2) by the exponent arithmetic in :func:`_magnitude`.
+# [√½, 1) or moved to [1, √2) by the exponent arithmetic in :func:`_split_log`.
 _SQRT_HALF_BITS = 0x3FE6A09E667F3BCD
 _ONE_BITS = 0x3FF0000000000000
 # 2^52 as the high word of a double: bits (E | _MAGIC) read as a double are 2^52 + E.
