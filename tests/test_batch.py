@@ -373,6 +373,27 @@ def test_curvefit_fit_batch_refuses_single_fit_options() -> None:
         curvax.CurveFit(gaussian_2d, XY, y, p0, callbacks=lambda *a: None).fit_batch()
 
 
+def test_programs_with_lapack_calls_are_judged_unsafe_on_threads() -> None:
+    """The verdict the slow test below relies on, without running the programs: a
+    program holding a LAPACK call (an SVD, a QR) is not run on several threads; one of
+    element-wise code and a small matrix product, and sharding annotations, are."""
+    import jax
+    import jax.numpy as jnp
+
+    from curvax.core.threaded import custom_call_free
+
+    def text(fn, *args):
+        return jax.jit(fn).lower(*args).as_text()
+
+    a = np.eye(4) + 0.1
+    assert not custom_call_free(text(lambda m: jnp.linalg.svd(m, compute_uv=False), a))
+    assert not custom_call_free(text(lambda m: jnp.linalg.qr(m, mode="r"), a))
+    assert custom_call_free(text(lambda m: jnp.exp(m) @ m.T + 1.0, a))
+    sharded = 'stablehlo.custom_call @Sharding(%0) : (tensor<4xf32>) -> tensor<4xf32>'
+    assert custom_call_free(sharded)
+
+
+@pytest.mark.slow  # 22-38 s in a child process (compiles four batch programs)
 def test_threads_not_used_for_programs_with_lapack_calls() -> None:
     """Programs holding LAPACK calls run on one thread: two at once can deadlock.
 
