@@ -3,7 +3,7 @@
 Why
 ---
 XLA:CPU computes ``pow`` on float64 with a call to the C library for each element:
-about 12 ns per value on the CI-class machine, against about 1 ns for ``exp`` or
+about 12–18 ns per value on the CI-class machine, against 1–4 ns for ``exp`` or
 ``log``, which XLA evaluates with its own vectorised polynomials.  A model with a
 parameter in an exponent — the Hill equation and the four-parameter logistic
 ``(x/ec50)**hill``, stretched exponentials ``exp(-(t/tau)**beta)``, power laws — pays
@@ -44,7 +44,8 @@ Where
 :func:`with_fast_pow` rewrites a model: its jaxpr is traced at the shapes it is
 called with and evaluated again with every float64 ``pow`` replaced (also inside
 nested ``jit`` calls; not inside a user's ``custom_jvp``/``custom_vjp`` functions,
-whose rules are kept).  A model without a float64 ``pow`` is evaluated unchanged.
+whose rules are kept, nor inside ``lax.cond``/``scan``/``while_loop`` bodies, which keep
+XLA's ``pow``).  A model without a float64 ``pow`` is evaluated unchanged.
 curvax applies it to the models of single fits compiled for a CPU
 (:func:`enabled`); ``CURVAX_FAST_POW=0`` (read once) turns it off, and accelerators,
 whose ``pow`` is already vectorised, never get it.
