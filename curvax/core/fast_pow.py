@@ -108,7 +108,9 @@ def _split_log(a: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _exp_of_product(y: jax.Array, k: jax.Array, l: jax.Array) -> jax.Array:
-    """``exp(y·(k·LN2_HI + l))`` with ``y·k·LN2_HI`` carried exactly (module docstring)."""
+    """``exp(y·(k·LN2_HI + l))`` with ``y·k·LN2_HI`` carried exactly (module docstring);
+    ``y`` finite, clipped to ``±_Y_CLIP`` here."""
+    y = jnp.clip(y, -_Y_CLIP, _Y_CLIP)
     p, pe = _two_prod(y, k * LN2_HI)
     r = pe + y * l
     s = p + r  # |p| ≥ |r| unless p = 0, so s + se = p + r exactly (Fast2Sum)
@@ -117,15 +119,9 @@ def _exp_of_product(y: jax.Array, k: jax.Array, l: jax.Array) -> jax.Array:
     return jnp.where(jnp.isinf(z), z, z + z * se)
 
 
-def _magnitude(a: jax.Array, y: jax.Array) -> jax.Array:
-    """``a ** y`` for finite normal ``a > 0`` and finite ``|y| ≤ 1e290`` (see module)."""
-    k, l = _split_log(a)
-    return _exp_of_product(y, k, l)
-
-
 def _all_ordinary(x: jax.Array, y: jax.Array) -> jax.Array:
     """Whether every base is positive and finite and every exponent finite: then
-    :func:`_magnitude` alone is ``x ** y`` (``x ** 0 = 1 ** y = 1`` included)."""
+    :func:`_exp_of_product` alone is ``x ** y`` (``x ** 0 = 1 ** y = 1`` included)."""
     return jnp.all((x > 0) & (x < jnp.inf)) & jnp.all(jnp.abs(y) < jnp.inf)
 
 
@@ -134,7 +130,7 @@ def _value(x: jax.Array, y: jax.Array) -> jax.Array:
     shape = jnp.broadcast_shapes(x.shape, y.shape)
 
     def ordinary() -> jax.Array:
-        return jnp.broadcast_to(_magnitude(x, jnp.clip(y, -_Y_CLIP, _Y_CLIP)), shape)
+        return jnp.broadcast_to(_exp_of_product(y, *_split_log(x)), shape)
 
     def general() -> jax.Array:
         return jnp.broadcast_to(lax.pow(x, y), shape)
@@ -149,9 +145,8 @@ def _value_and_partials(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Arra
 
     def ordinary() -> tuple[jax.Array, jax.Array, jax.Array]:
         k, l = _split_log(x)  # one logarithm for the value and both partials
-        yc = jnp.clip(y, -_Y_CLIP, _Y_CLIP)
-        ans = _exp_of_product(yc, k, l)
-        below = _exp_of_product(jnp.clip(y - 1.0, -_Y_CLIP, _Y_CLIP), k, l)
+        ans = _exp_of_product(y, k, l)
+        below = _exp_of_product(y - 1.0, k, l)
         log_x = k * LN2_HI + l
         return tuple(jnp.broadcast_to(v, shape) for v in (ans, y * below, log_x * ans))
 
