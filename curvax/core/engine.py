@@ -259,7 +259,7 @@ def pointwise_data(k: Kernel, data: dict, f_scale: Array) -> PointwiseData:
     return PointwiseData(
         gm, jm, data["x"], data["y"], data.get("w"), data.get("mask"), rho_fn, f_scale,
         k.block_size, k.x_axis, data.get("sparsity"), k.jac_colours, k.gram,
-        data.get("n_real"),
+        data.get("n_real"), materialize=platform(k.mesh) == "cpu",
     )
 
 

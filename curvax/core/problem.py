@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvax.core.materialize import linearize
 from curvax.core.reduction import (
     GRAM_MAX_CONDITION,
     GRAM_REJECTED,
@@ -169,13 +170,15 @@ def value_and_jacobian(
     colours: tuple[int, ...] | None = None,
     pattern: Array | None = None,
     transposed: bool = False,
+    materialize: bool = False,
 ) -> tuple[Array, Array]:
     """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``.
 
     With ``colours`` (column groups) and the (n, p) boolean ``pattern`` the Jacobian is
     evaluated with one pass per group (:mod:`curvax.core.sparsity`).  With
     ``transposed=True`` the Jacobian is returned as its (p, n) transpose, the layout in
-    which forward mode and finite differences produce it.
+    which forward mode and finite differences produce it.  ``materialize`` lets forward
+    mode hold the model's slow values in memory (:mod:`curvax.core.materialize`).
     """
 
     def out(r: Array, J: Array) -> tuple[Array, Array]:
@@ -186,7 +189,7 @@ def value_and_jacobian(
     n_p = p.shape[0]
     eye = jnp.eye(n_p, dtype=p.dtype)
     if mode == "fwd":
-        r, push = jax.linearize(resid, p)
+        r, push = linearize(resid, p, materialize)
         return r, jax.vmap(push, out_axes=0 if transposed else 1)(eye)
     if mode == "rev":
         r, pull = jax.vjp(resid, p)
@@ -308,6 +311,7 @@ def weighted_value_and_jacobian(
     colours: tuple[int, ...] | None = None,
     pattern: Array | None = None,
     transposed: bool = False,
+    materialize: bool = False,
 ) -> tuple[Array, Array]:
     """Weighted residuals ``w (f(x, p) − y)`` and their Jacobian, for independent points.
 
@@ -328,7 +332,7 @@ def weighted_value_and_jacobian(
         r = model(x, q) - y
         return r if w is None else r * w
 
-    return value_and_jacobian(resid, p, jac, colours, pattern, transposed)
+    return value_and_jacobian(resid, p, jac, colours, pattern, transposed, materialize)
 
 
 def _slicer(
@@ -382,7 +386,8 @@ class PointwiseData(NamedTuple):
     ``factorize``, the upper-triangular factor of a single block's rows (None: LAPACK's
     QR, :func:`~curvax.core.reduction.triangularize`; batches of small fits pass
     :func:`~curvax.core.small_linalg.gram_schmidt_r`, which vectorises without a custom
-    call).
+    call); ``materialize``, whether forward mode may hold the model's slow values in
+    memory (:mod:`curvax.core.materialize`; CPU programs that are not batched).
     """
 
     model: Callable[[Any, Array], Array]
@@ -400,6 +405,7 @@ class PointwiseData(NamedTuple):
     gram: str = "dot"
     n_real: Array | None = None
     factorize: Callable[[Array], Array] | None = None
+    materialize: bool = False
 
 
 def pointwise_gram(
@@ -415,7 +421,9 @@ def pointwise_gram(
 
     def gram_block(p: Array, start: Array | int, size: int) -> tuple[Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
-        r, Jt = weighted_value_and_jacobian(d.model, d.jac, xb, yb, wb, p, d.colours, pb, True)
+        r, Jt = weighted_value_and_jacobian(
+            d.model, d.jac, xb, yb, wb, p, d.colours, pb, True, d.materialize
+        )
         return block_gram(r, Jt, mb, d.rho_fn, d.f_scale, d.gram)
 
     def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
@@ -475,7 +483,9 @@ def pointwise_reducer(
 
     def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
-        r, J = weighted_value_and_jacobian(d.model, d.jac, xb, yb, wb, p, d.colours, pb)
+        r, J = weighted_value_and_jacobian(
+            d.model, d.jac, xb, yb, wb, p, d.colours, pb, materialize=d.materialize
+        )
         return block_rows(r, J, mb, d.rho_fn, d.f_scale)
 
     def indexed_block(q: Array, i: Array) -> tuple[Array, Array, Array]:
