@@ -41,8 +41,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from curvax.core.fast_pow import enabled as fast_pow_enabled
-from curvax.core.fast_pow import with_fast_pow
+from curvax.core.fast_math import enabled_kinds, with_fast_math
 from curvax.core.gc_pause import gc_paused
 from curvax.core.lm import lm
 from curvax.core.locks import ForkSafeLock
@@ -222,18 +221,18 @@ def _embed(k: Kernel, data: dict, q: Array) -> Array:
 def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable).
 
-    On a CPU their float64 ``pow`` operations are computed by
-    :func:`curvax.core.fast_pow.fast_pow` (see that module).
+    On a CPU their float64 ``pow``, ``sin`` and ``cos`` operations are computed by
+    vectorised versions (:mod:`curvax.core.fast_math`).
     """
     g = adapt_model(k.fn, k.param_style)
     if k.jac == "host":
         return host_model(g, k.x_axis)
-    fast = fast_pow_enabled(platform(k.mesh))
-    if fast:
-        g = with_fast_pow(g)
+    kinds = enabled_kinds(platform(k.mesh))
+    if kinds:
+        g = with_fast_math(g, kinds)
     if callable(k.jac):
         jac = adapt_model(k.jac, k.jac_style or k.param_style)
-        return g, (with_fast_pow(jac) if fast else jac)
+        return g, (with_fast_math(jac, kinds) if kinds else jac)
     return g, k.jac
 
 

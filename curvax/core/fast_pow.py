@@ -41,26 +41,19 @@ one ``exp`` more, for ``x^(y−1)``.
 
 Where
 -----
-:func:`with_fast_pow` rewrites a model: its jaxpr is traced at the shapes it is
-called with and evaluated again with every float64 ``pow`` replaced (also inside
-nested ``jit`` calls; not inside a user's ``custom_jvp``/``custom_vjp`` functions,
-whose rules are kept, nor inside ``lax.cond``/``scan``/``while_loop`` bodies, which keep
-XLA's ``pow``).  A model without a float64 ``pow`` is evaluated unchanged.
-curvax applies it to the models of single fits compiled for a CPU
-(:func:`enabled`); ``CURVAX_FAST_POW=0`` (read once) turns it off, and accelerators,
-whose ``pow`` is already vectorised, never get it.
+:func:`curvax.core.fast_math.with_fast_math` puts it in place of a model's float64
+``pow`` (see there for which ``pow`` operations are reached) in fits compiled for a
+CPU (:func:`enabled`); ``CURVAX_FAST_POW=0`` (read once) turns it off, and
+accelerators, whose ``pow`` is already vectorised, never get it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
@@ -191,85 +184,12 @@ def _fast_pow_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array
 fast_pow.defjvp(_fast_pow_jvp, symbolic_zeros=True)
 
 
-def _is_float64_pow(eqn: Any) -> bool:
-    return eqn.primitive is lax.pow_p and all(
-        v.aval.dtype == np.float64 for v in eqn.invars
-    )
-
-
-def _inner(eqn: Any) -> Any:
-    """The closed jaxpr of a nested ``jit`` call, else None."""
-    if eqn.primitive.name not in ("pjit", "jit"):
-        return None
-    return eqn.params.get("jaxpr")
-
-
-def has_float64_pow(jaxpr: Any) -> bool:
-    """Whether ``jaxpr`` (or a ``jit`` inside it) holds a float64 ``pow``."""
-    for eqn in jaxpr.eqns:
-        if _is_float64_pow(eqn):
-            return True
-        inner = _inner(eqn)
-        if inner is not None and has_float64_pow(inner.jaxpr):
-            return True
-    return False
-
-
-def _evaluate(jaxpr: Any, consts: list, args: list) -> list:
-    """Evaluate ``jaxpr`` with float64 ``pow`` replaced by :func:`fast_pow`."""
-    env: dict[Any, Any] = {}
-
-    def read(v: Any) -> Any:
-        return v.val if type(v).__name__ == "Literal" else env[v]
-
-    for v, val in zip(jaxpr.constvars, consts, strict=True):
-        env[v] = val
-    for v, val in zip(jaxpr.invars, args, strict=True):
-        env[v] = val
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        inner = _inner(eqn)
-        if _is_float64_pow(eqn):
-            outvals = [fast_pow(*invals)]
-        elif inner is not None and has_float64_pow(inner.jaxpr):
-            outvals = _evaluate(inner.jaxpr, inner.consts, invals)
-        else:
-            params = eqn.primitive.get_bind_params(eqn.params)
-            if isinstance(params, tuple):  # (subfuns, params) before jax 0.7
-                subfuns, params = params
-                invals = [*subfuns, *invals]
-            out = eqn.primitive.bind(*invals, **params)
-            outvals = out if eqn.primitive.multiple_results else [out]
-        for v, val in zip(eqn.outvars, outvals, strict=True):
-            env[v] = val
-    return [read(v) for v in jaxpr.outvars]
-
-
-def with_fast_pow(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with its float64 ``pow`` operations computed by :func:`fast_pow`.
-
-    The jaxpr of ``fn`` is traced at each call's arguments; without a float64
-    ``pow`` in it, ``fn`` itself is called.
-    """
-
-    @functools.wraps(fn)
-    def rewritten(*args: Any) -> Any:
-        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        if not has_float64_pow(closed.jaxpr):
-            return fn(*args)
-        flat_args = jax.tree_util.tree_leaves(args)
-        out = _evaluate(closed.jaxpr, closed.consts, flat_args)
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), out)
-
-    return rewritten
-
-
 @functools.cache
 def _switched_off() -> bool:
     return os.environ.get(ENV_VAR, "").strip() == "0"
 
 
 def enabled(platform: str) -> bool:
-    """Whether models compiled for ``platform`` get :func:`with_fast_pow`: on a CPU,
-    unless ``CURVAX_FAST_POW=0`` (read once per process)."""
+    """Whether models compiled for ``platform`` get :func:`fast_pow`: on a CPU, unless
+    ``CURVAX_FAST_POW=0`` (read once per process)."""
     return platform == "cpu" and not _switched_off()

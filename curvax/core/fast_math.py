@@ -1,0 +1,124 @@
+"""A model's slow float64 operations replaced by vectorised ones, for XLA:CPU.
+
+XLA:CPU computes some float64 functions with one C-library call per value, far slower
+than its own vectorised ``exp`` and ``log``: ``pow`` (12–18 ns per value) and ``sin``,
+``cos`` (about 9 ns).  :func:`with_fast_math` rewrites a model so that these are
+computed by :func:`curvax.core.fast_pow.fast_pow`, :func:`curvax.core.fast_trig.fast_sin`
+and :func:`~curvax.core.fast_trig.fast_cos` (their modules give the mathematics, the
+accuracy and the switches ``CURVAX_FAST_POW=0``, ``CURVAX_FAST_TRIG=0``).
+
+How: the jaxpr of the model is traced at the shapes it is called with and evaluated
+again with every float64 operation of the chosen kinds replaced, also inside nested
+``jit`` calls; not inside a user's ``custom_jvp``/``custom_vjp`` functions, whose rules
+are kept, nor inside ``lax.cond``/``scan``/``while_loop`` bodies, which keep XLA's
+operations.  A model without such an operation is evaluated unchanged.  float32 is
+left alone (XLA vectorises those).  curvax applies it to the models of single fits
+compiled for a CPU (:func:`enabled_kinds`); accelerators never get it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax import lax
+
+from curvax.core import fast_pow, fast_trig
+
+#: The operations that can be replaced, by kind (the switch that covers them).
+PRIMITIVES = {"pow": (lax.pow_p,), "trig": (lax.sin_p, lax.cos_p)}
+
+
+def enabled_kinds(platform: str) -> frozenset[str]:
+    """The kinds of :data:`PRIMITIVES` replaced in models compiled for ``platform``."""
+    on = {"pow": fast_pow.enabled(platform), "trig": fast_trig.enabled(platform)}
+    return frozenset(kind for kind, yes in on.items() if yes)
+
+
+def _replacement(eqn: Any, kinds: frozenset[str]) -> Callable[..., Any] | None:
+    """The function computing ``eqn`` in its place, or None to keep it.
+
+    Looked up at each call (not stored), so that a test may wrap the module's function.
+    """
+    if not all(v.aval.dtype == np.float64 for v in eqn.invars):
+        return None
+    prim = eqn.primitive
+    if "pow" in kinds and prim is lax.pow_p:
+        return fast_pow.fast_pow
+    if "trig" in kinds and prim is lax.sin_p:
+        return fast_trig.fast_sin
+    if "trig" in kinds and prim is lax.cos_p:
+        return fast_trig.fast_cos
+    return None
+
+
+def _inner(eqn: Any) -> Any:
+    """The closed jaxpr of a nested ``jit`` call, else None."""
+    if eqn.primitive.name not in ("pjit", "jit"):
+        return None
+    return eqn.params.get("jaxpr")
+
+
+def has_replacement(jaxpr: Any, kinds: frozenset[str]) -> bool:
+    """Whether ``jaxpr`` (or a ``jit`` inside it) holds an operation to replace."""
+    for eqn in jaxpr.eqns:
+        if _replacement(eqn, kinds) is not None:
+            return True
+        inner = _inner(eqn)
+        if inner is not None and has_replacement(inner.jaxpr, kinds):
+            return True
+    return False
+
+
+def _evaluate(jaxpr: Any, consts: list, args: list, kinds: frozenset[str]) -> list:
+    """Evaluate ``jaxpr`` with the operations of ``kinds`` replaced."""
+    env: dict[Any, Any] = {}
+
+    def read(v: Any) -> Any:
+        return v.val if type(v).__name__ == "Literal" else env[v]
+
+    for v, val in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = val
+    for v, val in zip(jaxpr.invars, args, strict=True):
+        env[v] = val
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        inner = _inner(eqn)
+        replacement = _replacement(eqn, kinds)
+        if replacement is not None:
+            outvals = [replacement(*invals)]
+        elif inner is not None and has_replacement(inner.jaxpr, kinds):
+            outvals = _evaluate(inner.jaxpr, inner.consts, invals, kinds)
+        else:
+            params = eqn.primitive.get_bind_params(eqn.params)
+            if isinstance(params, tuple):  # (subfuns, params) before jax 0.7
+                subfuns, params = params
+                invals = [*subfuns, *invals]
+            out = eqn.primitive.bind(*invals, **params)
+            outvals = out if eqn.primitive.multiple_results else [out]
+        for v, val in zip(eqn.outvars, outvals, strict=True):
+            env[v] = val
+    return [read(v) for v in jaxpr.outvars]
+
+
+def with_fast_math(fn: Callable[..., Any], kinds: frozenset[str]) -> Callable[..., Any]:
+    """``fn`` with its float64 operations of ``kinds`` (keys of :data:`PRIMITIVES`)
+    replaced (module docstring).
+
+    The jaxpr of ``fn`` is traced at each call's arguments; without such an operation
+    in it, ``fn`` itself is called.
+    """
+
+    @functools.wraps(fn)
+    def rewritten(*args: Any) -> Any:
+        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+        if not has_replacement(closed.jaxpr, kinds):
+            return fn(*args)
+        flat_args = jax.tree_util.tree_leaves(args)
+        out = _evaluate(closed.jaxpr, closed.consts, flat_args, kinds)
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), out)
+
+    return rewritten
