@@ -28,31 +28,30 @@ from jax import lax
 
 from curvax.core import fast_pow, fast_trig
 
-#: The operations that can be replaced, by kind (the switch that covers them).
-PRIMITIVES = {"pow": (lax.pow_p,), "trig": (lax.sin_p, lax.cos_p)}
+#: Each replaceable primitive: its kind (the switch that covers it) and the module and
+#: name of the function computing it.  The function is looked up at each use, so that
+#: a test may wrap it.
+REPLACEMENTS: dict[Any, tuple[str, Any, str]] = {
+    lax.pow_p: ("pow", fast_pow, "fast_pow"),
+    lax.sin_p: ("trig", fast_trig, "fast_sin"),
+    lax.cos_p: ("trig", fast_trig, "fast_cos"),
+}
 
 
 def enabled_kinds(platform: str) -> frozenset[str]:
-    """The kinds of :data:`PRIMITIVES` replaced in models compiled for ``platform``."""
+    """The kinds of :data:`REPLACEMENTS` used in models compiled for ``platform``."""
     on = {"pow": fast_pow.enabled(platform), "trig": fast_trig.enabled(platform)}
     return frozenset(kind for kind, yes in on.items() if yes)
 
 
 def _replacement(eqn: Any, kinds: frozenset[str]) -> Callable[..., Any] | None:
-    """The function computing ``eqn`` in its place, or None to keep it.
-
-    Looked up at each call (not stored), so that a test may wrap the module's function.
-    """
+    """The function computing ``eqn`` in its place, or None to keep it."""
+    entry = REPLACEMENTS.get(eqn.primitive)
+    if entry is None or entry[0] not in kinds:
+        return None
     if not all(v.aval.dtype == np.float64 for v in eqn.invars):
         return None
-    prim = eqn.primitive
-    if "pow" in kinds and prim is lax.pow_p:
-        return fast_pow.fast_pow
-    if "trig" in kinds and prim is lax.sin_p:
-        return fast_trig.fast_sin
-    if "trig" in kinds and prim is lax.cos_p:
-        return fast_trig.fast_cos
-    return None
+    return getattr(entry[1], entry[2])
 
 
 def _inner(eqn: Any) -> Any:
@@ -105,8 +104,8 @@ def _evaluate(jaxpr: Any, consts: list, args: list, kinds: frozenset[str]) -> li
 
 
 def with_fast_math(fn: Callable[..., Any], kinds: frozenset[str]) -> Callable[..., Any]:
-    """``fn`` with its float64 operations of ``kinds`` (keys of :data:`PRIMITIVES`)
-    replaced (module docstring).
+    """``fn`` with its float64 operations of ``kinds`` (``'pow'``, ``'trig'``; see
+    :data:`REPLACEMENTS`) replaced (module docstring).
 
     The jaxpr of ``fn`` is traced at each call's arguments; without such an operation
     in it, ``fn`` itself is called.
