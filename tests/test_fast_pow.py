@@ -177,18 +177,6 @@ def test_the_rewrite_keeps_a_users_derivative_rule_and_float32():
     assert _has_primitive(after, "pow")  # float32 is left to XLA
 
 
-def test_switch_reads_the_environment(monkeypatch):
-    fp._switched_off.cache_clear()
-    try:
-        monkeypatch.setenv(fp.ENV_VAR, "0")
-        assert not fp.enabled("cpu")
-        fp._switched_off.cache_clear()
-        monkeypatch.delenv(fp.ENV_VAR)
-        assert fp.enabled("cpu") and not fp.enabled("gpu")
-    finally:
-        fp._switched_off.cache_clear()
-
-
 def _logistic4(x, bottom, hill, ec50, top):
     return top + (bottom - top) / (1.0 + (x / ec50) ** hill)
 

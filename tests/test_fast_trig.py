@@ -118,18 +118,6 @@ def test_the_rewrite_reaches_nested_jit_and_leaves_float32_alone():
     assert "sin" in _names(after32)  # float32 is left to XLA
 
 
-def test_switch_reads_the_environment(monkeypatch):
-    ft._switched_off.cache_clear()
-    try:
-        monkeypatch.setenv(ft.ENV_VAR, "0")
-        assert not ft.enabled("cpu")
-        ft._switched_off.cache_clear()
-        monkeypatch.delenv(ft.ENV_VAR)
-        assert ft.enabled("cpu") and not ft.enabled("gpu")
-    finally:
-        ft._switched_off.cache_clear()
-
-
 def _damped_np(x, a, tau, omega, phi, c):
     return a * np.exp(-x / tau) * np.sin(omega * x + phi) + c
 
