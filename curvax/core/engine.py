@@ -41,11 +41,12 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from curvax.core.fast_math import enabled_kinds, with_fast_math
+from curvax.core.fast_math import enabled_kinds, replaced_names, with_fast_math
 from curvax.core.gc_pause import gc_paused
 from curvax.core.lm import lm
 from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
+from curvax.core.materialize import held_primitives
 from curvax.core.monitor import make_hook
 from curvax.core.problem import (
     PointwiseData,
@@ -258,7 +259,10 @@ def pointwise_data(k: Kernel, data: dict, f_scale: Array) -> PointwiseData:
     return PointwiseData(
         gm, jm, data["x"], data["y"], data.get("w"), data.get("mask"), rho_fn, f_scale,
         k.block_size, k.x_axis, data.get("sparsity"), k.jac_colours, k.gram,
-        data.get("n_real"), materialize=platform(k.mesh) == "cpu",
+        data.get("n_real"),
+        materialize=held_primitives(
+            platform(k.mesh), replaced_names(enabled_kinds(platform(k.mesh)))
+        ),
     )
 
 

@@ -44,6 +44,11 @@ def enabled_kinds(platform: str) -> frozenset[str]:
     return frozenset(kind for kind, yes in on.items() if yes)
 
 
+def replaced_names(kinds: frozenset[str]) -> frozenset[str]:
+    """Names of the primitives that the kinds ``kinds`` replace."""
+    return frozenset(prim.name for prim, entry in REPLACEMENTS.items() if entry[0] in kinds)
+
+
 def _replacement(eqn: Any, kinds: frozenset[str]) -> Callable[..., Any] | None:
     """The function computing ``eqn`` in its place, or None to keep it."""
     entry = REPLACEMENTS.get(eqn.primitive)

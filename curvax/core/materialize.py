@@ -31,8 +31,14 @@ materialised::
     a·lgamma(b x + c) + d, a·sinh(…), erf,
     arctan, log, tanh                        no gain      (not used)
 
-float32 shows the same pattern (sine 19.8 → 10.5, Fourier 304 → 79 ns).  Only fits
-compiled for a CPU ask for it (:class:`curvax.core.problem.PointwiseData`
+float32 shows the same pattern (sine 19.8 → 10.5, Fourier 304 → 79 ns).  With the
+vectorised ``sin`` and ``cos`` of :mod:`curvax.core.fast_trig` (1.7–2 ns per value, the
+default on a CPU) holding their values gained nothing measurable in whole fits (damped
+oscillation, sine, Fourier series at 10⁵ and 10⁶ points: within the run-to-run noise)
+and made a first fit compile 0.15–0.4 s longer, so primitives that
+:mod:`curvax.core.fast_math` replaces are not held (:func:`held_primitives`).
+
+Only fits compiled for a CPU ask for it (:class:`curvax.core.problem.PointwiseData`
 ``materialize``); batch fits do not, since under ``vmap`` the conditional becomes a
 select that computes both branches.
 """
@@ -71,15 +77,22 @@ def holds_primitive(jaxpr: Any, names: frozenset[str]) -> bool:
     return False
 
 
+def held_primitives(platform: str, replaced: frozenset[str]) -> frozenset[str]:
+    """The primitives whose values a fit compiled for ``platform`` holds in memory:
+    :data:`SLOW_TO_REPEAT` on a CPU, less those computed by vectorised replacements
+    (``replaced``, primitive names; :func:`curvax.core.fast_math.replaced_names`)."""
+    return SLOW_TO_REPEAT - replaced if platform == "cpu" else frozenset()
+
+
 def linearize(
-    resid: Callable[[Array], Array], p: Array, materialize: bool
+    resid: Callable[[Array], Array], p: Array, held: frozenset[str]
 ) -> tuple[Array, Callable[[Array], Array]]:
-    """``jax.linearize(resid, p)``; with ``materialize`` and a model holding one of
-    :data:`SLOW_TO_REPEAT`, computed inside ``lax.cond`` so that its values are held in
-    memory rather than recomputed for each Jacobian row (module docstring)."""
-    if not materialize or p.shape[0] == 0:
+    """``jax.linearize(resid, p)``; when the model holds one of the primitives named in
+    ``held``, computed inside ``lax.cond`` so that its values are held in memory rather
+    than recomputed for each Jacobian row (module docstring)."""
+    if not held or p.shape[0] == 0:
         return jax.linearize(resid, p)
-    if not holds_primitive(jax.make_jaxpr(resid)(p).jaxpr, SLOW_TO_REPEAT):
+    if not holds_primitive(jax.make_jaxpr(resid)(p).jaxpr, held):
         return jax.linearize(resid, p)
     structure: list[Any] = []
 
@@ -93,4 +106,3 @@ def linearize(
     # until run time, so that XLA keeps the conditional
     r, leaves = jax.lax.cond(p[0] == p[0], values, values)
     return r, jax.tree.unflatten(structure[0], leaves)
-

@@ -170,15 +170,16 @@ def value_and_jacobian(
     colours: tuple[int, ...] | None = None,
     pattern: Array | None = None,
     transposed: bool = False,
-    materialize: bool = False,
+    materialize: frozenset[str] = frozenset(),
 ) -> tuple[Array, Array]:
     """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``.
 
     With ``colours`` (column groups) and the (n, p) boolean ``pattern`` the Jacobian is
     evaluated with one pass per group (:mod:`curvax.core.sparsity`).  With
     ``transposed=True`` the Jacobian is returned as its (p, n) transpose, the layout in
-    which forward mode and finite differences produce it.  ``materialize`` lets forward
-    mode hold the model's slow values in memory (:mod:`curvax.core.materialize`).
+    which forward mode and finite differences produce it.  ``materialize`` names the
+    primitives whose values forward mode holds in memory rather than recomputing them
+    for each Jacobian row (:mod:`curvax.core.materialize`).
     """
 
     def out(r: Array, J: Array) -> tuple[Array, Array]:
@@ -311,7 +312,7 @@ def weighted_value_and_jacobian(
     colours: tuple[int, ...] | None = None,
     pattern: Array | None = None,
     transposed: bool = False,
-    materialize: bool = False,
+    materialize: frozenset[str] = frozenset(),
 ) -> tuple[Array, Array]:
     """Weighted residuals ``w (f(x, p) − y)`` and their Jacobian, for independent points.
 
@@ -386,8 +387,8 @@ class PointwiseData(NamedTuple):
     ``factorize``, the upper-triangular factor of a single block's rows (None: LAPACK's
     QR, :func:`~curvax.core.reduction.triangularize`; batches of small fits pass
     :func:`~curvax.core.small_linalg.gram_schmidt_r`, which vectorises without a custom
-    call); ``materialize``, whether forward mode may hold the model's slow values in
-    memory (:mod:`curvax.core.materialize`; CPU programs that are not batched).
+    call); ``materialize``, the primitives whose values forward mode holds in memory
+    (:func:`curvax.core.materialize.held_primitives`; empty for batched programs).
     """
 
     model: Callable[[Any, Array], Array]
@@ -405,7 +406,7 @@ class PointwiseData(NamedTuple):
     gram: str = "dot"
     n_real: Array | None = None
     factorize: Callable[[Array], Array] | None = None
-    materialize: bool = False
+    materialize: frozenset[str] = frozenset()
 
 
 def pointwise_gram(
