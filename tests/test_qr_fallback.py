@@ -29,8 +29,8 @@ def runs(monkeypatch):
     seen: list[tuple[bool, int, int, str]] = []
     real = solve_mod.run_kernel
 
-    def spy(k, data, **kw):
-        out = real(k, data, **kw)
+    def spy(k, data, args):
+        out = real(k, data, args)
         sol = out.solver()[0]
         seen.append((k.gram_fallback, int(sol.status), int(sol.nfev), k.gram))
         return out

@@ -43,6 +43,7 @@ import numpy as np
 
 from curvax.core.fast_math import enabled_kinds, replaced_names, with_fast_math
 from curvax.core.gc_pause import gc_paused
+from curvax.core.host_buffers import aligned_empty
 from curvax.core.lm import lm
 from curvax.core.locks import ForkSafeLock
 from curvax.core.loss import get_loss, loss_terms, scale_residuals_and_jacobian
@@ -183,6 +184,53 @@ class RunOutput(NamedTuple):
         """``(solver output, number of residuals)`` as NumPy values; ``fetch`` copies
         one replicated vector."""
         return unpack([fetch(v) for v in self.packed], self.packing)
+
+
+class RunArgs(NamedTuple):
+    """The arguments of a fit program besides its data, in three arrays (:func:`run_args`).
+
+    ``vectors`` (4, n_free) holds the start, lower and upper bounds and scales;
+    ``reals`` (4,) ``f_scale, ftol, xtol, gtol``; ``ints`` (3,) int32 ``max_nfev``, the
+    monitor's token and the threaded reduction's token.  Each argument of a ``jax.jit``
+    call costs its dispatch about 2 µs (more as a NumPy scalar), and eleven separate
+    ones were a fifth of the dispatch of a 100-point fit.
+    """
+
+    vectors: np.ndarray
+    reals: np.ndarray
+    ints: np.ndarray
+
+
+def run_args(
+    x0: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    x_scale: np.ndarray,
+    *,
+    f_scale: float,
+    ftol: float,
+    xtol: float,
+    gtol: float,
+    max_nfev: int,
+    token: int,
+    dtype: np.dtype,
+) -> RunArgs:
+    """:class:`RunArgs` in ``dtype``, the vectors in one 64-byte aligned (4, n) array
+    (so that results do not depend on where they lie, :mod:`curvax.core.host_buffers`);
+    the reduction token is 0 until :func:`with_reduce_token` sets it."""
+    vectors = aligned_empty((4, x0.shape[0]), dtype)
+    for row, v in zip(vectors, (x0, lb, ub, x_scale), strict=True):
+        row[...] = v
+    reals = np.array([f_scale, ftol, xtol, gtol], dtype=dtype)
+    ints = np.array([max_nfev, token, 0], dtype=np.int32)
+    return RunArgs(vectors, reals, ints)
+
+
+def with_reduce_token(args: RunArgs, token: Any) -> RunArgs:
+    """``args`` with the threaded reduction's token (:mod:`curvax.core.threaded`)."""
+    ints = args.ints.copy()
+    ints[2] = token
+    return args._replace(ints=ints)
 
 
 class Program(NamedTuple):
@@ -363,19 +411,12 @@ def _compile(k: Kernel) -> Program:
     rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
 
     def run(
-        data: dict,
-        x0: Array,
-        lb: Array,
-        ub: Array,
-        x_scale: Array,
-        f_scale: Array,
-        ftol: Array,
-        xtol: Array,
-        gtol: Array,
-        max_nfev: Array,
-        token: Array,
-        reduce_token: Array,
+        data: dict, vectors: Array, reals: Array, ints: Array
     ) -> tuple[tuple[Array, ...], Array]:
+        # the arguments of RunArgs
+        x0, lb, ub, x_scale = vectors[0], vectors[1], vectors[2], vectors[3]
+        f_scale, ftol, xtol, gtol = reals[0], reals[1], reals[2], reals[3]
+        max_nfev, token, reduce_token = ints[0], ints[1], ints[2]
         # One nested program for the reduction: the solver's call sites (start, loop,
         # refinement) share one traced and lowered copy, which makes the trace that a
         # fresh process needs even with the persistent cache ~0.1 s shorter (measured at
@@ -483,7 +524,7 @@ class CompileCache:
 COMPILE_CACHE = CompileCache(_cache_size())
 
 
-def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
+def run_kernel(k: Kernel, data: Any, args: RunArgs) -> RunOutput:
     """Start the compiled program of ``k`` on ``data`` (see :func:`_compile`).
 
     JAX dispatches it asynchronously: the host may work on while it runs, until it
@@ -491,7 +532,7 @@ def run_kernel(k: Kernel, data: Any, **run_args: Any) -> RunOutput:
     """
     program = COMPILE_CACHE.get(k)
     with gc_paused():  # a first call traces and compiles: see curvax.core.gc_pause
-        packed, residuals = program.run(data, **run_args)
+        packed, residuals = program.run(data, *args)
     return RunOutput(packed, residuals, program.packings[_packed_key(packed)])
 
 
@@ -561,21 +602,11 @@ def lower_program(k: Kernel, data: dict, n_free: int, dtype: Any) -> Any:
             data,
         )
         vec = np.ones(n_free, dt)
-        tol = np.asarray(1e-8, dt)
-        return run.lower(
-            conv,
-            x0=vec,
-            lb=-np.inf * vec,
-            ub=np.inf * vec,
-            x_scale=vec,
-            f_scale=np.asarray(1.0, dt),
-            ftol=tol,
-            xtol=tol,
-            gtol=tol,
-            max_nfev=np.int32(100),
-            token=np.int32(0),
-            reduce_token=np.int32(0),
+        args = run_args(
+            vec, -np.inf * vec, np.inf * vec, vec,
+            f_scale=1.0, ftol=1e-8, xtol=1e-8, gtol=1e-8, max_nfev=100, token=0, dtype=dt,
         )
+        return run.lower(conv, *args)
 
 
 def program_memory(k: Kernel, data: dict, n_free: int, dtype: Any) -> dict[str, int]:

@@ -44,7 +44,6 @@ import gc
 import math
 import os
 import sys
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -209,22 +208,3 @@ def aligned(a: np.ndarray) -> np.ndarray:
     out = pooled_empty(a.shape, a.dtype)
     out[...] = a
     return out
-
-
-def aligned_vectors(vectors: Sequence[np.ndarray], dtype: np.dtype) -> list[np.ndarray]:
-    """Equal-length 1-D ``vectors`` cast to ``dtype``, each starting on a 64-byte boundary.
-
-    The values are those of ``[aligned(v.astype(dtype)) for v in vectors]``; the
-    vectors share one allocation (rows of a padded 2-D array), which makes this much
-    cheaper than one aligned copy each for the handful of parameter-sized vectors
-    (start, bounds, scales) of every fit.
-    """
-    n = vectors[0].shape[0]
-    per_row = ALIGNMENT // dtype.itemsize
-    stride = max(per_row, -(-n // per_row) * per_row)  # a whole number of 64-byte lines
-    buf = aligned_empty((len(vectors), stride), dtype)
-    rows = []
-    for i, v in enumerate(vectors):
-        buf[i, :n] = v
-        rows.append(buf[i, :n])
-    return rows

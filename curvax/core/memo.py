@@ -20,6 +20,7 @@ values, values of the globals it reads).
 
 from __future__ import annotations
 
+import functools
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -123,6 +124,12 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=1024)
+def _sorted_global_names(code: types.CodeType) -> tuple[str, ...]:
+    """:func:`_global_names`, sorted; memoised per code object (which is immutable)."""
+    return tuple(sorted(_global_names(code)))
+
+
 def function_key(f: Any, keep: list[Any]) -> Hashable | None:
     """A key under which two plain Python functions compute the same thing: the same
     code object and globals dict, and equal defaults, closure values and values of the
@@ -139,7 +146,7 @@ def function_key(f: Any, keep: list[Any]) -> Hashable | None:
         except ValueError:  # an empty cell (a name assigned later)
             return None
     g = f.__globals__
-    names = sorted(n for n in _global_names(f.__code__) if n in g)
+    names = [n for n in _sorted_global_names(f.__code__) if n in g]
     values.append(tuple(names))
     values.extend(g[n] for n in names)
     for v in values:

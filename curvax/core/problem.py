@@ -73,45 +73,12 @@ JAC_MODES = ("fwd", "rev", "2-point", "3-point", "host")
 # --- model signature ------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
-def _signature(f: Callable[..., Any]) -> inspect.Signature | None:
+def _positional_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
+    """Names of the positional parameters of ``f``'s signature; None when it has
+    ``*args`` or cannot be inspected."""
     try:
-        return inspect.signature(f)
+        sig = inspect.signature(f)
     except (TypeError, ValueError):
-        return None
-
-
-def _cached_signature(f: Callable[..., Any]) -> inspect.Signature | None:
-    try:
-        return _signature(f)
-    except TypeError:  # unhashable callable
-        try:
-            return inspect.signature(f)
-        except (TypeError, ValueError):
-            return None
-
-
-def count_model_params(f: Callable[..., Any]) -> int | None:
-    """Number of fit parameters implied by ``f(x, a, b, ...)``'s signature, or None.
-
-    Returns None when the signature has ``*args`` or cannot be inspected.
-    """
-    sig = _cached_signature(f)
-    if sig is None:
-        return None
-    pos = []
-    for prm in sig.parameters.values():
-        if prm.kind == prm.VAR_POSITIONAL:
-            return None
-        if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD):
-            pos.append(prm)
-    return len(pos) - 1 if pos else None
-
-
-def signature_param_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
-    """Names of the fit parameters in ``f(x, a, b, ...)``'s signature, or None."""
-    sig = _cached_signature(f)
-    if sig is None:
         return None
     names = []
     for prm in sig.parameters.values():
@@ -119,7 +86,34 @@ def signature_param_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
             return None
         if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD):
             names.append(prm.name)
-    return tuple(names[1:]) if len(names) > 1 else None
+    return tuple(names)
+
+
+_cached_positional_names = functools.lru_cache(maxsize=512)(_positional_names)
+
+
+def _model_positional_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
+    """:func:`_positional_names`, memoised per function (a signature does not change;
+    inspecting one costs more than the rest of a warm small fit's checks)."""
+    try:
+        return _cached_positional_names(f)
+    except TypeError:  # unhashable callable
+        return _positional_names(f)
+
+
+def count_model_params(f: Callable[..., Any]) -> int | None:
+    """Number of fit parameters implied by ``f(x, a, b, ...)``'s signature, or None.
+
+    Returns None when the signature has ``*args`` or cannot be inspected.
+    """
+    names = _model_positional_names(f)
+    return len(names) - 1 if names else None
+
+
+def signature_param_names(f: Callable[..., Any]) -> tuple[str, ...] | None:
+    """Names of the fit parameters in ``f(x, a, b, ...)``'s signature, or None."""
+    names = _model_positional_names(f)
+    return names[1:] if names is not None and len(names) > 1 else None
 
 
 def detect_param_style(f: Callable[..., Any], n_params: int, style: str = "auto") -> str:

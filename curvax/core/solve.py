@@ -26,9 +26,11 @@ from curvax.core.engine import (
     jacobian_at,
     parted_gram,
     residuals_at,
+    run_args,
     run_kernel,
+    with_reduce_token,
 )
-from curvax.core.host_buffers import aligned, aligned_vectors
+from curvax.core.host_buffers import aligned
 from curvax.core.monitor import Monitor
 from curvax.core.result import FitResult
 from curvax.core.sharding import fetch_replicated, local_rows
@@ -362,9 +364,12 @@ def solve(
         x0 = strictly_feasible(x0, lb, ub)
     xs = np.ones(n_free) if x_scale is None else x_scale
     with precision(dtype):
-        x0_d, lb_d, ub_d, xs_d = aligned_vectors((x0, lb, ub, xs), dtype)
+        args = run_args(
+            x0, lb, ub, xs,
+            f_scale=f_scale, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
+            token=monitor.token if monitor is not None else 0, dtype=dtype,
+        )
         real = dtype.type
-        token = np.int32(monitor.token if monitor is not None else 0)
         data_d = to_device(data, dtype)
         if source is not None:  # before the fit: overlapping it competes for the cores
             source.seal()
@@ -383,17 +388,7 @@ def solve(
                     out = run_kernel(
                         kernel,
                         data_d,
-                        x0=x0_d,
-                        lb=lb_d,
-                        ub=ub_d,
-                        x_scale=xs_d,
-                        f_scale=real(f_scale),
-                        ftol=real(ftol),
-                        xtol=real(xtol),
-                        gtol=real(gtol),
-                        max_nfev=np.int32(max_nfev),
-                        token=token,
-                        reduce_token=reduce_token,
+                        args if parted is None else with_reduce_token(args, reduce_token),
                     )
                     if extra is None:
                         extra = {} if while_running is None else while_running()
