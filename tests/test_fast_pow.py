@@ -217,3 +217,27 @@ def test_four_parameter_logistic_fit_equals_scipy_and_the_native_pow(n, monkeypa
     assert len(calls) == n_calls
     np.testing.assert_allclose(popt, native, rtol=1e-10)
     np.testing.assert_allclose(pcov, native_cov, rtol=1e-8)
+
+
+def test_split_constants_carry_y_times_k_ln2_exactly():
+    """``LN2_HI`` has 21 significant bits and ``LN2_HI + LN2_LO`` is ln 2 to 3e-23 (digits
+    of ln 2 from OEIS A002162); the split of ``y`` keeps 21 bits, so ``y_hi·k·LN2_HI`` is
+    exact for every exponent a double can have (checked in exact rational arithmetic)."""
+    from decimal import Decimal, getcontext
+    from fractions import Fraction
+
+    getcontext().prec = 50
+    ln2 = Decimal("0.69314718055994530941723212145817656807550013436026")
+    assert abs(Decimal(fp.LN2_HI) + Decimal(fp.LN2_LO) - ln2) < Decimal("3e-23")
+    mantissa = Fraction(fp.LN2_HI) * 2**21  # 21 significant bits: an integer here
+    assert mantissa.denominator == 1
+    rng = np.random.default_rng(5)
+    ys = np.concatenate([rng.uniform(-20, 20, 300), rng.standard_normal(300) * 1e6])
+    ks = rng.integers(-1075, 1076, ys.size).astype(np.float64)
+    for y, k in zip(ys, ks, strict=True):
+        c = fp._SPLIT * y
+        y_hi = c - (c - y)
+        t = k * fp.LN2_HI
+        assert Fraction(t) == Fraction(int(k)) * Fraction(fp.LN2_HI)
+        assert Fraction(y_hi * t) == Fraction(y_hi) * Fraction(t)
+        assert abs(y - y_hi) <= 2.0**-20 * abs(y)
