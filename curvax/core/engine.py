@@ -187,18 +187,23 @@ class RunOutput(NamedTuple):
 
 
 class RunArgs(NamedTuple):
-    """The arguments of a fit program besides its data, in three arrays (:func:`run_args`).
+    """The arguments of a fit program besides its data (:func:`run_args`).
 
     ``vectors`` (4, n_free) holds the start, lower and upper bounds and scales;
-    ``reals`` (4,) ``f_scale, ftol, xtol, gtol``; ``ints`` (3,) int32 ``max_nfev``, the
-    monitor's token and the threaded reduction's token.  Each argument of a ``jax.jit``
+    ``reals`` (4,) ``f_scale, ftol, xtol, gtol``; ``ints`` (2,) int32 ``max_nfev`` and
+    the monitor's token; ``reduce_token`` the threaded reduction's token
+    (:mod:`curvax.core.threaded`, 0 without threads).  Each argument of a ``jax.jit``
     call costs its dispatch about 2 µs (more as a NumPy scalar), and eleven separate
-    ones were a fifth of the dispatch of a 100-point fit.
+    ones were a fifth of the dispatch of a 100-point fit.  The reduction's token stays an
+    argument of its own: read from ``ints`` inside the program, it made the parts of a
+    threaded fit run slower in about half the fits (three-peak model, 10⁶ points: median
+    fit 170–240 ms against 120–145 ms, the time spent in the parts' callbacks).
     """
 
     vectors: np.ndarray
     reals: np.ndarray
     ints: np.ndarray
+    reduce_token: np.int32
 
 
 def run_args(
@@ -222,15 +227,13 @@ def run_args(
     for row, v in zip(vectors, (x0, lb, ub, x_scale), strict=True):
         row[...] = v
     reals = np.array([f_scale, ftol, xtol, gtol], dtype=dtype)
-    ints = np.array([max_nfev, token, 0], dtype=np.int32)
-    return RunArgs(vectors, reals, ints)
+    ints = np.array([max_nfev, token], dtype=np.int32)
+    return RunArgs(vectors, reals, ints, np.int32(0))
 
 
 def with_reduce_token(args: RunArgs, token: Any) -> RunArgs:
     """``args`` with the threaded reduction's token (:mod:`curvax.core.threaded`)."""
-    ints = args.ints.copy()
-    ints[2] = token
-    return args._replace(ints=ints)
+    return args._replace(reduce_token=np.int32(token))
 
 
 class Program(NamedTuple):
@@ -411,12 +414,12 @@ def _compile(k: Kernel) -> Program:
     rho_fn = None if (isinstance(k.loss, str) and k.loss == "linear") else get_loss(k.loss)
 
     def run(
-        data: dict, vectors: Array, reals: Array, ints: Array
+        data: dict, vectors: Array, reals: Array, ints: Array, reduce_token: Array
     ) -> tuple[tuple[Array, ...], Array]:
         # the arguments of RunArgs
         x0, lb, ub, x_scale = vectors[0], vectors[1], vectors[2], vectors[3]
         f_scale, ftol, xtol, gtol = reals[0], reals[1], reals[2], reals[3]
-        max_nfev, token, reduce_token = ints[0], ints[1], ints[2]
+        max_nfev, token = ints[0], ints[1]
         # One nested program for the reduction: the solver's call sites (start, loop,
         # refinement) share one traced and lowered copy, which makes the trace that a
         # fresh process needs even with the persistent cache ~0.1 s shorter (measured at
