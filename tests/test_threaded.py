@@ -211,3 +211,42 @@ def test_padded_data_split_by_real_points_give_the_one_program_answer() -> None:
         np.testing.assert_allclose(rw.x, r1.x, rtol=1e-11)
         np.testing.assert_allclose(rw.pcov, r1.pcov, rtol=1e-9, atol=1e-14)
         assert rw.cost == pytest.approx(r1.cost, rel=1e-12)
+
+
+def test_the_parts_are_called_back_on_the_calling_thread(monkeypatch) -> None:
+    """XLA:CPU runs the fit program on the calling thread when it deems it cheap and no
+    earlier computation is pending; otherwise on one of its own threads (one per core).
+    A host callback there keeps that thread waiting, and the parts' programs then share
+    the one left: threads become slower than one (seen when the reduction's token was
+    read from a packed vector, ``engine.RunArgs``). So the callbacks must arrive on the
+    thread that called the fit."""
+    import threading
+
+    from curvax.core import threaded
+
+    seen: list[int] = []
+    real = threaded.PartedGram.__call__
+
+    def spy(self, q):
+        seen.append(threading.get_ident())
+        return real(self, q)
+
+    def peaks(x, a1, m1, s1, a2, m2, s2, a3, m3, s3, c):  # where it was seen
+        return (
+            a1 * jnp.exp(-0.5 * ((x - m1) / s1) ** 2)
+            + a2 * jnp.exp(-0.5 * ((x - m2) / s2) ** 2)
+            + a3 * jnp.exp(-0.5 * ((x - m3) / s3) ** 2)
+            + c
+        )
+
+    monkeypatch.setattr(threaded.PartedGram, "__call__", spy)
+    truth = np.array([1, 2, 0.5, 2, 5, 0.7, 1.5, 8, 0.4, 0.1])
+    x = np.linspace(0.0, 10.0, 1 << 20)  # the size from which fits take threads
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        with jax.enable_x64(True):
+            y = np.asarray(peaks(x, *truth)) + 0.01 * rng.standard_normal(x.size)
+        r = curvax.fit_curve(peaks, x, y, p0=truth * 1.02, workers=2)
+        assert r.success
+    assert len(seen) >= 6
+    assert set(seen) == {threading.get_ident()}

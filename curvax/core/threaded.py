@@ -16,6 +16,15 @@ the parts up in a fixed order, so the answer does not depend on thread timing.  
 conditioning test of the Gram factor and the QR fallback (which also counts non-finite
 entries) stay in the fit program, unchanged.
 
+Where the callbacks run matters.  XLA:CPU executes a program on the calling thread when
+its cost analysis deems it cheap (under 1000 flops outside its loops, which the fit
+program is) and no earlier computation is still pending; otherwise on one of its own
+threads, of which it keeps one per core.  A callback arriving on one of those keeps it
+waiting while the parts run, and the two part programs then share the one thread left:
+a threaded fit became slower than one program (three peaks at 10⁶ points: 200 against
+120 ms) when a change to the fit program's arguments made it go there in about half the
+fits.  ``tests/test_threaded.py`` checks that the callbacks arrive on the calling thread.
+
 Only a part program free of custom calls runs on threads (jaxlib's LAPACK kernels can
 deadlock two concurrent calls; :func:`custom_call_free`); the fit then falls back to the
 one-program reduction.  float64 crosses the callback as raw bits (:mod:`curvax.core.wire`).
