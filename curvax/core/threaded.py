@@ -17,8 +17,9 @@ conditioning test of the Gram factor and the QR fallback (which also counts non-
 entries) stay in the fit program, unchanged.
 
 Where the callbacks run matters.  XLA:CPU executes a program on the calling thread when
-its cost analysis deems it cheap (under 1000 flops outside its loops, which the fit
-program is) and no earlier computation is still pending; otherwise on one of its own
+its cost analysis deems it cheap (under 1000 flops; the fit program, whose work lies in
+loops, LAPACK calls and callbacks, is counted so, seen up to 25 parameters) and no
+earlier computation is still pending; otherwise on one of its own
 threads, of which it keeps one per core.  A callback arriving on one of those keeps it
 waiting while the parts run, and the two part programs then share the one thread left:
 a threaded fit became slower than one program (three peaks at 10⁶ points: 200 against
