@@ -195,9 +195,10 @@ class RunArgs(NamedTuple):
     (:mod:`curvax.core.threaded`, 0 without threads).  Each argument of a ``jax.jit``
     call costs its dispatch about 2 µs (more as a NumPy scalar), and eleven separate
     ones were a fifth of the dispatch of a 100-point fit.  The reduction's token stays an
-    argument of its own: read from ``ints`` inside the program, it made the parts of a
-    threaded fit run slower in about half the fits (three-peak model, 10⁶ points: median
-    fit 170–240 ms against 120–145 ms, the time spent in the parts' callbacks).
+    argument of its own: read from ``ints`` inside the program, it sent the program to one
+    of XLA's threads in about half the threaded fits, whose parts then shared the other
+    (three-peak model, 10⁶ points: 200 ms instead of 120 ms;
+    :mod:`curvax.core.threaded`, ``benchmarks/README.md`` session 17).
     """
 
     vectors: np.ndarray
