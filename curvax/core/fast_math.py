@@ -19,6 +19,7 @@ compiled for a CPU (:func:`enabled_kinds`); accelerators never get it.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -38,10 +39,23 @@ REPLACEMENTS: dict[Any, tuple[str, Any, str]] = {
 }
 
 
+#: The environment variable that turns each kind off (value ``0``, read once).
+SWITCHES: dict[str, str] = {"pow": fast_pow.ENV_VAR, "trig": fast_trig.ENV_VAR}
+
+
+@functools.cache
+def switched_off(env_var: str) -> bool:
+    """Whether the environment variable ``env_var`` is ``0`` (read once per process)."""
+    return os.environ.get(env_var, "").strip() == "0"
+
+
 def enabled_kinds(platform: str) -> frozenset[str]:
-    """The kinds of :data:`REPLACEMENTS` used in models compiled for ``platform``."""
-    on = {"pow": fast_pow.enabled(platform), "trig": fast_trig.enabled(platform)}
-    return frozenset(kind for kind, yes in on.items() if yes)
+    """The kinds of :data:`REPLACEMENTS` used in models compiled for ``platform``: on a
+    CPU, those not switched off (:data:`SWITCHES`); on accelerators, whose functions are
+    already vectorised, none."""
+    if platform != "cpu":
+        return frozenset()
+    return frozenset(kind for kind, var in SWITCHES.items() if not switched_off(var))
 
 
 def replaced_names(kinds: frozenset[str]) -> frozenset[str]:

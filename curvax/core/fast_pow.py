@@ -49,14 +49,12 @@ Where
 -----
 :func:`curvax.core.fast_math.with_fast_math` puts it in place of a model's float64
 ``pow`` (see there for which ``pow`` operations are reached) in fits compiled for a
-CPU (:func:`enabled`); ``CURVAX_FAST_POW=0`` (read once) turns it off, and
+CPU (:func:`curvax.core.fast_math.enabled_kinds`); ``CURVAX_FAST_POW=0`` (read once)
+turns it off, and
 accelerators, whose ``pow`` is already vectorised, never get it.
 """
 
 from __future__ import annotations
-
-import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -185,14 +183,3 @@ def _fast_pow_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array
 
 
 fast_pow.defjvp(_fast_pow_jvp, symbolic_zeros=True)
-
-
-@functools.cache
-def _switched_off() -> bool:
-    return os.environ.get(ENV_VAR, "").strip() == "0"
-
-
-def enabled(platform: str) -> bool:
-    """Whether models compiled for ``platform`` get :func:`fast_pow`: on a CPU, unless
-    ``CURVAX_FAST_POW=0`` (read once per process)."""
-    return platform == "cpu" and not _switched_off()

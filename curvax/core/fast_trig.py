@@ -35,14 +35,12 @@ Cost, one core, per value above a fused ``x·y + 1``: ``sin`` 1.7 ns, ``sin`` an
 of the same argument 2.0 ns, against 9.0 ns for XLA's ``sin`` alone.
 
 Where: :func:`curvax.core.fast_math.with_fast_math` puts these in place of a model's
-float64 ``sin`` and ``cos`` in fits compiled for a CPU (:func:`enabled`);
+float64 ``sin`` and ``cos`` in fits compiled for a CPU
+(:func:`curvax.core.fast_math.enabled_kinds`);
 ``CURVAX_FAST_TRIG=0`` (read once) turns it off.
 """
 
 from __future__ import annotations
-
-import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -155,14 +153,3 @@ def _fast_sin_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array
 def _fast_cos_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
     s, c = _sincos(primals[0])
     return c, -s * tangents[0]
-
-
-@functools.cache
-def _switched_off() -> bool:
-    return os.environ.get(ENV_VAR, "").strip() == "0"
-
-
-def enabled(platform: str) -> bool:
-    """Whether models compiled for ``platform`` get :func:`fast_sin` and
-    :func:`fast_cos`: on a CPU, unless ``CURVAX_FAST_TRIG=0`` (read once per process)."""
-    return platform == "cpu" and not _switched_off()
