@@ -1,11 +1,15 @@
-"""A model's slow float64 operations replaced by vectorised ones, for XLA:CPU.
+"""A model's slow float64 operations replaced by faster ones, for XLA:CPU.
 
 XLA:CPU computes some float64 functions with one C-library call per value, far slower
 than its own vectorised ``exp`` and ``log``: ``pow`` (12–18 ns per value) and ``sin``,
-``cos`` (about 9 ns).  :func:`with_fast_math` rewrites a model so that these are
-computed by :func:`curvax.core.fast_pow.fast_pow`, :func:`curvax.core.fast_trig.fast_sin`
-and :func:`~curvax.core.fast_trig.fast_cos` (their modules give the mathematics, the
-accuracy and the switches ``CURVAX_FAST_POW=0``, ``CURVAX_FAST_TRIG=0``).
+``cos`` (about 9 ns).  It also divides element by element where a model divides an
+array by a scalar, several times the cost of a product.  :func:`with_fast_math`
+rewrites a model so that these are computed by :func:`curvax.core.fast_pow.fast_pow`,
+:func:`curvax.core.fast_trig.fast_sin`, :func:`~curvax.core.fast_trig.fast_cos` and
+:func:`curvax.core.fast_div.div_by_scalar` (their modules give the mathematics, the
+accuracy and the switches ``CURVAX_FAST_POW=0``, ``CURVAX_FAST_TRIG=0``,
+``CURVAX_FAST_DIV=0``).  A division is replaced only when its divisor is a scalar and
+its dividend is not (:data:`CONDITIONS`).
 
 How: the jaxpr of the model is traced at the shapes it is called with and evaluated
 again with every float64 operation of the chosen kinds replaced, also inside nested
@@ -27,7 +31,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from curvax.core import fast_pow, fast_trig
+from curvax.core import fast_div, fast_pow, fast_trig
 
 #: Each replaceable primitive: its kind (the switch that covers it) and the module and
 #: name of the function computing it.  The function is looked up at each use, so that
@@ -36,11 +40,25 @@ REPLACEMENTS: dict[Any, tuple[str, Any, str]] = {
     lax.pow_p: ("pow", fast_pow, "fast_pow"),
     lax.sin_p: ("trig", fast_trig, "fast_sin"),
     lax.cos_p: ("trig", fast_trig, "fast_cos"),
+    lax.div_p: ("div", fast_div, "div_by_scalar"),
 }
 
 
+def _divides_by_scalar(eqn: Any) -> bool:
+    """An array divided by a scalar: the division that :mod:`curvax.core.fast_div` does."""
+    dividend, divisor = (v.aval for v in eqn.invars)
+    return divisor.shape == () and len(dividend.shape) >= 1
+
+
+#: For a primitive listed here, the condition an operation must meet to be replaced
+#: (besides float64 operands).
+CONDITIONS: dict[Any, Callable[[Any], bool]] = {lax.div_p: _divides_by_scalar}
+
+
 #: The environment variable that turns each kind off (value ``0``, read once).
-SWITCHES: dict[str, str] = {"pow": fast_pow.ENV_VAR, "trig": fast_trig.ENV_VAR}
+SWITCHES: dict[str, str] = {
+    "pow": fast_pow.ENV_VAR, "trig": fast_trig.ENV_VAR, "div": fast_div.ENV_VAR,
+}
 
 
 @functools.cache
@@ -69,6 +87,9 @@ def _replacement(eqn: Any, kinds: frozenset[str]) -> Callable[..., Any] | None:
     if entry is None or entry[0] not in kinds:
         return None
     if not all(v.aval.dtype == np.float64 for v in eqn.invars):
+        return None
+    condition = CONDITIONS.get(eqn.primitive)
+    if condition is not None and not condition(eqn):
         return None
     return getattr(entry[1], entry[2])
 
@@ -123,8 +144,8 @@ def _evaluate(jaxpr: Any, consts: list, args: list, kinds: frozenset[str]) -> li
 
 
 def with_fast_math(fn: Callable[..., Any], kinds: frozenset[str]) -> Callable[..., Any]:
-    """``fn`` with its float64 operations of ``kinds`` (``'pow'``, ``'trig'``; see
-    :data:`REPLACEMENTS`) replaced (module docstring).
+    """``fn`` with its float64 operations of ``kinds`` (``'pow'``, ``'trig'``, ``'div'``;
+    see :data:`REPLACEMENTS`) replaced (module docstring).
 
     The jaxpr of ``fn`` is traced at each call's arguments; without such an operation
     in it, ``fn`` itself is called.
