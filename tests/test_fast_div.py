@@ -111,28 +111,65 @@ def _divisions(jaxpr) -> list[tuple[int, int]]:
     return found
 
 
-def test_the_rewrite_replaces_only_arrays_divided_by_a_scalar():
+def _array_divisions(jaxpr) -> int:
+    return sum(1 for ranks in _divisions(jaxpr) if max(ranks) >= 1)
+
+
+def test_the_rewrite_divides_less_and_leaves_values_and_derivatives_as_they_were():
     @jax.jit
     def inner(d, s):
         return d / (2.0 * s * s)
 
-    def model(x, a, mu, s, w):
-        # by a scalar: two (one inside a nested jit); by an array and scalar by scalar: kept
-        return a * jnp.exp(-inner(x - mu, s)) + x / w + a / (1.0 + x * x) + (a / s) * x
+    def model(x, a, mu, s, w, km):
+        # by scalars (one inside a nested jit), by an array, and a scalar quotient
+        return a * jnp.exp(-inner(x - mu, s)) + x / w + a * x / (km + x) + (a / s) * x
 
-    x = jnp.linspace(-2.0, 2.0, 9)
-    args = (x, 1.3, 0.2, 0.7, 3.0)
-    before = jax.make_jaxpr(model)(*args).jaxpr
+    x = jnp.linspace(0.5, 2.0, 9)
+    args = (x, 1.3, 0.2, 0.7, 3.0, 0.4)
     rewritten = with_fast_math(model, frozenset({"div"}))
+    before = jax.make_jaxpr(model)(*args).jaxpr
     after = jax.make_jaxpr(rewritten)(*args).jaxpr
-    assert sorted(_divisions(before)) == [(0, 0), (0, 1), (1, 0), (1, 0)]
-    # kept: the array divisor and the scalar quotient; the other two became products
-    # (each replacement divides only scalars: its reciprocal)
-    assert (1, 0) not in _divisions(after) and (0, 1) in _divisions(after)
-    np.testing.assert_allclose(rewritten(*args), model(*args), rtol=4e-16)
+    assert sorted(_divisions(before)) == [(0, 0), (1, 0), (1, 0), (1, 1)]
+    # the scalar quotient and the array divisor's correctly rounded value stay divisions;
+    # the two divisions by a scalar are products (their reciprocals divide scalars)
+    assert (1, 0) not in _divisions(after)
+    assert (0, 0) in _divisions(after) and (1, 1) in _divisions(after)
+    np.testing.assert_allclose(rewritten(*args), model(*args), rtol=4e-16, atol=0)
+
+    # the Jacobian of the five parameters, one forward pass per column
+    def jacobian(fn):
+        return jax.jacfwd(lambda p: fn(x, *p))(jnp.asarray(args[1:]))
+
+    j_before = jax.make_jaxpr(lambda: jacobian(model))().jaxpr
+    j_after = jax.make_jaxpr(lambda: jacobian(rewritten))().jaxpr
+    assert _array_divisions(j_after) < _array_divisions(j_before)
+    np.testing.assert_allclose(jacobian(rewritten), jacobian(model), rtol=1e-14, atol=1e-15)
+
     x32 = x.astype(jnp.float32)
     after32 = jax.make_jaxpr(rewritten)(x32, *(jnp.float32(v) for v in args[1:])).jaxpr
     assert sorted(_divisions(after32)) == sorted(_divisions(before))  # float32: XLA's
+
+
+@pytest.mark.parametrize(("da", "db"), [(True, True), (True, False), (False, True)])
+def test_an_array_divisors_derivatives_are_those_of_a_quotient(da, db):
+    rng = np.random.default_rng(11)
+    a = _dividends(64, 5)
+    b = rng.uniform(0.5, 3.0, a.size) * np.where(rng.random(a.size) < 0.5, -1.0, 1.0)
+    ta = rng.standard_normal(a.size) if da else np.zeros(a.size)
+    tb = rng.standard_normal(a.size) if db else np.zeros(a.size)
+
+    def jvps(fn):
+        return jax.jit(lambda u, v: jax.jvp(fn, (u, v), (ta, tb)))(a, b)
+
+    v, t = (np.asarray(x) for x in jvps(fdv.div_by_array))
+    v0, t0 = (np.asarray(x) for x in jvps(lambda u, v: u / v))
+    np.testing.assert_array_equal(v, a / b)  # the value: XLA's division, correctly rounded
+    np.testing.assert_array_equal(v0, a / b)
+    # the quotient rule from NumPy, term by term: ȧ/b − ḃ·a/b²
+    ref = ta / b - tb * a / b**2
+    scale = np.abs(ta / b) + np.abs(tb * a / b**2)  # the terms' size bounds cancellation
+    assert (np.abs(t - ref) <= 8e-16 * scale).all()
+    assert (np.abs(t0 - ref) <= 8e-16 * scale).all()
 
 
 def _gauss_np(x, a, mu, s, c):

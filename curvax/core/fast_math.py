@@ -2,14 +2,13 @@
 
 XLA:CPU computes some float64 functions with one C-library call per value, far slower
 than its own vectorised ``exp`` and ``log``: ``pow`` (12–18 ns per value) and ``sin``,
-``cos`` (about 9 ns).  It also divides element by element where a model divides an
-array by a scalar, several times the cost of a product.  :func:`with_fast_math`
-rewrites a model so that these are computed by :func:`curvax.core.fast_pow.fast_pow`,
+``cos`` (about 9 ns).  Its divisions cost several products each, and forward
+differentiation repeats them in every Jacobian row.  :func:`with_fast_math` rewrites a
+model so that these are computed by :func:`curvax.core.fast_pow.fast_pow`,
 :func:`curvax.core.fast_trig.fast_sin`, :func:`~curvax.core.fast_trig.fast_cos` and
-:func:`curvax.core.fast_div.div_by_scalar` (their modules give the mathematics, the
+:func:`curvax.core.fast_div.divide` (their modules give the mathematics, the
 accuracy and the switches ``CURVAX_FAST_POW=0``, ``CURVAX_FAST_TRIG=0``,
-``CURVAX_FAST_DIV=0``).  A division is replaced only when its divisor is a scalar and
-its dividend is not (:data:`CONDITIONS`).
+``CURVAX_FAST_DIV=0``).  A division of two scalars is left alone (:data:`CONDITIONS`).
 
 How: the jaxpr of the model is traced at the shapes it is called with and evaluated
 again with every float64 operation of the chosen kinds replaced, also inside nested
@@ -40,19 +39,19 @@ REPLACEMENTS: dict[Any, tuple[str, Any, str]] = {
     lax.pow_p: ("pow", fast_pow, "fast_pow"),
     lax.sin_p: ("trig", fast_trig, "fast_sin"),
     lax.cos_p: ("trig", fast_trig, "fast_cos"),
-    lax.div_p: ("div", fast_div, "div_by_scalar"),
+    lax.div_p: ("div", fast_div, "divide"),
 }
 
 
-def _divides_by_scalar(eqn: Any) -> bool:
-    """An array divided by a scalar: the division that :mod:`curvax.core.fast_div` does."""
-    dividend, divisor = (v.aval for v in eqn.invars)
-    return divisor.shape == () and len(dividend.shape) >= 1
+def _involves_an_array(eqn: Any) -> bool:
+    """A division with an array operand, which :mod:`curvax.core.fast_div` does faster
+    (a quotient of two scalars is left as it is)."""
+    return any(len(v.aval.shape) >= 1 for v in eqn.invars)
 
 
 #: For a primitive listed here, the condition an operation must meet to be replaced
 #: (besides float64 operands).
-CONDITIONS: dict[Any, Callable[[Any], bool]] = {lax.div_p: _divides_by_scalar}
+CONDITIONS: dict[Any, Callable[[Any], bool]] = {lax.div_p: _involves_an_array}
 
 
 #: The environment variable that turns each kind off (value ``0``, read once).
