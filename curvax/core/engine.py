@@ -275,7 +275,7 @@ def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable).
 
     On a CPU their float64 ``pow``, ``sin`` and ``cos`` operations are computed by
-    vectorised versions, and divisions by a scalar as products
+    vectorised versions, and its divisions with fewer divide instructions
     (:mod:`curvax.core.fast_math`).
     """
     g = adapt_model(k.fn, k.param_style)

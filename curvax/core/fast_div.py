@@ -8,9 +8,9 @@ Gaussian peak, ``x / ec50`` in a dose–response curve) and by arrays
 divide instruction, several times slower than a multiplication, and forward
 differentiation multiplies the count: every Jacobian row of a three-peak model repeats
 the divisions of the value and adds those of the quotient rule.  Measured on the
-CI-class VM (one core, 2²⁰ points; value, Jacobian and Gram product per point and
-evaluation, in fits): three Gaussian peaks 29.5–31.0 → 26.0–27.0 ns, one Gaussian peak
-8.2 → 7.3 ns, with a scalar divisor's reciprocal taken once.
+CI-class VM (one core, 2²⁰ points; whole fits, per point and evaluation): three
+Gaussian peaks 29.3–29.5 → 25.8–26.1 ns, one Gaussian peak 8.4–8.6 → 7.4–7.6 ns, with a
+scalar divisor's reciprocal taken once (``benchmarks/README.md``, session 18).
 
 What
 ----
