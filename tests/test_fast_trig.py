@@ -11,12 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import curve_fit as scipy_curve_fit
 
-import curvax
-import curvax.core.fast_math as fm
 import curvax.core.fast_trig as ft
 from curvax.core.fast_math import with_fast_math
+from tests._fast_math_fits import assert_fit_goes_through
 
 
 @pytest.fixture(autouse=True)
@@ -131,14 +129,6 @@ def test_damped_oscillation_fit_equals_scipy_and_xlas_sine(n, monkeypatch):
     x = np.linspace(0.0, 10.0, n)
     y = _damped_np(x, 1.5, 3.0, 2.0, 0.3, 0.1) + 0.02 * rng.standard_normal(n)
     p0 = [1.4, 2.8, 2.02, 0.32, 0.12]
-    calls = []
-    original = ft.fast_sin
-
-    def counted(z):
-        calls.append(1)
-        return original(z)
-
-    monkeypatch.setattr(ft, "fast_sin", counted)
 
     def fresh():  # a new function each time: no compiled program is reused
         def model(x, a, tau, omega, phi, c):
@@ -146,16 +136,4 @@ def test_damped_oscillation_fit_equals_scipy_and_xlas_sine(n, monkeypatch):
 
         return model
 
-    popt, pcov = curvax.curve_fit(fresh(), x, y, p0=p0)
-    if jax.default_backend() == "cpu":
-        assert calls
-    ref, ref_cov = scipy_curve_fit(_damped_np, x, y, p0=p0)
-    np.testing.assert_allclose(popt, ref, rtol=1e-6)
-    np.testing.assert_allclose(np.sqrt(np.diag(pcov)), np.sqrt(np.diag(ref_cov)), rtol=1e-4)
-
-    monkeypatch.setattr(fm, "switched_off", lambda var: var == ft.ENV_VAR)
-    n_calls = len(calls)
-    native, native_cov = curvax.curve_fit(fresh(), x, y, p0=p0)
-    assert len(calls) == n_calls
-    np.testing.assert_allclose(popt, native, rtol=1e-10)
-    np.testing.assert_allclose(pcov, native_cov, rtol=1e-8)
+    assert_fit_goes_through(monkeypatch, ft, "fast_sin", fresh, _damped_np, x, y, p0)
