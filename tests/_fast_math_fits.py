@@ -1,11 +1,11 @@
-"""The check that a fit goes through one of :mod:`curvax.core.fast_math`'s replacements.
-
-Shared by ``test_fast_pow.py``, ``test_fast_trig.py`` and ``test_fast_div.py``.
+"""Checks shared by the tests of :mod:`curvax.core.fast_math`'s replacements
+(``test_fast_pow.py``, ``test_fast_trig.py``, ``test_fast_div.py``): that a fit goes
+through a replacement, and which operations a rewritten model's jaxpr holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -55,3 +55,14 @@ def assert_fit_goes_through(
     assert len(calls) == n_calls
     np.testing.assert_allclose(popt, native, rtol=1e-10)
     np.testing.assert_allclose(pcov, native_cov, rtol=1e-8)
+
+
+def all_equations(jaxpr: Any) -> Iterator[Any]:
+    """The equations of ``jaxpr`` and of every jaxpr nested in their parameters
+    (``jit`` calls, ``custom_jvp`` functions, ...), depth first."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for v in eqn.params.values():
+            inner = getattr(v, "jaxpr", None)
+            if inner is not None:
+                yield from all_equations(getattr(inner, "jaxpr", inner))

@@ -14,7 +14,7 @@ import pytest
 
 import curvax.core.fast_div as fdv
 from curvax.core.fast_math import with_fast_math
-from tests._fast_math_fits import assert_fit_goes_through
+from tests._fast_math_fits import all_equations, assert_fit_goes_through
 
 
 @pytest.fixture(autouse=True)
@@ -98,15 +98,11 @@ def test_derivatives_are_those_of_a_quotient(da, db):
 
 def _divisions(jaxpr) -> list[tuple[int, int]]:
     """``(rank of dividend, rank of divisor)`` of every ``div``, nested jaxprs included."""
-    found = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "div":
-            found.append(tuple(len(v.aval.shape) for v in eqn.invars))
-        for v in eqn.params.values():
-            inner = getattr(v, "jaxpr", None)
-            if inner is not None:
-                found += _divisions(getattr(inner, "jaxpr", inner))
-    return found
+    return [
+        tuple(len(v.aval.shape) for v in eqn.invars)
+        for eqn in all_equations(jaxpr)
+        if eqn.primitive.name == "div"
+    ]
 
 
 def _array_divisions(jaxpr) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 import curvax.core.fast_pow as fp
 from curvax.core.fast_math import with_fast_math
-from tests._fast_math_fits import assert_fit_goes_through
+from tests._fast_math_fits import all_equations, assert_fit_goes_through
 
 
 @pytest.fixture(autouse=True)
@@ -124,14 +124,7 @@ def test_derivatives_are_those_of_lax_pow(x, y):
 
 
 def _has_primitive(jaxpr, name: str) -> bool:
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == name:
-            return True
-        for v in eqn.params.values():
-            inner = getattr(v, "jaxpr", None)
-            if inner is not None and _has_primitive(getattr(inner, "jaxpr", inner), name):
-                return True
-    return False
+    return any(eqn.primitive.name == name for eqn in all_equations(jaxpr))
 
 
 def _rewritten(fn):
