@@ -29,7 +29,7 @@ import numpy as np
 from curvax.compilation_cache import persistent_cache_enabled
 from curvax.core.data_source import DataSource
 from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
-from curvax.core.engine import Kernel, reduction_defaults
+from curvax.core.engine import Kernel, platform, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.memo import BoundedCache, canonical_function, hashable
@@ -49,6 +49,7 @@ from curvax.core.problem import (
     traced_output_shape,
 )
 from curvax.core.result import FitResult
+from curvax.core.separate_rows import rows_block_size
 from curvax.core.sharding import (
     agree_on_counts,
     broadcast_from_first,
@@ -582,6 +583,7 @@ def fit_curve(
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
     mesh = resolve_mesh(devices)
     platform_block, gram = reduction_defaults(mesh)
+    block_given = block_size is not None
     if block_size is None:
         block_size = platform_block
 
@@ -782,6 +784,8 @@ def fit_curve(
 
     fixed = lb == ub
     any_fixed = bool(fixed.any())
+    if not block_given and pointwise and jmode == "fwd" and jac_sparsity is None:
+        block_size = rows_block_size(block_size, platform(mesh), int((~fixed).sum()))
     sparsity, colours = None, None
     if jac_sparsity is not None:
         if L is not None:

@@ -62,6 +62,7 @@ from curvax.core.reduction import (
     triangularize,
     used_blocks,
 )
+from curvax.core.separate_rows import jacobian_rows, uses_separate_rows
 from curvax.core.sparsity import compressed_value_and_jacobian
 from curvax.core.wire import from_host, from_wire, host_out, to_wire, wire_shape
 
@@ -165,6 +166,7 @@ def value_and_jacobian(
     pattern: Array | None = None,
     transposed: bool = False,
     materialize: frozenset[str] = frozenset(),
+    rows: str = "batched",
 ) -> tuple[Array, Array]:
     """Residuals ``r(p)`` (n,) and Jacobian (n, p) by the JAX-side ``mode``.
 
@@ -173,7 +175,10 @@ def value_and_jacobian(
     ``transposed=True`` the Jacobian is returned as its (p, n) transpose, the layout in
     which forward mode and finite differences produce it.  ``materialize`` names the
     primitives whose values forward mode holds in memory rather than recomputing them
-    for each Jacobian row (:mod:`curvax.core.materialize`).
+    for each Jacobian row (:mod:`curvax.core.materialize`).  ``rows`` is how forward
+    mode forms the rows of ``Jᵀ``: ``'batched'`` (one batched tangent), ``'separate'``
+    (one evaluation per parameter without structural zeros) or ``'auto'`` (separate
+    where that pays; :mod:`curvax.core.separate_rows`).
     """
 
     def out(r: Array, J: Array) -> tuple[Array, Array]:
@@ -185,6 +190,9 @@ def value_and_jacobian(
     eye = jnp.eye(n_p, dtype=p.dtype)
     if mode == "fwd":
         r, push = linearize(resid, p, materialize)
+        if uses_separate_rows(rows, n_p):
+            Jt = jacobian_rows(push, n_p, r.shape, p.dtype)
+            return r, (Jt if transposed else Jt.T)
         return r, jax.vmap(push, out_axes=0 if transposed else 1)(eye)
     if mode == "rev":
         r, pull = jax.vjp(resid, p)
@@ -307,13 +315,15 @@ def weighted_value_and_jacobian(
     pattern: Array | None = None,
     transposed: bool = False,
     materialize: frozenset[str] = frozenset(),
+    rows: str = "batched",
 ) -> tuple[Array, Array]:
     """Weighted residuals ``w (f(x, p) − y)`` and their Jacobian, for independent points.
 
     ``jac`` is a callable returning the model's (n, p) Jacobian, or a JAX mode name for
     :func:`value_and_jacobian` (with the optional column groups ``colours`` and (n, p)
     ``pattern`` of a sparse Jacobian).  ``w`` (= 1/σ) may be None.  With
-    ``transposed=True`` the Jacobian is returned as its (p, n) transpose.
+    ``transposed=True`` the Jacobian is returned as its (p, n) transpose; ``rows``
+    as for :func:`value_and_jacobian`.
     """
     if callable(jac):
         r = model(x, p) - y
@@ -327,7 +337,9 @@ def weighted_value_and_jacobian(
         r = model(x, q) - y
         return r if w is None else r * w
 
-    return value_and_jacobian(resid, p, jac, colours, pattern, transposed, materialize)
+    return value_and_jacobian(
+        resid, p, jac, colours, pattern, transposed, materialize, rows
+    )
 
 
 def _slicer(
@@ -382,7 +394,8 @@ class PointwiseData(NamedTuple):
     QR, :func:`~curvax.core.reduction.triangularize`; batches of small fits pass
     :func:`~curvax.core.small_linalg.gram_schmidt_r`, which vectorises without a custom
     call); ``materialize``, the primitives whose values forward mode holds in memory
-    (:func:`curvax.core.materialize.held_primitives`; empty for batched programs).
+    (:func:`curvax.core.materialize.held_primitives`; empty for batched programs);
+    ``rows``, how forward mode forms the rows of ``Jᵀ`` (:func:`value_and_jacobian`).
     """
 
     model: Callable[[Any, Array], Array]
@@ -401,6 +414,7 @@ class PointwiseData(NamedTuple):
     n_real: Array | None = None
     factorize: Callable[[Array], Array] | None = None
     materialize: frozenset[str] = frozenset()
+    rows: str = "batched"
 
 
 def pointwise_gram(
@@ -417,7 +431,7 @@ def pointwise_gram(
     def gram_block(p: Array, start: Array | int, size: int) -> tuple[Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
         r, Jt = weighted_value_and_jacobian(
-            d.model, d.jac, xb, yb, wb, p, d.colours, pb, True, d.materialize
+            d.model, d.jac, xb, yb, wb, p, d.colours, pb, True, d.materialize, d.rows
         )
         return block_gram(r, Jt, mb, d.rho_fn, d.f_scale, d.gram)
 
@@ -479,7 +493,8 @@ def pointwise_reducer(
     def block_fn(p: Array, start: Array | int, size: int) -> tuple[Array, Array, Array]:
         xb, yb, wb, mb, pb = sliced(start, size)
         r, J = weighted_value_and_jacobian(
-            d.model, d.jac, xb, yb, wb, p, d.colours, pb, materialize=d.materialize
+            d.model, d.jac, xb, yb, wb, p, d.colours, pb,
+            materialize=d.materialize, rows=d.rows,
         )
         return block_rows(r, J, mb, d.rho_fn, d.f_scale)
 
