@@ -147,11 +147,44 @@ def _fresh_peaks3():
     return model
 
 
-def test_a_ten_parameter_fit_goes_through_the_rows_and_agrees_with_scipy(monkeypatch):
-    x = np.linspace(0.0, 10.0, 5000)
+def _fresh_three_logistic():
+    """Three dose-response steps and an offset: ``x ** h`` goes through fast_pow's
+    conditional on a CPU, so the linearisation holds a ``cond``."""
+
+    def model(x, a1, h1, e1, a2, h2, e2, a3, h3, e3, c):
+        def step(a, h, e):
+            return a / (1.0 + (x / e) ** h)
+
+        return step(a1, h1, e1) + step(a2, h2, e2) + step(a3, h3, e3) + c
+
+    return model
+
+
+def three_logistic_np(x, a1, h1, e1, a2, h2, e2, a3, h3, e3, c):
+    def step(a, h, e):
+        return a / (1.0 + (x / e) ** h)
+
+    return step(a1, h1, e1) + step(a2, h2, e2) + step(a3, h3, e3) + c
+
+
+CASES = {
+    "three-peaks": (_fresh_peaks3, peaks3_np, TRUTH, np.linspace(0.0, 10.0, 5000), 0.03),
+    "three-logistic-steps": (
+        _fresh_three_logistic,
+        three_logistic_np,
+        np.array([1.0, 1.2, 0.1, 0.8, 1.5, 1.5, 0.5, 2.0, 20.0, 0.05]),
+        np.logspace(-2, 2, 4000),
+        0.01,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_ten_parameter_fit_goes_through_the_rows_and_agrees_with_scipy(monkeypatch, case):
+    fresh, reference, truth, x, noise = CASES[case]
     rng = np.random.default_rng(3)
-    y = peaks3_np(x, *TRUTH) + 0.03 * rng.standard_normal(x.size)
-    p0 = TRUTH * (1 + 0.05 * rng.uniform(-1, 1, TRUTH.size))
+    y = reference(x, *truth) + noise * rng.standard_normal(x.size)
+    p0 = truth * (1 + 0.05 * rng.uniform(-1, 1, truth.size))
     calls = []
     original = sr.jacobian_rows
 
@@ -161,16 +194,16 @@ def test_a_ten_parameter_fit_goes_through_the_rows_and_agrees_with_scipy(monkeyp
 
     monkeypatch.setattr(sr, "_SETTING", None)
     monkeypatch.setattr("curvax.core.problem.jacobian_rows", counted)
-    popt, pcov = curvax.curve_fit(_fresh_peaks3(), x, y, p0=p0)
+    popt, pcov = curvax.curve_fit(fresh(), x, y, p0=p0)
     if jax.default_backend() == "cpu":
         assert calls
-    ref, ref_cov = scipy_curve_fit(peaks3_np, x, y, p0=p0)
+    ref, ref_cov = scipy_curve_fit(reference, x, y, p0=p0)
     np.testing.assert_allclose(popt, ref, rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.diag(pcov)), np.sqrt(np.diag(ref_cov)), rtol=1e-4)
 
     monkeypatch.setattr(sr, "_SETTING", "0")
     n_calls = len(calls)
-    batched, batched_cov = curvax.curve_fit(_fresh_peaks3(), x, y, p0=p0)
+    batched, batched_cov = curvax.curve_fit(fresh(), x, y, p0=p0)
     assert len(calls) == n_calls
     np.testing.assert_allclose(popt, batched, rtol=1e-10)
     np.testing.assert_allclose(pcov, batched_cov, rtol=1e-8)
