@@ -250,3 +250,20 @@ def test_the_parts_are_called_back_on_the_calling_thread(monkeypatch) -> None:
         assert r.success
     assert len(seen) >= 6
     assert set(seen) == {threading.get_ident()}
+
+
+def test_a_variadic_model_fitted_with_two_parameter_counts_on_threads() -> None:
+    """``f(x, *p)`` is one function for any number of parameters, so both fits share a
+    compiled fit program; each needs part programs for its own parameter count (these
+    were keyed by the parts' shapes only, and the second fit called the first's)."""
+
+    def poly(x, *p):
+        return sum(c * x**i for i, c in enumerate(p))
+
+    x = np.linspace(-1.0, 1.0, 6000)
+    rng = np.random.default_rng(4)
+    for coef in ([0.5, -1.0, 2.0], [0.5, -1.0, 2.0, 0.7, -0.3]):
+        y = np.polynomial.polynomial.polyval(x, coef) + 0.01 * rng.standard_normal(x.size)
+        popt, _ = curvax.curve_fit(poly, x, y, p0=np.ones(len(coef)), workers=2)
+        ref = np.polynomial.polynomial.polyfit(x, y, len(coef) - 1)  # linear least squares
+        np.testing.assert_allclose(popt, ref, rtol=1e-8, atol=1e-10)

@@ -575,6 +575,7 @@ def _part_program(program: Program, part: dict, f_scale: Any, q: np.ndarray) -> 
             for name, v in sorted(part.items())
         ),
         q.dtype.name,
+        q.shape,  # one variadic model f(x, *p) may be fitted with several counts
     )
     if key not in program.part_programs:
         with jax.enable_x64(q.dtype == np.float64):
