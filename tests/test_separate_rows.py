@@ -110,8 +110,8 @@ def test_a_term_that_overflows_leaves_the_other_rows_finite():
 
 def test_mode_and_block_size_rules(monkeypatch):
     monkeypatch.setattr(sr, "_SETTING", None)
-    assert sr.column_mode("cpu") == "auto"
-    assert sr.column_mode("gpu") == "batched"
+    assert sr.rows_mode("cpu") == "auto"
+    assert sr.rows_mode("gpu") == "batched"
     assert not sr.uses_separate_rows("auto", sr.MIN_PARAMETERS - 1)
     assert sr.uses_separate_rows("auto", sr.MIN_PARAMETERS)
     assert not sr.uses_separate_rows("batched", 50)
@@ -121,9 +121,9 @@ def test_mode_and_block_size_rules(monkeypatch):
     assert sr.rows_block_size(4096, "gpu", 10) == 4096
     assert sr.rows_block_size(1024, "cpu", 10) == 1024
     monkeypatch.setattr(sr, "_SETTING", "0")
-    assert sr.column_mode("cpu") == "batched"
+    assert sr.rows_mode("cpu") == "batched"
     monkeypatch.setattr(sr, "_SETTING", "1")
-    assert sr.column_mode("gpu") == "separate"
+    assert sr.rows_mode("gpu") == "separate"
 
 
 @pytest.mark.parametrize("raw, expected", [("", None), ("auto", None), ("0", "0"), (" 1 ", "1")])

@@ -59,7 +59,7 @@ from curvax.core.problem import (
     value_and_jacobian,
 )
 from curvax.core.reduction import Reduction
-from curvax.core.separate_rows import column_mode
+from curvax.core.separate_rows import rows_mode
 from curvax.core.sharding import sharded_reducer
 from curvax.core.threaded import (
     PartedGram,
@@ -317,7 +317,7 @@ def pointwise_data(k: Kernel, data: dict, f_scale: Array) -> PointwiseData:
         materialize=held_primitives(
             platform(k.mesh), replaced_names(enabled_kinds(platform(k.mesh)))
         ),
-        rows=column_mode(platform(k.mesh)),
+        rows=rows_mode(platform(k.mesh)),
     )
 
 

@@ -23,10 +23,10 @@ run time:
 Row j is then ``∂r/∂p_j`` computed from the terms that depend on ``p_j`` only.  The
 terms left out are exact zeros and ``a + 0 = a``, ``a · 1 = a``, so the rows equal those
 of the batched tangent up to how XLA contracts products and sums into fused
-multiply-adds (differences of an ulp or two were seen).  One difference is by design: where a term a
-parameter does not reach is not finite, the batched tangent forms ``0 · ∞`` or
-``0 · NaN`` = NaN in that parameter's row; here the row keeps its (finite) partial
-derivative.
+multiply-adds (differences of an ulp or two were seen).  One difference is by design:
+where a term that a parameter does not reach is not finite, the batched tangent forms
+``0 · ∞``, ``0 · NaN`` or ``0 / 0`` = NaN in that parameter's row; here the row keeps
+its (finite) partial derivative.
 
 When it is used (:func:`uses_separate_rows`): on a CPU, for single fits of at least
 :data:`MIN_PARAMETERS` free parameters by forward mode.  With fewer, XLA:CPU fuses the
@@ -96,7 +96,7 @@ def _setting() -> str | None:
 _SETTING = _setting()
 
 
-def column_mode(platform: str) -> str:
+def rows_mode(platform: str) -> str:
     """How a single fit compiled for ``platform`` forms forward-mode Jacobian rows:
     ``'auto'`` (separate from :data:`MIN_PARAMETERS` parameters on) on a CPU,
     ``'batched'`` elsewhere; ``CURVAX_SEPARATE_ROWS`` = 0 or 1 overrides it."""
@@ -108,7 +108,7 @@ def column_mode(platform: str) -> str:
 
 
 def uses_separate_rows(mode: str, n_params: int) -> bool:
-    """Whether ``mode`` (:func:`column_mode`) forms the rows of ``n_params`` parameters
+    """Whether ``mode`` (:func:`rows_mode`) forms the rows of ``n_params`` parameters
     separately."""
     return mode == "separate" or (mode == "auto" and n_params >= MIN_PARAMETERS)
 
@@ -117,7 +117,7 @@ def rows_block_size(block_size: int, platform: str, n_free: int) -> int:
     """Default points per block of a forward-mode fit of ``n_free`` parameters compiled
     for ``platform``: :data:`BLOCK_SIZE` where the rows are formed separately (and the
     platform's default was larger), else ``block_size``."""
-    if uses_separate_rows(column_mode(platform), n_free):
+    if uses_separate_rows(rows_mode(platform), n_free):
         return min(block_size, BLOCK_SIZE)
     return block_size
 
