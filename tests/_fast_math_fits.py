@@ -1,6 +1,7 @@
 """Checks shared by the tests of :mod:`curvax.core.fast_math`'s replacements
-(``test_fast_pow.py``, ``test_fast_trig.py``, ``test_fast_div.py``): that a fit goes
-through a replacement, and which operations a rewritten model's jaxpr holds.
+(``test_fast_pow.py``, ``test_fast_trig.py``, ``test_fast_div.py``) and of
+``test_separate_rows.py``: that a fit goes through a replacement, and which operations
+a rewritten model's jaxpr holds.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ def assert_fit_goes_through(
     x: np.ndarray,
     y: np.ndarray,
     p0: list[float],
+    switch_off: Callable[[], None] | None = None,
 ) -> None:
     """A fit of ``fresh()`` calls ``module.name`` on a CPU (counted), agrees with SciPy's
     fit of the NumPy model ``reference`` (parameters to 1e-6, standard errors to 1e-4),
-    and equals the fit with ``module.ENV_VAR`` switched off, which does not call it, to
-    1e-10 (covariance to 1e-8).
+    and equals the fit after ``switch_off()`` (default: ``module.ENV_VAR`` switched off
+    in :mod:`curvax.core.fast_math`), which does not call it, to 1e-10 (covariance to
+    1e-8).
 
     ``fresh`` makes a new model function at each call, so that no compiled program is
     reused between the two fits.
@@ -49,7 +52,10 @@ def assert_fit_goes_through(
     np.testing.assert_allclose(popt, ref, rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.diag(pcov)), np.sqrt(np.diag(ref_cov)), rtol=1e-4)
 
-    monkeypatch.setattr(fm, "switched_off", lambda var: var == module.ENV_VAR)
+    if switch_off is None:
+        monkeypatch.setattr(fm, "switched_off", lambda var: var == module.ENV_VAR)
+    else:
+        switch_off()
     n_calls = len(calls)
     native, native_cov = curvax.curve_fit(fresh(), x, y, p0=p0)
     assert len(calls) == n_calls

@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import curve_fit as scipy_curve_fit
 
 import curvax
+import curvax.core.problem as problem
 import curvax.core.separate_rows as sr
 from curvax.core.problem import value_and_jacobian
+from tests._fast_math_fits import assert_fit_goes_through
 
 
 @pytest.fixture(autouse=True)
@@ -185,28 +186,11 @@ def test_a_ten_parameter_fit_goes_through_the_rows_and_agrees_with_scipy(monkeyp
     rng = np.random.default_rng(3)
     y = reference(x, *truth) + noise * rng.standard_normal(x.size)
     p0 = truth * (1 + 0.05 * rng.uniform(-1, 1, truth.size))
-    calls = []
-    original = sr.jacobian_rows
-
-    def counted(*args):
-        calls.append(1)
-        return original(*args)
-
-    monkeypatch.setattr(sr, "_SETTING", None)
-    monkeypatch.setattr("curvax.core.problem.jacobian_rows", counted)
-    popt, pcov = curvax.curve_fit(fresh(), x, y, p0=p0)
-    if jax.default_backend() == "cpu":
-        assert calls
-    ref, ref_cov = scipy_curve_fit(reference, x, y, p0=p0)
-    np.testing.assert_allclose(popt, ref, rtol=1e-6)
-    np.testing.assert_allclose(np.sqrt(np.diag(pcov)), np.sqrt(np.diag(ref_cov)), rtol=1e-4)
-
-    monkeypatch.setattr(sr, "_SETTING", "0")
-    n_calls = len(calls)
-    batched, batched_cov = curvax.curve_fit(fresh(), x, y, p0=p0)
-    assert len(calls) == n_calls
-    np.testing.assert_allclose(popt, batched, rtol=1e-10)
-    np.testing.assert_allclose(pcov, batched_cov, rtol=1e-8)
+    monkeypatch.setattr(sr, "_SETTING", None)  # the default: separate rows from 9 on
+    assert_fit_goes_through(
+        monkeypatch, problem, "jacobian_rows", fresh, reference, x, y, list(p0),
+        switch_off=lambda: monkeypatch.setattr(sr, "_SETTING", "0"),
+    )
 
 
 def test_fixed_parameters_count_as_fewer_rows(monkeypatch):
