@@ -125,6 +125,8 @@ def test_mode_and_block_size_rules(monkeypatch):
     assert sr.rows_mode("cpu") == "batched"
     monkeypatch.setattr(sr, "_SETTING", "1")
     assert sr.rows_mode("gpu") == "separate"
+    assert sr.rows_block_size(4096, "cpu", 3) == sr.BLOCK_SIZE
+    assert sr.rows_block_size(2**22, "gpu", 10) == 2**22
 
 
 @pytest.mark.parametrize("raw, expected", [("", None), ("auto", None), ("0", "0"), (" 1 ", "1")])

@@ -115,9 +115,10 @@ def uses_separate_rows(mode: str, n_params: int) -> bool:
 
 def rows_block_size(block_size: int, platform: str, n_free: int) -> int:
     """Default points per block of a forward-mode fit of ``n_free`` parameters compiled
-    for ``platform``: :data:`BLOCK_SIZE` where the rows are formed separately (and the
-    platform's default was larger), else ``block_size``."""
-    if uses_separate_rows(rows_mode(platform), n_free):
+    for ``platform``: :data:`BLOCK_SIZE` where a CPU fit forms the rows separately (and
+    the default was larger), else ``block_size`` (an accelerator's blocks are its whole
+    data, reduced in one fused pass)."""
+    if platform == "cpu" and uses_separate_rows(rows_mode(platform), n_free):
         return min(block_size, BLOCK_SIZE)
     return block_size
 
