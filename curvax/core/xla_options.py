@@ -14,15 +14,32 @@ compiles in about half the time and runs as fast.  Measured on the 2-core CI-cla
     10⁶    1.12 → 0.68 s                                31.0 → 31.1 ms
     10⁷    1.05 → 0.67 s                                263 → 271 ms
 
-:func:`cpu_compiler_options` gives the option to the programs curvax compiles when the
+The same programs also ask for 512-bit vectors, ``xla_cpu_prefer_vector_width=512``
+(XLA:CPU's default prefers 256 bits even where the processor has AVX-512).  The
+element-wise part of a pass over the data — the model, its Jacobian rows and the masking
+— then runs 4–10 % faster on the AVX-512 CI-class VM (AMD EPYC, jaxlib 0.10.2), with
+bit-identical results in the measurement.  Whole warm fits, 256 → 512 bits, fastest of
+eight, two runs each (``benchmarks/README.md``, session 20)::
+
+    model       10⁵ points               10⁶ points
+    exp         3.55/3.83 → 3.47/3.37 ms  24.2/23.5 → 22.6/22.5 ms
+    gauss       5.12/5.08 → 4.65/4.69 ms  35.4/31.8 → 29.9/30.3 ms
+    logistic4   11.2/11.2 → 10.2/10.5 ms  60.8/59.1 → 57.7/55.2 ms
+    peaks3      17.3/17.1 → 16.1/16.2 ms  81.1/81.2 → 78.0/76.6 ms
+
+A processor without AVX-512 ignores the preference (XLA never exceeds the ISA's width).
+Compilation time and small fits (10² points) are unchanged.
+
+:func:`cpu_compiler_options` gives these options to the programs curvax compiles when the
 default back end is the CPU (per program, through ``jax.jit(...,
 compiler_options=...)``: JAX's process-wide configuration is not touched) and this
-jaxlib accepts it: known for jaxlib 0.10 (:data:`VERIFIED_JAXLIB`), probed once for
-other versions by compiling a one-operation program (20-40 ms of a first fit).  The environment
-variable ``CURVAX_XLA_CPU_FUSION_EMITTERS=1`` (read once) keeps XLA's default.
+jaxlib accepts them: known for jaxlib 0.10 (:data:`VERIFIED_JAXLIB`), probed once for
+other versions by compiling a one-operation program (20-40 ms of a first fit).  The
+environment variable ``CURVAX_XLA_CPU_FUSION_EMITTERS=1`` (read once) keeps XLA's defaults (both
+options).
 
 The programs of a single fit (:mod:`curvax.core.engine`, :mod:`curvax.scale`) take the
-option; batch programs (:mod:`curvax.batch`) do not.  A batch split over devices must
+options; batch programs (:mod:`curvax.batch`) do not.  A batch split over devices must
 give the bits of the one-device run (``docs/multi_device.md``), and with the elemental
 emitter the per-device program, compiled for fewer fits per call, rounded one value of
 111 differently (by one unit in the last place; ``tests/test_devices.py``).
@@ -41,7 +58,10 @@ import numpy as np
 ENV_VAR = "CURVAX_XLA_CPU_FUSION_EMITTERS"
 
 #: What curvax asks of XLA:CPU (see the module docstring).
-CPU_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+CPU_OPTIONS: dict[str, Any] = {
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_cpu_prefer_vector_width": 512,
+}
 #: jaxlib (major, minor) versions known to accept :data:`CPU_OPTIONS` (not probed).
 VERIFIED_JAXLIB = ((0, 10),)
 
