@@ -8,7 +8,6 @@ parameters to ~10⁻¹², and both the same as SciPy's tightly converged ``lm`` 
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import curve_fit as scipy_curve_fit
