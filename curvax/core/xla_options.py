@@ -35,8 +35,8 @@ default back end is the CPU (per program, through ``jax.jit(...,
 compiler_options=...)``: JAX's process-wide configuration is not touched) and this
 jaxlib accepts them: known for jaxlib 0.10 (:data:`VERIFIED_JAXLIB`), probed once for
 other versions by compiling a one-operation program (20-40 ms of a first fit).  The
-environment variable ``CURVAX_XLA_CPU_FUSION_EMITTERS=1`` (read once) keeps XLA's defaults (both
-options).
+environment variable ``CURVAX_XLA_CPU_FUSION_EMITTERS=1`` (read once) keeps XLA's
+defaults for both options.
 
 The programs of a single fit (:mod:`curvax.core.engine`, :mod:`curvax.scale`) take the
 options; batch programs (:mod:`curvax.batch`) do not.  A batch split over devices must
