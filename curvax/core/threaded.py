@@ -222,7 +222,9 @@ class PartedGram:
 
     def _one(self, i: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with jax.enable_x64(self.dtype == np.float64):
-            cost, G = jax.device_get(self.programs[i](self.parts[i], self.f_scale, q))
+            cost, G = self.programs[i](self.parts[i], self.f_scale, q)
+        # np.asarray waits for each output (1.4 µs for both against 14 µs for
+        # jax.device_get, which walks them as a pytree)
         return np.asarray(cost), np.asarray(G)
 
     def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
