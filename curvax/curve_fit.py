@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from curvax.compilation_cache import persistent_cache_enabled
-from curvax.core.data_source import DataSource
+from curvax.core.data_source import DataSource, not_kept
 from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
 from curvax.core.engine import Kernel, platform, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
@@ -505,6 +505,7 @@ def fit_curve(
     timeout: float | None = None,
     devices: Any = None,
     jac_sparsity: Any = None,
+    keep_data: bool = True,
 ) -> FitResult:
     """Fit ``f`` to data and return a :class:`FitResult` (see :func:`curve_fit`).
 
@@ -550,6 +551,12 @@ def fit_curve(
     points at once, unpadded, in one block and on one thread.  It cannot be combined
     with ``devices``, ``workers > 1`` or ``jac_sparsity='auto'``, which split the points.
 
+    ``keep_data=False`` makes a result that cannot compute ``fun`` or ``jac`` (reading
+    them raises ``ValueError``) and so need not guard the data for later: the input
+    arrays are neither fingerprinted nor copied when the fit starts (one pass over x
+    and y: ~0.9 ms at 10⁶ points, ~8 ms at 10⁷).  :func:`curve_fit` fits this way
+    unless ``full_output`` or ``callbacks`` can hand the result out.
+
     ``jac_sparsity`` declares which ``∂f(x_i)/∂p_j`` may be non-zero — an (N, n) or
     (n, N) boolean array, n ``slice`` objects (the points each parameter affects), or
     ``'auto'`` (detected from the model) — so that the Jacobian is evaluated with one
@@ -577,6 +584,8 @@ def fit_curve(
         or block_size < 1
     ):
         raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
+    if not isinstance(keep_data, (bool, np.bool_)):
+        raise TypeError(f"keep_data: expected True or False, got {keep_data!r}")
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
     ):
@@ -867,7 +876,15 @@ def fit_curve(
         with precision(dt):
             data = place(to_device(data, dt), mesh, kernel.x_axis)
     else:
-        source = DataSource(build_data, {"xdata": x_arg, "ydata": y})
+        source = (
+            DataSource(build_data, {"xdata": x_arg, "ydata": y})
+            if keep_data
+            else not_kept(
+                "fun/jac: this fit was made with keep_data=False (as curve_fit does "
+                "without full_output), so its result cannot compute them; fit with "
+                "fit_curve(..., keep_data=True), the default"
+            )
+        )
     free = ~fixed if any_fixed else slice(None)  # nothing fixed: views, not copies
     solve_args = dict(
         x_scale=None if xs is None else xs[free],
@@ -1056,6 +1073,9 @@ def curve_fit(
         return scipy_return(best, full_output, stacklevel=3)
     if ms_options:
         raise TypeError("curve_fit: n_starts and sampler need multistart=True")
+    # the result stays inside unless full_output or a callback hands it out: it need
+    # not guard the data for a later fun/jac (fit_curve's keep_data)
+    kwargs.setdefault("keep_data", bool(full_output) or kwargs.get("callbacks") is not None)
     res = fit_curve(
         f,
         xdata,

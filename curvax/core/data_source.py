@@ -122,3 +122,16 @@ class DataSource:
                 "them before changing the arrays, or pass copies"
             )
         return self._build(**self._inputs)
+
+
+def not_kept(reason: str) -> DataSource:
+    """A source for a result that was told not to keep its data: reading ``fun`` or
+    ``jac`` raises ``ValueError(reason)``.  Nothing is copied or fingerprinted when it is
+    sealed, which is the point: :func:`curvax.curve_fit` returns only ``popt`` and
+    ``pcov``, so its result never needs the data again."""
+
+    def refuse() -> dict:
+        raise ValueError(reason)
+
+    return DataSource(refuse, {})
+
