@@ -76,6 +76,11 @@ def test_a_result_without_data_refuses_fun_and_jac():
     for attr in ("fun", "jac"):
         with pytest.raises(ValueError, match="keep_data=False"):
             getattr(lean, attr)
+    assert lean.metadata["data_fingerprint"] is None
+    assert isinstance(full.metadata["data_fingerprint"], str)
+    assert {k: v for k, v in lean.metadata.items() if k != "data_fingerprint"} == {
+        k: v for k, v in full.metadata.items() if k != "data_fingerprint"
+    }
 
 
 def test_keep_data_must_be_a_bool():
