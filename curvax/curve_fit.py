@@ -564,8 +564,8 @@ def fit_curve(
     them raises ``ValueError``) and so need not guard the data for later: the input
     arrays are neither fingerprinted nor copied when the fit starts (one pass over x
     and y: ~0.9 ms at 10⁶ points, ~8 ms at 10⁷), and its metadata carries no data
-    fingerprints (``None``; ~90 µs of hashing at 10⁴–10⁵ points).  :func:`curve_fit` fits this way
-    unless ``full_output`` or ``callbacks`` can hand the result out.
+    fingerprints (``None``; ~90 µs of hashing at 10⁴–10⁵ points).  :func:`curve_fit`
+    fits this way unless ``full_output`` or ``callbacks`` can hand the result out.
 
     ``jac_sparsity`` declares which ``∂f(x_i)/∂p_j`` may be non-zero — an (N, n) or
     (n, N) boolean array, n ``slice`` objects (the points each parameter affects), or

@@ -134,4 +134,3 @@ def not_kept(reason: str) -> DataSource:
         raise ValueError(reason)
 
     return DataSource(refuse, {})
-
