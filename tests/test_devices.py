@@ -66,11 +66,12 @@ def _four_pl(x, a, b, c, d):
 
 @pytest.mark.parametrize("method", ["lm", "trf"])
 def test_refusal_is_probed_as_on_one_device(method):
-    """A -4 is probed on the host before it is reported (solve._judge_refusal).  Split
-    over devices it was not, so a fit one device reports converged came back -4: data
-    that want a² < 0 have their minimum at a = 0, c = mean(y), where a's column vanishes
-    and the linear model predicts a large gain.  A genuine -4 (a far 4PL start, 3800x the
-    cost of a good one) stays -4 on devices too."""
+    """A -4 is probed on the host before it is reported
+    (curvax.core.refusal.judge_refusal).  Split over devices it was not, so a fit one
+    device reports converged came back -4: data that want a² < 0 have their minimum at
+    a = 0, c = mean(y), where a's column vanishes and the linear model predicts a large
+    gain.  A genuine -4 (a far 4PL start, 3800x the cost of a good one) stays -4 on
+    devices too."""
     x = np.linspace(0.0, 4.0, 40)
     y = -0.5 * np.exp(-x) + 1.0 + 0.01 * np.random.default_rng(0).standard_normal(40)
     one = curvax.fit_curve(_squared_amplitude, x, y, p0=[1.0, 0.0], method=method)

@@ -49,3 +49,40 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_four_processes_equal_one(tmp_path: Path) -> None:
     _check(4, 200_003, tmp_path)
+
+
+def test_refusal_is_probed_across_processes(tmp_path: Path) -> None:
+    """A -4 is probed before it is reported (curvax.core.refusal.judge_refusal); over
+    two processes each probe cost is a sum over both.  The one-process fit of all points
+    reports convergence, and so must both processes: a = 0 and the closed form
+    c = mean(y)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    worker = Path(__file__).with_name("_refusal_worker.py")
+    spec = importlib.util.spec_from_file_location("curvax_refusal_worker", worker)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x, y = module.data()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    address = f"localhost:{_example().free_port()}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), address, "2", str(k), str(tmp_path)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for k in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    for method in ("lm", "trf"):
+        one = curvax.fit_curve(module.model, x, y, p0=[1.0, 0.0], method=method)
+        assert one.success
+        for k in range(2):
+            got = json.loads((tmp_path / f"refusal_{k}.json").read_text())[method]
+            assert got["status"] == one.status
+            assert abs(got["x"][0]) < 1e-5
+            np.testing.assert_allclose(got["x"][1], y.mean(), rtol=1e-9)

@@ -65,9 +65,10 @@ from curvax.core.problem import (
     traced_output_shape,
     weighted_value_and_jacobian,
 )
+from curvax.core.refusal import refusal_probe_points
 from curvax.core.sharding import mesh_size, resolve_mesh, round_up
 from curvax.core.small_linalg import gram_schmidt_r, jacobi_svd
-from curvax.core.solve import precision, refusal_probe_points, strictly_feasible
+from curvax.core.solve import precision, strictly_feasible
 from curvax.core.start import initial_feasible
 from curvax.core.threaded import default_workers, safe_on_threads
 from curvax.core.trf import trf
@@ -222,8 +223,8 @@ def _judge_refusals(
     dt: np.dtype,
 ) -> None:
     """Probe the fits refused as far from a minimum (-4), in place, as single fits are
-    (:func:`curvax.core.solve._judge_refusal`): where no point along the probe
-    directions (:func:`~curvax.core.solve.refusal_probe_points`) has a lower cost, the
+    (:func:`curvax.core.refusal.judge_refusal`): where no point along the probe
+    directions (:func:`~curvax.core.refusal.refusal_probe_points`) has a lower cost, the
     solver's own convergence claim stands.  Runs on the host after the batch, for the
     refused fits only, in blocks of :data:`JUDGE_BLOCK`.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from curvax.core.engine import (
 )
 from curvax.core.host_buffers import aligned
 from curvax.core.monitor import Monitor
+from curvax.core.refusal import judge_refusal
 from curvax.core.result import FitResult
 from curvax.core.sharding import fetch_replicated, local_rows
 from curvax.core.threaded import active as threads_active
@@ -186,6 +187,12 @@ def inside_bounds(
     return out
 
 
+@jax.jit
+def _sum_of_squares(r: jax.Array) -> jax.Array:
+    """``Σ r_i²`` of residuals that may lie on several processes (a replicated scalar)."""
+    return jnp.sum(r * r)
+
+
 def _judge_refusal(
     kernel: Kernel,
     data: Any,
@@ -195,70 +202,24 @@ def _judge_refusal(
     n_residuals: int,
     dtype: np.dtype,
 ) -> int:
-    """The status of a fit the solver refused as far from a minimum (-4), probed.
-
-    :func:`~curvax.core.trust_region.refuse_far_convergence` trusts the linear model:
-    a full Gauss–Newton step predicted to remove most of the cost means no minimum.
-    Where the model is not linear in a parameter whose column vanishes at the optimum
-    (``a²·g(x)`` at ``a = 0``, a minimum SciPy reports as one), that prediction is
-    wrong.  Here the cost is evaluated at the
-    :func:`~curvax.core.trust_region.probe_points` (clipped into the bounds) along
-    that step, along the unscaled minimum-norm Gauss–Newton step, and along each
-    one-parameter Newton step ``−g_j/A_jj e_j`` (``g = Jᵀr``, ``A = JᵀJ``) — the
-    column-scaled step alone can be useless where columns are nearly parallel, e.g.
-    all points at one x; when none is lower than the cost by more than
-    :data:`~curvax.core.trust_region.PROBE_TIE`, the solver's own convergence claim
-    (``claimed_status``) stands.  Linear loss only (a robust loss's cost is not the sum
-    of squared residuals); runs on the host, so the compiled fit pays nothing for it.
+    """The status of a fit the solver refused as far from a minimum (-4), probed
+    (:func:`curvax.core.refusal.judge_refusal`): the probe points are evaluated one by
+    one, up to the first lower one.  Runs after the compiled fit, so the fit pays nothing
+    for it.  In a fit over several processes each cost is a sum over all of them; the
+    processes hold the same solver output, so all take the same branches.
     """
-    claimed = int(sol.claimed_status)
-    if not (1 <= claimed <= 4) or not (isinstance(kernel.loss, str) and kernel.loss == "linear"):
-        return tr.FAR_FROM_MINIMUM_STATUS
-    red = sol.reduction
-    cost = float(red.cost)
-    R = np.asarray(red.R, dtype=np.float64)
-    qtf = np.asarray(red.qtf, dtype=np.float64)
-    x = np.asarray(sol.x, dtype=np.float64)
-    points = refusal_probe_points(x, R, qtf, n_residuals, dtype)
-    # a probe whose cost overflows is simply not lower (no RuntimeWarning for it)
-    with precision(dtype), np.errstate(over="ignore", invalid="ignore"):
-        for q in np.clip(points, lb, ub).astype(dtype):
-            r = np.asarray(residuals_at(kernel, data, q), dtype=np.float64)
-            c = 0.5 * float(np.dot(r, r))
-            if c < (1.0 - tr.PROBE_TIE) * cost:  # False for NaN
-                return tr.FAR_FROM_MINIMUM_STATUS
-    return claimed
 
+    def costs_at(points: np.ndarray) -> Iterator[float]:
+        with precision(dtype):
+            for q in points:
+                r = residuals_at(kernel, data, q)
+                if r.is_fully_addressable:
+                    r = np.asarray(r, dtype=np.float64)
+                    yield 0.5 * float(np.dot(r, r))
+                else:  # rows on several processes: every process runs the same sums
+                    yield 0.5 * float(fetch_replicated(_sum_of_squares(r)))
 
-def refusal_probe_points(
-    x: np.ndarray, R: np.ndarray, qtf: np.ndarray, n_residuals: int, dtype: np.dtype
-) -> np.ndarray:
-    """The points at which a -4 is probed (:func:`_judge_refusal`): (K·D, P) for one fit
-    at ``x`` (P,) with factor ``R`` (P, P) and ``Qᵀr`` (P,), or (F, K·D, P) for a batch.
-
-    D = P + 2 directions: the minimum-norm Gauss–Newton step on the column-scaled factor
-    (singular values below ``eps·m·σ_max`` ignored, as the solvers do), the same step
-    unscaled, and each one-parameter Newton step ``−g_j/A_jj e_j`` (``g = RᵀQᵀr``,
-    ``A = RᵀR``); along each, the :func:`~curvax.core.trust_region.probe_points`.
-    Non-finite directions become zero (their points are ``x`` itself).
-    """
-    eps = float(np.finfo(dtype).eps)
-    cn = np.sqrt(np.sum(R * R, axis=-2))
-    cn = np.where(cn > 0, cn, 1.0)
-    rcond = eps * max(n_residuals, 1)
-    scaled = -np.einsum("...ij,...j->...i", np.linalg.pinv(R / cn[..., None, :], rcond), qtf)
-    unscaled = -np.einsum("...ij,...j->...i", np.linalg.pinv(R, rcond), qtf)
-    g = np.einsum("...ji,...j->...i", R, qtf)
-    diag = np.sum(R * R, axis=-2)
-    newton = np.where(diag > 0, -g / np.where(diag > 0, diag, 1.0), 0.0)
-    coordinate = newton[..., :, None] * np.eye(x.shape[-1])  # (..., P, P): row j is e_j
-    dirs = np.concatenate([(scaled / cn)[..., None, :], unscaled[..., None, :], coordinate], -2)
-    dirs = np.where(np.isfinite(dirs), dirs, 0.0)  # (..., D, P)
-    xs = np.broadcast_to(x[..., None, :], dirs.shape)
-    with jax.enable_x64(True):
-        pts = np.asarray(tr.probe_points(jnp.asarray(xs), jnp.asarray(dirs)))  # (K, ..., D, P)
-    pts = np.moveaxis(pts, 0, -2)  # (..., D, K, P)
-    return pts.reshape(*pts.shape[:-3], -1, pts.shape[-1])
+    return judge_refusal(sol, lb, ub, n_residuals, dtype, kernel.loss, costs_at)
 
 
 def speculative_kernel(kernel: Kernel, n_points: int) -> Kernel | None:
@@ -411,7 +372,7 @@ def solve(
         chisqr = None
         if out.residuals is not None and not out.residuals.is_fully_addressable:
             # multi-process: sum over all
-            chisqr = float(fetch_replicated(jax.jit(lambda r: jnp.sum(r * r))(out.residuals)))
+            chisqr = float(fetch_replicated(_sum_of_squares(out.residuals)))
 
     status = int(sol.status)
     if status == -1:
@@ -426,8 +387,7 @@ def solve(
             f"data and {x0_name}"
         )
 
-    # probed where this process holds every residual (one process, one or more devices)
-    if status == tr.FAR_FROM_MINIMUM_STATUS and (kernel.mesh is None or jax.process_count() == 1):
+    if status == tr.FAR_FROM_MINIMUM_STATUS:
         status = _judge_refusal(kernel, data_d, sol, lb, ub, int(n_res), dtype)
 
     if kernel.mesh is None:

@@ -39,11 +39,13 @@ from curvax.core.memo import canonical_function
 from curvax.core.pointwise import is_pointwise
 from curvax.core.problem import count_model_params, detect_param_style, signature_param_names
 from curvax.core.reduction import Reduction
+from curvax.core.refusal import judge_refusal
 from curvax.core.result import FitResult
 from curvax.core.sharding import resolve_mesh
 from curvax.core.solve import host_model_error, strictly_feasible, to_device
 from curvax.core.start import default_start
 from curvax.core.trf import trf
+from curvax.core.trust_region import FAR_FROM_MINIMUM_STATUS
 from curvax.core.validation import (
     apply_fixed,
     by_name,
@@ -612,6 +614,9 @@ def _finish_fit(
     if m < x0.size:
         raise ValueError(f"data: {m} usable points are fewer than the {x0.size} free parameters")
     sol = run_solver(reducer, method, x0, lb, ub, xs, ftol, xtol, gtol, nfev, m)
+    status = int(sol.status)
+    if status == FAR_FROM_MINIMUM_STATUS:  # probed as an in-memory fit is: one more pass
+        status = judge_refusal(sol, lb, ub, m, reducer.dtype, loss, reducer.costs_at)
     R = np.asarray(sol.reduction.R, dtype=np.float64)
     cost = float(sol.reduction.cost)
     pcov_free, _ = covariance_from_factor(R, m, cost, absolute_sigma)
@@ -652,7 +657,7 @@ def _finish_fit(
         chisqr=chisqr,
         x=x.astype(reducer.dtype),
         pcov=pcov,
-        status=int(sol.status),
+        status=status,
         cost=cost,
         initial_cost=float(sol.initial_cost),
         fun=np.empty(0),

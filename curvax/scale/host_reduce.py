@@ -80,6 +80,29 @@ def chunk_kernel(kernel: Kernel) -> Callable:
     return _KERNEL_CACHE.put(key, jax.jit(run, compiler_options=cpu_compiler_options()))
 
 
+def chunk_costs(kernel: Kernel) -> Callable:
+    """Compiled ``(Q, data) -> costs``: ``½ Σ r_i²`` (weighted residuals, before any
+    robust loss) of one chunk at each row of ``Q`` (K, p), evaluated one after another
+    (``lax.map``), so only one chunk's residuals exist at a time.  Serves the probe of a
+    refused convergence claim (:func:`curvax.core.refusal.judge_refusal`), which needs
+    the cost at many points and would otherwise read the data once per point.
+    """
+    key = hashable(("costs", kernel))
+    fn = _KERNEL_CACHE.get(key)
+    if fn is not None:
+        return fn
+    resid, _, _ = kernel_functions(kernel)
+
+    def run(Q: jax.Array, data: dict) -> jax.Array:
+        def cost(q: jax.Array) -> jax.Array:
+            r = resid(data, q)
+            return 0.5 * jnp.sum(r * r)
+
+        return jax.lax.map(cost, Q)
+
+    return _KERNEL_CACHE.put(key, jax.jit(run, compiler_options=cpu_compiler_options()))
+
+
 def bucket(n: int, chunk_size: int) -> int:
     """Padded length for a piece of ``n ≤ chunk_size`` points.
 
@@ -318,6 +341,34 @@ class HostReducer:
                     self.on_chunk(self.n_passes, idx, item.n)
                 t0 = time.perf_counter()
             return cost, np.asarray(factor, dtype=np.float64), n_bad, stats
+
+    def costs_at(self, points: np.ndarray) -> np.ndarray:
+        """``½ Σ r_i²`` (weighted residuals, before any robust loss) at each row of
+        ``points`` (K, n_free), from one pass over the source (:func:`chunk_costs`).
+
+        The pass reads the chunks as a reduction pass does (chunks skipped so far stay
+        skipped, a chunk failing now raises) and checks that the source delivered the
+        same points; it does not count as a solver pass (``n_passes``) and reports no
+        progress.
+        """
+        stats = PassStats()
+        dt = self.dtype
+        fn = chunk_costs(self.kernel)
+        total = np.zeros(len(points))
+        with jax.enable_x64(dt == np.float64):
+            Q = jnp.asarray(np.asarray(points), dtype=dt)
+            for idx, item in iter_chunks(
+                self.source, self.chunk_size, self.read_policy, set(self.skipped), self.prefetch
+            ):
+                if item is None:
+                    continue
+                if isinstance(item, ChunkFailure):
+                    self._fail(item)
+                    continue
+                for d in self._prepare(item, idx, stats):
+                    total += np.asarray(fn(Q, to_device(d, dt)), dtype=np.float64)
+        self._check(stats)
+        return total
 
     def _fail(self, f: ChunkFailure) -> None:
         reason = f"{type(f.error).__name__}: {f.error} (after {f.attempts} attempt(s))"
