@@ -17,7 +17,6 @@ import pytest
 import curvax
 from curvax.datasets import NIST_NAMES, load_nist, lre
 
-
 #: Least LRE of the standard errors, where float64 cannot promise 3 digits.  Lanczos1's
 #: data are its model to 13 digits: the residuals (~1e-13) are a thousandth of a unit
 #: in the last place of the values (~1), so every float64 evaluation of Σr² at the

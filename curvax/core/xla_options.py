@@ -19,9 +19,9 @@ The same programs also ask for 512-bit vectors, ``xla_cpu_prefer_vector_width=51
 element-wise part of a pass over the data — the model, its Jacobian rows and the masking
 — then runs 4–10 % faster on the AVX-512 CI-class VM (AMD EPYC, jaxlib 0.10.2), with
 bit-identical results in that measurement.  On an EPYC of family 26 (Zen 5, a later
-VM of the same class) some values round differently: the NIST Lanczos1 fit, whose Σr² lies at the float64
-floor, takes 81 evaluations instead of 80 and its Σr² moves in the third digit
-(``tests/test_nist.py``).  Whole warm fits, 256 → 512 bits, fastest of
+VM of the same class) some values round differently: the NIST Lanczos1 fit, whose Σr²
+lies at the float64 floor, takes 81 evaluations instead of 80 and its Σr² moves in the
+third digit (``tests/test_nist.py``).  Whole warm fits, 256 → 512 bits, fastest of
 eight, two runs each (``benchmarks/README.md``, session 20)::
 
     model       10⁵ points               10⁶ points
