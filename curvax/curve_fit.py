@@ -1063,6 +1063,10 @@ def curve_fit(
         kwargs["max_nfev"] = kwargs.pop("maxfev")
     kwargs.pop("verbose", None)
     ms_options = {k: kwargs.pop(k) for k in ("n_starts", "sampler") if k in kwargs}
+    # the result stays inside unless full_output or a callback hands it out: it need
+    # not guard the data for a later fun/jac (fit_curve's keep_data; every start of a
+    # multistart too)
+    kwargs.setdefault("keep_data", bool(full_output) or kwargs.get("callbacks") is not None)
     if kwargs.pop("multistart", False):
         from curvax.insight.multistart import multistart
 
@@ -1084,9 +1088,6 @@ def curve_fit(
         return scipy_return(best, full_output, stacklevel=3)
     if ms_options:
         raise TypeError("curve_fit: n_starts and sampler need multistart=True")
-    # the result stays inside unless full_output or a callback hands it out: it need
-    # not guard the data for a later fun/jac (fit_curve's keep_data)
-    kwargs.setdefault("keep_data", bool(full_output) or kwargs.get("callbacks") is not None)
     res = fit_curve(
         f,
         xdata,

@@ -88,3 +88,18 @@ def test_keep_data_must_be_a_bool():
     x, y = data()
     with pytest.raises(TypeError, match="keep_data"):
         curvax.fit_curve(model, x, y, p0=[1.0, 1.0, 0.0], keep_data="no")
+
+
+def test_multistart_starts_keep_no_data_unless_handed_out(fingerprints):
+    """Every start of ``curve_fit(..., multistart=True)`` fits with keep_data=False
+    unless ``full_output`` hands the best result out (then its fvec is NumPy's)."""
+    x, y = data()
+    popt, _ = curvax.curve_fit(model, x, y, p0=[1.0, 1.0, 0.0], multistart=True, n_starts=3)
+    assert fingerprints[0] == 0
+    best, _, info, _, _ = curvax.curve_fit(
+        model, x, y, p0=[1.0, 1.0, 0.0], multistart=True, n_starts=3, full_output=True
+    )
+    assert fingerprints[0] > 0
+    np.testing.assert_array_equal(popt, best)
+    a, b, c = best
+    np.testing.assert_allclose(info["fvec"], a * np.exp(-b * x) + c - y, rtol=0, atol=1e-12)
