@@ -757,6 +757,30 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def _cpu_id() -> dict | None:
+    """Family, model and vector extensions from ``/proc/cpuinfo`` (Linux): a VM's model
+    name can stay "AMD EPYC" across processor generations (family 25 is Zen 3/4, 26 is
+    Zen 5), which round and time differently."""
+    fields: dict = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
+    except OSError:
+        return None
+    flags = fields.get("flags", "").split()
+    return {
+        "family": fields.get("cpu family"),
+        "model": fields.get("model"),
+        "vector_extensions": sorted(f for f in flags if f.startswith(("avx", "amx", "sve"))),
+    }
+
+
 def _mem_total_gib() -> float | None:
     kib = None
     try:
@@ -833,6 +857,7 @@ def machine_description(probe: dict) -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_id": _cpu_id(),
         "cpu_count": os.cpu_count(),
         "usable_cores": _usable_cores(),
         "mem_total_gib": _mem_total_gib(),
