@@ -20,7 +20,7 @@ the pass when the device runs out of memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,6 +308,23 @@ class HostReducer:
         return pieces
 
     # -- one pass --------------------------------------------------------------------
+    def _chunks(self, stats: PassStats) -> Iterator[tuple[int, Chunk, list[dict]]]:
+        """``(index, chunk, pieces)`` of every chunk one pass reads (:meth:`_prepare`):
+        chunks skipped so far are not read, a read that fails goes to :meth:`_fail`, and
+        the time spent waiting for reads is added to ``read_seconds``."""
+        t0 = time.perf_counter()
+        for idx, item in iter_chunks(
+            self.source, self.chunk_size, self.read_policy, set(self.skipped), self.prefetch
+        ):
+            self.read_seconds += time.perf_counter() - t0
+            if item is None:
+                continue
+            if isinstance(item, ChunkFailure):
+                self._fail(item)
+                continue
+            yield idx, item, self._prepare(item, idx, stats)
+            t0 = time.perf_counter()
+
     def _one_pass(self, q: np.ndarray) -> tuple[float, np.ndarray, int, PassStats]:
         stats = PassStats()
         dt = self.dtype
@@ -317,17 +334,8 @@ class HostReducer:
             factor = empty_factor(self.n_free, dt)
             cost = 0.0
             n_bad = 0
-            t0 = time.perf_counter()
-            for idx, item in iter_chunks(
-                self.source, self.chunk_size, self.read_policy, set(self.skipped), self.prefetch
-            ):
-                self.read_seconds += time.perf_counter() - t0
-                if item is None:
-                    continue
-                if isinstance(item, ChunkFailure):
-                    self._fail(item)
-                    continue
-                for d in self._prepare(item, idx, stats):
+            for idx, item, pieces in self._chunks(stats):
+                for d in pieces:
                     dd = to_device(d, dt)
                     c, merged, b = self._fn(qd, factor, dd, fs)
                     if gram_rejected(int(b)):  # this chunk, and the rest, with QR
@@ -339,17 +347,15 @@ class HostReducer:
                     n_bad += int(b)
                 if self.on_chunk is not None:
                     self.on_chunk(self.n_passes, idx, item.n)
-                t0 = time.perf_counter()
             return cost, np.asarray(factor, dtype=np.float64), n_bad, stats
 
     def costs_at(self, points: np.ndarray) -> np.ndarray:
         """``½ Σ r_i²`` (weighted residuals, before any robust loss) at each row of
         ``points`` (K, n_free), from one pass over the source (:func:`chunk_costs`).
 
-        The pass reads the chunks as a reduction pass does (chunks skipped so far stay
-        skipped, a chunk failing now raises) and checks that the source delivered the
-        same points; it does not count as a solver pass (``n_passes``) and reports no
-        progress.
+        The pass reads the chunks as a reduction pass does (:meth:`_chunks`) and checks
+        that the source delivered the same points; it does not count as a solver pass
+        (``n_passes``) and reports no progress.
         """
         stats = PassStats()
         dt = self.dtype
@@ -357,15 +363,8 @@ class HostReducer:
         total = np.zeros(len(points))
         with jax.enable_x64(dt == np.float64):
             Q = jnp.asarray(np.asarray(points), dtype=dt)
-            for idx, item in iter_chunks(
-                self.source, self.chunk_size, self.read_policy, set(self.skipped), self.prefetch
-            ):
-                if item is None:
-                    continue
-                if isinstance(item, ChunkFailure):
-                    self._fail(item)
-                    continue
-                for d in self._prepare(item, idx, stats):
+            for _, _, pieces in self._chunks(stats):
+                for d in pieces:
                     total += np.asarray(fn(Q, to_device(d, dt)), dtype=np.float64)
         self._check(stats)
         return total
