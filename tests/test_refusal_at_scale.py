@@ -101,3 +101,12 @@ def test_dask_fit_probes_a_refusal_as_in_memory():
     assert res.extra["backend"] == "dask"
     assert res.status == one.status and res.success
     np.testing.assert_allclose(res.x[1], y.mean(), rtol=1e-9)
+
+
+def test_chunked_fit_over_devices_probes_a_refusal():
+    """Chunks split over the four simulated devices (tests/conftest.py): the probe pass
+    runs the same per-chunk program on them."""
+    x, y = _want_negative_square()
+    res = fit_chunked(_squared_amplitude, x, [1.0, 0.0], y=y, chunk_size=16, devices=4)
+    assert res.success, res.status
+    np.testing.assert_allclose(res.x[1], y.mean(), rtol=1e-9)
