@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,6 +59,50 @@ def host_out(a: Any, dtype: np.dtype) -> np.ndarray:
 def from_host(a: Array, dtype: np.dtype) -> Array:
     """In a traced program: a callback result back in ``dtype``."""
     return jax.lax.bitcast_convert_type(a, jnp.float64) if dtype == np.float64 else a
+
+
+#: Shapes and dtypes of the values :func:`pack_words` packed, in order.
+Layout = tuple[tuple[tuple[int, ...], np.dtype], ...]
+
+
+def words_layout(*values: Any) -> Layout:
+    """The :data:`Layout` of ``values`` (traced arrays or scalars), for :func:`unpack_words`."""
+    return tuple((tuple(jnp.shape(v)), np.dtype(jnp.result_type(v))) for v in values)
+
+
+def pack_words(*values: Any) -> Array:
+    """In a traced program: ``values`` as one flat uint32 vector — 64-bit values as
+    pairs of words (their bits, as :func:`to_wire`), 32-bit ones bitcast, booleans as 0/1.
+
+    A host callback then takes one operand instead of several: JAX places every operand
+    of ``pure_callback``/``io_callback`` on a device before calling Python (~20 µs each
+    on the 2-core VM), and a callback of the solver's loop runs every iteration.  Used by
+    the monitor's hook (:mod:`curvax.core.monitor`).  Not by the threaded reduction:
+    computing its operand from the token moved the fit program onto XLA's threads
+    (``tests/test_threaded.py``), where its callbacks must not run.
+    """
+    parts = []
+    for v in values:
+        v = jnp.asarray(v)
+        if v.dtype == jnp.bool_:
+            w = v.astype(jnp.uint32)
+        else:
+            w = jax.lax.bitcast_convert_type(v, jnp.uint32)
+        parts.append(w.reshape(-1))
+    return jnp.concatenate(parts)
+
+
+def unpack_words(words: Any, layout: Layout) -> list[np.ndarray]:
+    """On the host: the values :func:`pack_words` packed, given their :data:`Layout`."""
+    words = np.ascontiguousarray(np.asarray(words), dtype=np.uint32)
+    out, start = [], 0
+    for shape, dtype in layout:
+        size = math.prod(shape) * (2 if dtype.itemsize == 8 else 1)
+        w = words[start : start + size]
+        start += size
+        out.append((w != 0) if dtype == np.bool_ else w.view(dtype))
+        out[-1] = out[-1].reshape(shape)
+    return out
 
 
 class TokenRegistry:
