@@ -76,7 +76,12 @@ def test_refusal_is_probed_across_processes(tmp_path: Path) -> None:
         )
         for k in range(2)
     ]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:  # a worker that hangs must not outlive the test
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     assert all(p.returncode == 0 for p in procs), logs
     for method in ("lm", "trf"):
         one = curvax.fit_curve(module.model, x, y, p0=[1.0, 0.0], method=method)
