@@ -61,10 +61,9 @@ def test_refusal_is_probed_across_processes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    worker = Path(__file__).with_name("_refusal_worker.py")
-    spec = importlib.util.spec_from_file_location("curvax_refusal_worker", worker)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from tests import _refusal_worker as module
+
+    worker = Path(module.__file__)
     x, y = module.data()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)  # one CPU device per process
