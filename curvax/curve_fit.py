@@ -30,6 +30,7 @@ from curvax.compilation_cache import persistent_cache_enabled
 from curvax.core.data_source import DataSource, not_kept
 from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
 from curvax.core.engine import Kernel, platform, reduction_defaults
+from curvax.core.gram_kernel import use_for as use_gram_kernel
 from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.memo import BoundedCache, canonical_function, hashable
@@ -824,8 +825,14 @@ def fit_curve(
             pattern = pattern[kept]
         sparsity = check_jac_sparsity(pattern, n_pts, n, ~fixed)[:, ~fixed]
         colours = greedy_colouring(sparsity)
+    if gram == "dot" and pointwise and L is None and use_gram_kernel(size, dt, mesh):
+        gram = "kernel"  # curvax's compiled Gram product (curvax.core.gram_kernel)
     can_thread = (
-        gram == "dot" and mesh is None and L is None and sparsity is None and pointwise
+        gram in ("dot", "kernel")
+        and mesh is None
+        and L is None
+        and sparsity is None
+        and pointwise
     )
     if workers is None:  # threads add a host callback: never in the persistent cache
         threads = can_thread and size >= MIN_POINTS and not persistent_cache_enabled()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import curvax
+from curvax.core import gram_kernel
 from curvax.core.engine import COMPILE_CACHE
 from curvax.core.host_buffers import ALIGNMENT
 from curvax.core.memo import canonical_function
@@ -72,10 +73,14 @@ def test_hundred_random_lengths_compile_at_most_eight_times() -> None:
     assert all(r.success for r in results)
     fn = canonical_function(own_decay)  # the one function object the fits ran
     # one kernel for data of one block; for more, the one without the QR fallback
-    # (core.solve.speculative_kernel), and never the one with it: none was rejected
+    # (core.solve.speculative_kernel), and never the one with it: none was rejected.
+    # From MIN_POINTS on, the Gram product is curvax's own (core.gram_kernel).
     kernels = {k: prog.run for k, prog in COMPILE_CACHE._entries.items()
                if k.fn is fn and k.method == "trf"}
-    assert sorted(k.gram_fallback for k in kernels) == [False, True]
+    expected = [(False, "dot"), (True, "dot")]
+    if gram_kernel.enabled():
+        expected.insert(1, (False, "kernel"))
+    assert sorted((k.gram_fallback, k.gram) for k in kernels) == expected
     n_compiled = sum(run._cache_size() for run in kernels.values())
     assert 2 <= n_compiled <= 8, n_compiled
     for r in results:

@@ -19,6 +19,7 @@ from scipy.optimize import curve_fit as scipy_curve_fit
 
 import curvax
 import curvax.core.solve as solve_mod
+from curvax.core import gram_kernel
 from curvax.core import trust_region as tr
 from curvax.core.reduction import GRAM_REJECTED, Reduction
 
@@ -39,12 +40,17 @@ def runs(monkeypatch):
     return seen
 
 
-@pytest.fixture(params=["dot", pytest.param("fused", marks=pytest.mark.slow)])
+@pytest.fixture(params=["kernel", "dot", pytest.param("fused", marks=pytest.mark.slow)])
 def style(request, monkeypatch):
-    """The CPU's Gram style, and the accelerators' (every block, one here, through the
-    Gram matrix first) run on the CPU (``-m slow``: the default run keeps CI short)."""
+    """The CPU's Gram styles — curvax's compiled product (its default for these sizes)
+    and XLA's — and the accelerators' (every block, one here, through the Gram matrix
+    first) run on the CPU (``-m slow``: the default run keeps CI short)."""
+    module = sys.modules["curvax.curve_fit"]  # the module, not the function
+    if request.param == "kernel" and not gram_kernel.enabled():
+        pytest.skip(f"compiled Gram product: {gram_kernel.status()}")
+    if request.param == "dot":
+        monkeypatch.setattr(module, "use_gram_kernel", lambda *args: False)
     if request.param == "fused":
-        module = sys.modules["curvax.curve_fit"]  # the module, not the function
         monkeypatch.setattr(module, "reduction_defaults", lambda mesh=None: (1 << 16, "fused"))
     return request.param
 

@@ -32,6 +32,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from curvax.core.gram_kernel import block_gram_product
+from curvax.core.gram_kernel import enabled as gram_kernel_enabled
 from curvax.core.loss import loss_terms, scale_residuals_and_jacobian
 
 Array = jax.Array
@@ -196,10 +198,12 @@ def gram_rejected(n_nonfinite: Array | int) -> Array | bool:
 
 
 #: How a block's Gram matrix is formed: ``'dot'``, one matrix product of the block's
-#: materialised rows (CPU: a cache-sized block, BLAS-like kernel); ``'fused'``, a sum of
-#: element-wise products that XLA fuses with the model and Jacobian evaluation into one
-#: reduction pass over the data (GPU/TPU: no Jacobian in memory, one kernel per block).
-GRAM_STYLES = ("dot", "fused")
+#: materialised rows (CPU: a cache-sized block, BLAS-like kernel); ``'kernel'``, the
+#: same product by curvax's compiled loop (CPU, float64: :mod:`curvax.core.gram_kernel`;
+#: other dtypes fall back to ``'dot'``); ``'fused'``, a sum of element-wise products that
+#: XLA fuses with the model and Jacobian evaluation into one reduction pass over the data
+#: (GPU/TPU: no Jacobian in memory, one kernel per block).
+GRAM_STYLES = ("dot", "kernel", "fused")
 
 
 def block_gram(
@@ -214,9 +218,10 @@ def block_gram(
 
     As :func:`block_rows`, but the Jacobian comes transposed, ``jac_t`` (p, k): the
     (p+1)×k matrix ``Aᵀ`` is then contiguous along the points.  ``style`` (see
-    :data:`GRAM_STYLES`) picks ``G`` as one small matrix product (``'dot'``) or as
-    ``G_ij = Σ_n A_ni A_nj`` written as a broadcast product and a sum (``'fused'``);
-    both are the same sums, in a different order.  Non-finite entries are not counted
+    :data:`GRAM_STYLES`) picks ``G`` as one small matrix product (``'dot'``, or
+    ``'kernel'`` for curvax's compiled loop) or as ``G_ij = Σ_n A_ni A_nj`` written as a
+    broadcast product and a sum (``'fused'``); all are the same sums, in a different
+    order.  Non-finite entries are not counted
     here: they make ``G`` non-finite, and the caller then redoes the reduction with
     :func:`reduce_blocks`, which counts them.
     """
@@ -224,6 +229,8 @@ def block_gram(
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
     if style == "fused":
         G = jnp.sum(a_t[:, None, :] * a_t[None, :, :], axis=-1)
+    elif style == "kernel" and a_t.dtype == jnp.float64 and gram_kernel_enabled():
+        G = block_gram_product(a_t)  # else (e.g. a Dask worker without it): 'dot'
     else:
         G = jax.lax.dot_general(
             a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST

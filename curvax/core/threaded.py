@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from curvax.core.gram_kernel import TARGET as GRAM_TARGET
 from curvax.core.host_buffers import pooled_empty
 from curvax.core.memo import BoundedCache, hashable
 from curvax.core.wire import (
@@ -66,8 +67,15 @@ Array = jax.Array
 #: (callback hand-offs, part setup: a few ms) eat what the second core saves.
 MIN_POINTS = 1 << 20
 
-#: Custom calls known not to run work on XLA's thread pool (sharding annotations).
-HARMLESS_CUSTOM_CALLS = ("Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape")
+#: Custom calls known not to run work on XLA's thread pool: sharding annotations, and
+#: curvax's own Gram product (:mod:`curvax.core.gram_kernel`: a plain loop on the
+#: calling thread, no state).
+HARMLESS_CUSTOM_CALLS = (
+    "Sharding",
+    "SPMDFullToShardShape",
+    "SPMDShardToFullShape",
+    GRAM_TARGET,
+)
 _SAFE: BoundedCache[bool] = BoundedCache(256)
 
 

@@ -1,0 +1,324 @@
+"""A compiled Gram product ``G = A Aᵀ`` of one block, for fits on a CPU.
+
+Why
+---
+On a CPU every pass over the data forms, block by block, the rows ``A = [J̃ | r̃]ᵀ``
+((p+1) × k, contiguous along the points) and adds their Gram matrix ``A Aᵀ`` to a
+running sum (:func:`curvax.core.reduction.block_gram`).  XLA:CPU lowers that small
+product to a library kernel made for large matrices: for p + 1 = 4 and k = 4096 it
+runs at 8–10 GFlop/s and takes about half of a pass (``benchmarks/README.md``, sessions
+9–16: a dozen formulations in XLA were measured and none was faster).  A loop written
+for the shape — sixteen running sums in vector registers while the points stream by —
+needs a fraction of that time, and a pass then costs what forming the rows costs.
+Measured on the 2-core CI-class VM (AMD EPYC, Zen 5), one pass over blocks of 4096
+points on one core, ns per point, XLA's product → this kernel (the rows alone, summed
+without any product, in brackets)::
+
+    exponential (p + 1 = 4)     10⁵ points: 3.6 → 2.5 (2.5)    10⁶: 4.2 → 3.4 (3.3)
+    three peaks (p + 1 = 11)    10⁵ points: 12.4 → 6.2 (5.4)   10⁶: 13.7 → 6.9 (6.8)
+
+What
+----
+:func:`block_gram_product` hands the block to a function that XLA calls from inside the
+fit program, on the thread that runs it, with no return to Python: a *typed FFI target*
+(:data:`TARGET`).  The function is written here in LLVM's intermediate language and
+compiled for the host processor by `llvmlite <https://llvmlite.readthedocs.io>`_ once
+per process (about 0.07 s).  For every pair ``i ≤ j`` it computes
+
+    ``G[i, j] = G[j, i] = Σ_n A[i, n]·A[j, n]``
+
+four rows by four rows at a time (16 sums per tile, one sweep of the block per tile;
+rows past the last in the final tile repeat the last row and are not stored).  The
+additions are marked *reassociable* and products may be *contracted* into fused
+multiply–adds, so LLVM spreads each sum over the lanes of the processor's vectors; no
+other "fast math" is allowed, so a NaN or infinity in the block reaches ``G`` as
+through any product — which is what sends the reduction to its QR fallback
+(:func:`curvax.core.reduction.block_gram`).  The order of the additions differs from
+XLA's product, so ``G`` agrees with it to rounding, not bit for bit; the order is fixed
+by the compiled code, so repeated fits give identical results.  Only float64 blocks go
+through it (float32 fits keep XLA's product).
+
+The calling convention is XLA's C API (``xla/ffi/api/c_api.h``, API version 0.1).  On a
+64-bit platform, in bytes: ``XLA_FFI_CallFrame`` holds ``extension_start`` at 8, the
+execution ``stage`` (32-bit) at 32, the argument buffers ``args.args`` at 72 and the
+result buffers ``rets.rets`` at 112; an ``XLA_FFI_Buffer`` holds ``data`` at 24 and
+``dims`` at 40.  When XLA registers the handler it calls it once with a *metadata*
+extension (type 1 at byte 8 of the extension, the metadata pointer at byte 24), whose
+API version (``major``, ``minor``: 32-bit, at 24 and 28) and traits (at 32) the handler
+fills in.  A null return means success.
+
+When
+----
+:func:`enabled`: JAX's default back end is a CPU, llvmlite compiles the function and
+XLA accepts it, and the environment variable ``CURVAX_GRAM_KERNEL`` (read once) is not
+``0``.  :func:`use_for` adds: float64, at least :data:`MIN_POINTS` points (a fit of one
+or two blocks gains nothing measurable and its first fit would pay the compilation).
+When the function cannot be built, :func:`status` says why and fits use XLA's product.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+ENV_VAR = "CURVAX_GRAM_KERNEL"
+
+#: Name of the FFI target in XLA's registry.
+TARGET = "curvax_block_gram_f64"
+
+#: Fewest points (after bucket padding) for which a fit uses the kernel: three blocks of
+#: the CPU's default 4096.
+MIN_POINTS = 3 * 4096
+
+_METADATA = 1  # XLA_FFI_Extension_Metadata
+_EXECUTE = 3  # XLA_FFI_ExecutionStage_EXECUTE
+_API_VERSION = (0, 1)
+
+_LOCK = threading.Lock()
+# what the one build of this process gave: ("ready", address) or ("off", reason); the
+# execution engine that owns the machine code is kept with it so that it is never freed
+_BUILT: dict[str, Any] = {}
+
+
+def _tile_ir() -> str:
+    """LLVM IR of ``tile(a, g, m, k, i0, j0)``: rows ``i0…i0+3`` × rows ``j0…j0+3`` of
+    the row-major (m, k) ``a`` into the (m, m) ``g``, both triangles."""
+    out = [
+        "define internal void @tile(ptr noalias %a, ptr noalias %g, i64 %m, i64 %k,"
+        " i64 %i0, i64 %j0) {",
+        "entry:",
+        "  %last = sub i64 %m, 1",
+    ]
+    for side, base in (("a", "i0"), ("b", "j0")):
+        for d in range(4):
+            out += [
+                f"  %{side}i{d} = add i64 %{base}, {d}",
+                f"  %{side}c{d} = call i64 @llvm.umin.i64(i64 %{side}i{d}, i64 %last)",
+                f"  %{side}o{d} = mul i64 %{side}c{d}, %k",
+                f"  %{side}p{d} = getelementptr double, ptr %a, i64 %{side}o{d}",
+            ]
+    out += ["  %empty = icmp eq i64 %k, 0", "  br i1 %empty, label %done, label %loop", "loop:"]
+    out.append("  %n = phi i64 [0, %entry], [%n1, %loop]")
+    pairs = [(i, j) for i in range(4) for j in range(4)]
+    out += [f"  %s{i}{j} = phi double [0.0, %entry], [%t{i}{j}, %loop]" for i, j in pairs]
+    for side in "ab":
+        for d in range(4):
+            out += [
+                f"  %q{side}{d} = getelementptr double, ptr %{side}p{d}, i64 %n",
+                f"  %v{side}{d} = load double, ptr %q{side}{d}",
+            ]
+    for i, j in pairs:
+        out += [
+            f"  %m{i}{j} = fmul reassoc contract double %va{i}, %vb{j}",
+            f"  %t{i}{j} = fadd reassoc contract double %s{i}{j}, %m{i}{j}",
+        ]
+    out += [
+        "  %n1 = add nuw nsw i64 %n, 1",
+        "  %more = icmp ult i64 %n1, %k",
+        "  br i1 %more, label %loop, label %done",
+        "done:",
+    ]
+    out += [f"  %r{i}{j} = phi double [0.0, %entry], [%t{i}{j}, %loop]" for i, j in pairs]
+    out.append("  br label %st00")
+    for n, (i, j) in enumerate(pairs):
+        after = f"st{pairs[n + 1][0]}{pairs[n + 1][1]}" if n + 1 < len(pairs) else "end"
+        out += [
+            f"st{i}{j}:",
+            f"  %oka{i}{j} = icmp ult i64 %ai{i}, %m",
+            f"  %okb{i}{j} = icmp ult i64 %bi{j}, %m",
+            f"  %ok{i}{j} = and i1 %oka{i}{j}, %okb{i}{j}",
+            f"  br i1 %ok{i}{j}, label %do{i}{j}, label %{after}",
+            f"do{i}{j}:",
+            f"  %x{i}{j} = mul i64 %ai{i}, %m",
+            f"  %y{i}{j} = add i64 %x{i}{j}, %bi{j}",
+            f"  %g{i}{j} = getelementptr double, ptr %g, i64 %y{i}{j}",
+            f"  store double %r{i}{j}, ptr %g{i}{j}",
+            f"  %u{i}{j} = mul i64 %bi{j}, %m",
+            f"  %w{i}{j} = add i64 %u{i}{j}, %ai{i}",
+            f"  %h{i}{j} = getelementptr double, ptr %g, i64 %w{i}{j}",
+            f"  store double %r{i}{j}, ptr %h{i}{j}",
+            f"  br label %{after}",
+        ]
+    out += ["end:", "  ret void", "}"]
+    return "\n".join(out)
+
+
+_HANDLER_IR = f"""
+define i64 @{TARGET}(ptr %cf) {{
+entry:
+  %extp = getelementptr i8, ptr %cf, i64 8
+  %ext = load ptr, ptr %extp
+  %has = icmp ne ptr %ext, null
+  br i1 %has, label %meta, label %stage
+meta:
+  %typep = getelementptr i8, ptr %ext, i64 8
+  %type = load i32, ptr %typep
+  %ismeta = icmp eq i32 %type, {_METADATA}
+  br i1 %ismeta, label %fill, label %done
+fill:
+  %mdp = getelementptr i8, ptr %ext, i64 24
+  %md = load ptr, ptr %mdp
+  %majp = getelementptr i8, ptr %md, i64 24
+  store i32 {_API_VERSION[0]}, ptr %majp
+  %minp = getelementptr i8, ptr %md, i64 28
+  store i32 {_API_VERSION[1]}, ptr %minp
+  %traitsp = getelementptr i8, ptr %md, i64 32
+  store i32 0, ptr %traitsp
+  br label %done
+stage:
+  %stagep = getelementptr i8, ptr %cf, i64 32
+  %st = load i32, ptr %stagep
+  %isexec = icmp eq i32 %st, {_EXECUTE}
+  br i1 %isexec, label %exec, label %done
+exec:
+  %argsp = getelementptr i8, ptr %cf, i64 72
+  %args = load ptr, ptr %argsp
+  %arg0 = load ptr, ptr %args
+  %retsp = getelementptr i8, ptr %cf, i64 112
+  %rets = load ptr, ptr %retsp
+  %ret0 = load ptr, ptr %rets
+  %adp = getelementptr i8, ptr %arg0, i64 24
+  %a = load ptr, ptr %adp
+  %dimsp = getelementptr i8, ptr %arg0, i64 40
+  %dims = load ptr, ptr %dimsp
+  %m = load i64, ptr %dims
+  %kp = getelementptr i64, ptr %dims, i64 1
+  %k = load i64, ptr %kp
+  %gdp = getelementptr i8, ptr %ret0, i64 24
+  %g = load ptr, ptr %gdp
+  br label %iloop
+iloop:
+  %i0 = phi i64 [0, %exec], [%i0n, %ilatch]
+  br label %jloop
+jloop:
+  %j0 = phi i64 [%i0, %iloop], [%j0n, %jloop]
+  call void @tile(ptr %a, ptr %g, i64 %m, i64 %k, i64 %i0, i64 %j0)
+  %j0n = add i64 %j0, 4
+  %jmore = icmp ult i64 %j0n, %m
+  br i1 %jmore, label %jloop, label %ilatch
+ilatch:
+  %i0n = add i64 %i0, 4
+  %imore = icmp ult i64 %i0n, %m
+  br i1 %imore, label %iloop, label %done
+done:
+  ret i64 0
+}}
+
+declare i64 @llvm.umin.i64(i64, i64)
+"""
+
+
+def module_ir() -> str:
+    """The LLVM IR module of the handler (module docstring)."""
+    return _tile_ir() + "\n" + _HANDLER_IR
+
+
+def _compile() -> tuple[Any, int]:
+    """``(execution engine, handler address)``: the module compiled for the host CPU."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = llvm.parse_assembly(module_ir())
+    module.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),
+        opt=3,
+        jit=True,
+    )
+    tuning = llvm.PipelineTuningOptions(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    passes = llvm.create_pass_builder(machine, tuning)
+    passes.getModulePassManager().run(module, passes)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    return engine, engine.get_function_address(TARGET)
+
+
+def _register(address: int) -> None:
+    capsule_new = ctypes.pythonapi.PyCapsule_New
+    capsule_new.restype = ctypes.py_object
+    capsule_new.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    capsule = capsule_new(address, b"xla._CUSTOM_CALL_TARGET", None)
+    jax.ffi.register_ffi_target(TARGET, capsule, platform="cpu", api_version=1)
+
+
+def _build() -> dict[str, Any]:
+    """Compile and register once per process; what happened (see :func:`status`)."""
+    with _LOCK:
+        if _BUILT:
+            return _BUILT
+        if os.environ.get(ENV_VAR, "").strip() == "0":
+            _BUILT.update(state="off", reason=f"{ENV_VAR}=0")
+        elif jax.default_backend() != "cpu":
+            _BUILT.update(state="off", reason=f"JAX's default back end is {jax.default_backend()}")
+        else:
+            try:
+                engine, address = _compile()
+                _register(address)
+            except ImportError as err:
+                _BUILT.update(state="off", reason=f"llvmlite is not importable ({err})")
+            except Exception as err:  # an llvmlite or XLA that refuses the function
+                _BUILT.update(state="off", reason=f"{type(err).__name__}: {err}")
+            else:
+                _BUILT.update(state="ready", reason="compiled and registered", engine=engine)
+        return _BUILT
+
+
+@functools.cache
+def _env_off() -> bool:
+    return os.environ.get(ENV_VAR, "").strip() == "0"
+
+
+def enabled() -> bool:
+    """Whether fits in this process may use the compiled Gram product (builds it on the
+    first call; module docstring)."""
+    if _env_off():
+        return False
+    return _build()["state"] == "ready"
+
+
+def status() -> str:
+    """``'ready'`` or why the compiled Gram product is not used (after :func:`enabled`)."""
+    built = _build()
+    return "ready" if built["state"] == "ready" else f"off: {built['reason']}"
+
+
+def use_for(n_points: int, dtype: Any, mesh: Any = None) -> bool:
+    """Whether a fit of ``n_points`` (padded) points in ``dtype`` uses the kernel: float64,
+    at least :data:`MIN_POINTS` points, on one device (no ``mesh``), :func:`enabled`."""
+    return (
+        mesh is None
+        and np.dtype(dtype) == np.float64
+        and n_points >= MIN_POINTS
+        and enabled()
+    )
+
+
+def block_gram_product(a_t: Array) -> Array:
+    """``a_t a_tᵀ`` of a float64 (m, k) block, by the compiled kernel (module docstring).
+
+    Raises
+    ------
+    ValueError
+        If ``a_t`` is not a 2-D float64 array.
+    RuntimeError
+        If the kernel is not available (:func:`status` says why).
+    """
+    if a_t.dtype != jnp.float64 or a_t.ndim != 2:
+        raise ValueError(f"a_t: expected a 2-D float64 block, got {a_t.dtype} {a_t.shape}")
+    if not enabled():
+        raise RuntimeError(f"the compiled Gram product is not available ({status()})")
+    m = a_t.shape[0]
+    return jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((m, m), jnp.float64))(a_t)

@@ -1,0 +1,195 @@
+"""curvax's compiled Gram product of a block (core/gram_kernel).
+
+The product must be ``A Aᵀ`` to rounding for any row count (tiles of four rows, the
+last one partial) and any block length (vector loops with a remainder), exactly
+symmetric, and must let NaN and infinity through (the reduction's QR fallback depends
+on it).  Fits that use it must give the answer of fits that use XLA's product, SciPy's
+answer, and the same on threads; it must be possible to turn it off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit as scipy_curve_fit
+
+import curvax
+from curvax.core import gram_kernel, reduction
+
+front = sys.modules["curvax.curve_fit"]  # the module (the package exports the function)
+
+pytestmark = pytest.mark.skipif(
+    not gram_kernel.enabled(), reason=f"compiled Gram product: {gram_kernel.status()}"
+)
+
+
+def product(a: np.ndarray) -> np.ndarray:
+    with jax.enable_x64(True):
+        return np.asarray(jax.jit(gram_kernel.block_gram_product)(jnp.asarray(a)))
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 7, 8, 11, 13])
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 100, 4096, 4099])
+def test_product_is_a_a_transpose(m: int, k: int) -> None:
+    rng = np.random.default_rng([m, k])
+    a = rng.standard_normal((m, k)) * rng.uniform(0.1, 10.0, (m, 1))
+    g = product(a)
+    reference = a @ a.T
+    scale = np.sqrt(np.outer(np.diag(reference), np.diag(reference)))  # |G_ij| ≤ this
+    assert np.all(np.abs(g - reference) <= 8 * k * np.finfo(float).eps * scale)
+    np.testing.assert_array_equal(g, g.T)
+
+
+def test_product_inside_a_loop_equals_the_sum_of_products() -> None:
+    # as in a pass: one product per block inside a compiled loop, summed
+    rng = np.random.default_rng(1)
+    blocks = rng.standard_normal((6, 4, 4096))
+
+    def total(b):
+        return jax.lax.fori_loop(
+            0, b.shape[0], lambda i, s: s + gram_kernel.block_gram_product(b[i]),
+            jnp.zeros((4, 4)),
+        )
+
+    with jax.enable_x64(True):
+        g = np.asarray(jax.jit(total)(jnp.asarray(blocks)))
+    np.testing.assert_allclose(g, np.einsum("bik,bjk->ij", blocks, blocks), rtol=1e-12)
+
+
+def test_nan_and_infinity_reach_the_product() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((5, 300))
+    a[1, 17] = np.nan
+    a[3, 250] = np.inf
+    g = product(a)
+    finite = np.isfinite(g)
+    for i in range(5):
+        for j in range(5):
+            touched = {1, 3} & {i, j}
+            assert finite[i, j] == (not touched), (i, j, g[i, j])
+    assert g[3, 3] == np.inf
+
+
+def test_bad_block_is_refused() -> None:
+    with pytest.raises(ValueError, match="a_t: expected a 2-D float64 block"):
+        gram_kernel.block_gram_product(jnp.ones((3, 8), jnp.float32))
+
+
+def test_which_fits_use_it() -> None:
+    assert gram_kernel.use_for(gram_kernel.MIN_POINTS, np.float64)
+    assert not gram_kernel.use_for(gram_kernel.MIN_POINTS - 1, np.float64)
+    assert not gram_kernel.use_for(10**6, np.float32)
+    assert not gram_kernel.use_for(10**6, np.float64, mesh=object())
+
+
+def assert_cov_close(actual: np.ndarray, desired: np.ndarray, rtol: float) -> None:
+    """Covariances equal to ``rtol`` of ``sqrt(C_ii C_jj)`` (entries near zero compared
+    on the scale of their variances, where finite differences leave their mark)."""
+    d = np.sqrt(np.diag(desired))
+    assert np.all(np.abs(actual - desired) <= rtol * np.outer(d, d))
+
+
+def decay(x, a, b, c):
+    return a * jnp.exp(-b * x) + c
+
+
+def decay_np(x, a, b, c):
+    return a * np.exp(-b * x) + c
+
+
+def peaks(x, a1, m1, s1, a2, m2, s2, c):
+    return (
+        a1 * jnp.exp(-0.5 * ((x - m1) / s1) ** 2)
+        + a2 * jnp.exp(-0.5 * ((x - m2) / s2) ** 2)
+        + c
+    )
+
+
+def peaks_np(x, a1, m1, s1, a2, m2, s2, c):
+    return (
+        a1 * np.exp(-0.5 * ((x - m1) / s1) ** 2)
+        + a2 * np.exp(-0.5 * ((x - m2) / s2) ** 2)
+        + c
+    )
+
+
+PROBLEMS = {
+    "decay": (decay, decay_np, (0.0, 5.0), (2.0, 1.3, 0.5), (1.0, 1.0, 0.3)),
+    "peaks": (
+        peaks, peaks_np, (0.0, 10.0), (3.0, 3.0, 0.6, 2.0, 6.5, 1.1, 0.4),
+        (2.5, 3.2, 0.8, 1.5, 6.0, 1.0, 0.2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_fit_with_it_equals_scipy_and_the_fit_without(name: str, monkeypatch) -> None:
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS[name]
+    n = 30_011  # a length of its own: the fit program is traced here
+    rng = np.random.default_rng(3)
+    x = np.linspace(lo, hi, n)
+    y = f_np(x, *truth) + 0.05 * rng.standard_normal(n)
+
+    traced = []
+    real = reduction.block_gram_product
+    monkeypatch.setattr(reduction, "block_gram_product", lambda a: traced.append(1) or real(a))
+    with_kernel = curvax.fit_curve(f, x, y, p0=p0, workers=1)
+    assert traced, "the fit did not use the compiled Gram product"
+
+    monkeypatch.setattr(front, "use_gram_kernel", lambda *args: False)
+    traced.clear()
+    without = curvax.fit_curve(f, x, y, p0=p0, workers=1)
+    assert not traced
+
+    ref, ref_cov = scipy_curve_fit(f_np, x, y, p0=p0, method="lm", xtol=1e-14, ftol=1e-14)
+    assert with_kernel.success and without.success
+    np.testing.assert_allclose(with_kernel.x, without.x, rtol=1e-11)
+    np.testing.assert_allclose(with_kernel.x, ref, rtol=1e-7)
+    np.testing.assert_allclose(with_kernel.pcov, without.pcov, rtol=1e-8)
+    assert_cov_close(with_kernel.pcov, ref_cov, rtol=1e-5)
+
+
+def test_threads_with_it_equal_one_program() -> None:
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS["decay"]
+    x = np.linspace(lo, hi, 40_000)
+    y = f_np(x, *truth) + 0.05 * np.random.default_rng(4).standard_normal(x.size)
+    one = curvax.fit_curve(f, x, y, p0=p0, workers=1)
+    two = curvax.fit_curve(f, x, y, p0=p0, workers=2)
+    assert one.success and two.success
+    np.testing.assert_allclose(two.x, one.x, rtol=1e-11)
+
+
+def test_chunked_fit_with_it_equals_scipy() -> None:
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS["decay"]
+    x = np.linspace(lo, hi, 100_000)
+    y = f_np(x, *truth) + 0.05 * np.random.default_rng(5).standard_normal(x.size)
+    popt, pcov = curvax.curve_fit_large(f, x, y, p0=p0, chunk_size=32_768)
+    ref, ref_cov = scipy_curve_fit(f_np, x, y, p0=p0, method="lm", xtol=1e-14, ftol=1e-14)
+    np.testing.assert_allclose(popt, ref, rtol=1e-7)
+    assert_cov_close(pcov, ref_cov, rtol=1e-5)
+
+
+def test_environment_variable_turns_it_off() -> None:
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from curvax.core import gram_kernel
+        assert not gram_kernel.enabled()
+        assert gram_kernel.status() == "off: CURVAX_GRAM_KERNEL=0", gram_kernel.status()
+        assert not gram_kernel.use_for(10**6, np.float64)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, CURVAX_GRAM_KERNEL="0", JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
