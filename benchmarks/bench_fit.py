@@ -445,6 +445,10 @@ def worker_probe(args) -> dict:
     out["file"] = getattr(mod, "__file__", None)
     out["version"] = getattr(mod, "__version__", None)
     out.update(_jax_info())
+    if args.lib == "curvax":  # curvax's compiled Gram product on a CPU, or why not
+        from curvax.core import gram_kernel
+
+        out["gram_kernel"] = gram_kernel.status()
     out["numpy"] = np.__version__
     try:
         import scipy
@@ -874,6 +878,7 @@ def machine_description(probe: dict) -> dict:
         "jax_compilation_cache_dir": probe.get("compilation_cache_dir"),
         "curvax_version": probe.get("version"),
         "curvax_file": probe.get("file"),
+        "curvax_gram_kernel": probe.get("gram_kernel"),
         "curvax_git_commit": _git_commit(),
         # curvax's own switches (e.g. CURVAX_FAST_POW=0) change what is measured
         "env": {
