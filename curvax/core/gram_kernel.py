@@ -84,9 +84,10 @@ _EXECUTE = 3  # XLA_FFI_ExecutionStage_EXECUTE
 _API_VERSION = (0, 1)
 
 _LOCK = threading.Lock()
-# what the one build of this process gave: ("ready", address) or ("off", reason); the
-# execution engine that owns the machine code is kept with it so that it is never freed
-_BUILT: dict[str, Any] = {}
+# what the one build of this process gave: {"state": "ready" | "off", "reason": ...,
+# "engine": the execution engine that owns the machine code, kept so it is never freed};
+# None until then.  Replaced as a whole, under the lock.
+_BUILT: dict[str, Any] | None = None
 
 
 def _tile_ir() -> str:
@@ -256,24 +257,29 @@ def _register(address: int) -> None:
 
 def _build() -> dict[str, Any]:
     """Compile and register once per process; what happened (see :func:`status`)."""
+    global _BUILT
+    built = _BUILT
+    if built is not None:
+        return built
     with _LOCK:
-        if _BUILT:
+        if _BUILT is not None:
             return _BUILT
         if os.environ.get(ENV_VAR, "").strip() == "0":
-            _BUILT.update(state="off", reason=f"{ENV_VAR}=0")
+            built = {"state": "off", "reason": f"{ENV_VAR}=0"}
         elif jax.default_backend() != "cpu":
-            _BUILT.update(state="off", reason=f"JAX's default back end is {jax.default_backend()}")
+            built = {"state": "off", "reason": f"JAX's default back end is {jax.default_backend()}"}
         else:
             try:
                 engine, address = _compile()
                 _register(address)
             except ImportError as err:
-                _BUILT.update(state="off", reason=f"llvmlite is not importable ({err})")
+                built = {"state": "off", "reason": f"llvmlite is not importable ({err})"}
             except Exception as err:  # an llvmlite or XLA that refuses the function
-                _BUILT.update(state="off", reason=f"{type(err).__name__}: {err}")
+                built = {"state": "off", "reason": f"{type(err).__name__}: {err}"}
             else:
-                _BUILT.update(state="ready", reason="compiled and registered", engine=engine)
-        return _BUILT
+                built = {"state": "ready", "reason": "compiled and registered", "engine": engine}
+        _BUILT = built
+        return built
 
 
 @functools.cache
