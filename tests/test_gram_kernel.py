@@ -193,3 +193,36 @@ def test_environment_variable_turns_it_off() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_object_code_kept_with_the_persistent_cache_gives_the_same_fit(tmp_path) -> None:
+    # the first process compiles the kernel and stores its object code beside JAX's
+    # cache; the second loads it: the same product, so the same fit to the last bit
+    code = textwrap.dedent(
+        """
+        import sys
+        import jax, jax.numpy as jnp, numpy as np
+        import curvax
+        from curvax.core import gram_kernel
+        curvax.enable_persistent_cache(sys.argv[1])
+        x = np.linspace(0.0, 5.0, 50_000)
+        y = 2.0 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(6).standard_normal(x.size)
+        f = lambda x, a, b, c: a * jnp.exp(-b * x) + c
+        popt, pcov = curvax.curve_fit(f, x, y, p0=[1.0, 1.0, 0.3])
+        assert gram_kernel.status() == "ready", gram_kernel.status()
+        print(",".join(v.hex() for v in np.concatenate([popt, pcov.ravel()])))
+        """
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    outs, stamps = [], []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        outs.append(out.stdout.strip())
+        (obj,) = tmp_path.glob("curvax-gram-kernel-*.o")
+        stamps.append(obj.stat().st_mtime_ns)
+    assert stamps[0] == stamps[1]  # read, not written again, by the second process
+    assert outs[0] == outs[1]

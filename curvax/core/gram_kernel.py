@@ -49,17 +49,27 @@ fills in.  A null return means success.
 
 When
 ----
-:func:`enabled`: JAX's default back end is a CPU, llvmlite compiles the function and
-XLA accepts it, and the environment variable ``CURVAX_GRAM_KERNEL`` (read once) is not
-``0``.  :func:`use_for` adds: float64, at least :data:`MIN_POINTS` points (a fit of one
-or two blocks gains nothing measurable and its first fit would pay the compilation).
-When the function cannot be built, :func:`status` says why and fits use XLA's product.
+:func:`use_for` decides per fit: float64, at least :data:`MIN_POINTS` points (a fit of
+one or two blocks gains nothing measurable, and its first fit would pay the
+compilation), one device, and the environment variable ``CURVAX_GRAM_KERNEL`` (read
+once) not ``0``.  The first such fit of a process starts building the function on a
+thread of its own (llvmlite releases the GIL while LLVM works) while the fit program is
+traced; the program's *lowering* waits for it (the product is a JAX primitive,
+``curvax_block_gram``, whose CPU lowering emits the FFI call), because XLA looks the
+target up when it compiles the program or loads it from the persistent cache.  With
+JAX's persistent compilation cache on (:func:`curvax.enable_persistent_cache`), the
+function's object code is kept in the same folder, keyed by the IR, the processor and
+llvmlite's version, and a later process loads it instead of compiling it again (a
+second process's first fit at 10⁴ points: 0.32 s, as without the kernel).  Where the
+function cannot be built — no llvmlite, another back end, an XLA that refuses it —
+:func:`status` says why and the primitive lowers to XLA's product: the same sums.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
 import threading
 from typing import Any
@@ -67,6 +77,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import mlir
 
 Array = jax.Array
 
@@ -88,6 +100,8 @@ _LOCK = threading.Lock()
 # "engine": the execution engine that owns the machine code, kept so it is never freed};
 # None until then.  Replaced as a whole, under the lock.
 _BUILT: dict[str, Any] | None = None
+_STARTED_LOCK = threading.Lock()
+_STARTED: list[bool] = []  # whether the background build (use_for) was started
 
 
 def _tile_ir() -> str:
@@ -223,26 +237,61 @@ def module_ir() -> str:
     return _tile_ir() + "\n" + _HANDLER_IR
 
 
+def _object_cache_file(ir: str, cpu: str, features: str, triple: str) -> str | None:
+    """Where the compiled object code is kept beside JAX's persistent compilation cache
+    (a local folder only), keyed by everything that shapes it; None without the cache."""
+    import llvmlite
+
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder or "://" in str(folder):
+        return None
+    key = "\n".join((ir, cpu, features, triple, llvmlite.__version__))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return os.path.join(str(folder), f"curvax-gram-kernel-{digest}.o")
+
+
 def _compile() -> tuple[Any, int]:
-    """``(execution engine, handler address)``: the module compiled for the host CPU."""
+    """``(execution engine, handler address)``: the module compiled for the host CPU.
+
+    With JAX's persistent compilation cache on, the object code is stored there too and
+    a later process loads it instead of optimising and compiling the module again.
+    """
     import llvmlite.binding as llvm
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    module = llvm.parse_assembly(module_ir())
+    ir = module_ir()
+    cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    triple = llvm.get_process_triple()
+    cache_file = _object_cache_file(ir, cpu, features, triple)
+    cached = None
+    if cache_file is not None and os.path.isfile(cache_file):
+        with open(cache_file, "rb") as fh:
+            cached = fh.read()
+    module = llvm.parse_assembly(ir)
     module.verify()
-    machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(),
-        features=llvm.get_host_cpu_features().flatten(),
-        opt=3,
-        jit=True,
+    machine = llvm.Target.from_triple(triple).create_target_machine(
+        cpu=cpu, features=features, opt=2, jit=True
     )
-    tuning = llvm.PipelineTuningOptions(speed_level=3)
-    tuning.loop_vectorization = True
-    tuning.slp_vectorization = True
-    passes = llvm.create_pass_builder(machine, tuning)
-    passes.getModulePassManager().run(module, passes)
+    if cached is None:
+        tuning = llvm.PipelineTuningOptions(speed_level=2)
+        tuning.loop_vectorization = True
+        passes = llvm.create_pass_builder(machine, tuning)
+        passes.getModulePassManager().run(module, passes)
     engine = llvm.create_mcjit_compiler(module, machine)
+
+    def store(_module: Any, buffer: bytes) -> None:
+        if cache_file is None or cached is not None:
+            return
+        try:  # a cache: a folder that cannot be written only costs the next process time
+            tmp = f"{cache_file}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(buffer)
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+
+    engine.set_object_cache(store, lambda _module: cached)
     engine.finalize_object()
     return engine, engine.get_function_address(TARGET)
 
@@ -288,43 +337,83 @@ def _env_off() -> bool:
 
 
 def enabled() -> bool:
-    """Whether fits in this process may use the compiled Gram product (builds it on the
-    first call; module docstring)."""
+    """Whether this process has the compiled Gram product (builds it, or waits for the
+    build under way; module docstring)."""
     if _env_off():
         return False
     return _build()["state"] == "ready"
 
 
 def status() -> str:
-    """``'ready'`` or why the compiled Gram product is not used (after :func:`enabled`)."""
+    """``'ready'`` or why the compiled Gram product is not used (waits for the build)."""
     built = _build()
     return "ready" if built["state"] == "ready" else f"off: {built['reason']}"
 
 
 def use_for(n_points: int, dtype: Any, mesh: Any = None) -> bool:
     """Whether a fit of ``n_points`` (padded) points in ``dtype`` uses the kernel: float64,
-    at least :data:`MIN_POINTS` points, on one device (no ``mesh``), :func:`enabled`."""
-    return (
-        mesh is None
-        and np.dtype(dtype) == np.float64
-        and n_points >= MIN_POINTS
-        and enabled()
+    at least :data:`MIN_POINTS` points, on one device (no ``mesh``), and the kernel not
+    known to be unavailable.
+
+    The first time it says yes, the kernel is built on a thread of its own (llvmlite
+    releases the GIL while LLVM works), so that building overlaps the tracing of the fit
+    program; only the program's lowering waits for it (:func:`block_gram_product`).
+    """
+    if mesh is not None or np.dtype(dtype) != np.float64 or n_points < MIN_POINTS:
+        return False
+    if _env_off():
+        return False
+    built = _BUILT
+    if built is None:
+        _start_build()
+        return True
+    return built["state"] == "ready"
+
+
+def _start_build() -> None:
+    """Start :func:`_build` on a daemon thread, once."""
+    with _STARTED_LOCK:
+        if _STARTED:
+            return
+        _STARTED.append(True)
+    threading.Thread(target=_build, name="curvax-gram-kernel", daemon=True).start()
+
+
+def _xla_product(a_t: Array) -> Array:
+    return jax.lax.dot_general(
+        a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
     )
 
 
+_block_gram_p = Primitive("curvax_block_gram")
+_block_gram_p.def_abstract_eval(
+    lambda a: jax.core.ShapedArray((a.shape[0], a.shape[0]), a.dtype)
+)
+_xla_lowering = mlir.lower_fun(_xla_product, multiple_results=False)
+_ffi_lowering = jax.ffi.ffi_lowering(TARGET)
+
+
+def _cpu_lowering(ctx: Any, a: Any) -> Any:
+    # here, not at tracing, the program needs the function: XLA compiles it next (or
+    # loads it from the persistent cache), and both look the target up
+    if enabled():
+        return _ffi_lowering(ctx, a)
+    return _xla_lowering(ctx, a)  # the same sums, by XLA's product
+
+
+mlir.register_lowering(_block_gram_p, _xla_lowering)  # other platforms: XLA's product
+mlir.register_lowering(_block_gram_p, _cpu_lowering, platform="cpu")
+
+
 def block_gram_product(a_t: Array) -> Array:
-    """``a_t a_tᵀ`` of a float64 (m, k) block, by the compiled kernel (module docstring).
+    """``a_t a_tᵀ`` of a float64 (m, k) block: curvax's compiled loop on a CPU where it
+    is available, XLA's matrix product otherwise (module docstring).
 
     Raises
     ------
     ValueError
         If ``a_t`` is not a 2-D float64 array.
-    RuntimeError
-        If the kernel is not available (:func:`status` says why).
     """
     if a_t.dtype != jnp.float64 or a_t.ndim != 2:
         raise ValueError(f"a_t: expected a 2-D float64 block, got {a_t.dtype} {a_t.shape}")
-    if not enabled():
-        raise RuntimeError(f"the compiled Gram product is not available ({status()})")
-    m = a_t.shape[0]
-    return jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((m, m), jnp.float64))(a_t)
+    return _block_gram_p.bind(a_t)

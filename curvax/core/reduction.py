@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 
 from curvax.core.gram_kernel import block_gram_product
-from curvax.core.gram_kernel import enabled as gram_kernel_enabled
 from curvax.core.loss import loss_terms, scale_residuals_and_jacobian
 
 Array = jax.Array
@@ -229,8 +228,8 @@ def block_gram(
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
     if style == "fused":
         G = jnp.sum(a_t[:, None, :] * a_t[None, :, :], axis=-1)
-    elif style == "kernel" and a_t.dtype == jnp.float64 and gram_kernel_enabled():
-        G = block_gram_product(a_t)  # else (e.g. a Dask worker without it): 'dot'
+    elif style == "kernel" and a_t.dtype == jnp.float64:
+        G = block_gram_product(a_t)  # XLA's product where the kernel is unavailable
     else:
         G = jax.lax.dot_general(
             a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
