@@ -226,3 +226,19 @@ def test_object_code_kept_with_the_persistent_cache_gives_the_same_fit(tmp_path)
         stamps.append(obj.stat().st_mtime_ns)
     assert stamps[0] == stamps[1]  # read, not written again, by the second process
     assert outs[0] == outs[1]
+
+
+def test_blocks_of_many_rows_keep_xlas_product(monkeypatch) -> None:
+    # beyond MAX_ROWS the reduction does not call the kernel (measured no faster there)
+    calls = []
+    monkeypatch.setattr(reduction, "block_gram_product", lambda a: calls.append(a) or a @ a.T)
+    rng = np.random.default_rng(7)
+    for m in (4, gram_kernel.MAX_ROWS, gram_kernel.MAX_ROWS + 1):
+        r, jac_t = rng.standard_normal(64), rng.standard_normal((m - 1, 64))
+        with jax.enable_x64(True):
+            _, g = reduction.block_gram(
+                jnp.asarray(r), jnp.asarray(jac_t), None, None, jnp.float64(1.0), "kernel"
+            )
+        a = np.vstack([jac_t, r[None]])
+        np.testing.assert_allclose(np.asarray(g), a @ a.T, rtol=1e-12)
+    assert [c.shape[0] for c in calls] == [4, gram_kernel.MAX_ROWS]

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from curvax.core.gram_kernel import MAX_ROWS as GRAM_MAX_ROWS
 from curvax.core.gram_kernel import block_gram_product
 from curvax.core.loss import loss_terms, scale_residuals_and_jacobian
 
@@ -198,10 +199,10 @@ def gram_rejected(n_nonfinite: Array | int) -> Array | bool:
 
 #: How a block's Gram matrix is formed: ``'dot'``, one matrix product of the block's
 #: materialised rows (CPU: a cache-sized block, BLAS-like kernel); ``'kernel'``, the
-#: same product by curvax's compiled loop (CPU, float64: :mod:`curvax.core.gram_kernel`;
-#: other dtypes fall back to ``'dot'``); ``'fused'``, a sum of element-wise products that
-#: XLA fuses with the model and Jacobian evaluation into one reduction pass over the data
-#: (GPU/TPU: no Jacobian in memory, one kernel per block).
+#: same product by curvax's compiled loop (CPU, float64, up to 64 rows:
+#: :mod:`curvax.core.gram_kernel`; otherwise as ``'dot'``); ``'fused'``, a sum of
+#: element-wise products that XLA fuses with the model and Jacobian evaluation into one
+#: reduction pass over the data (GPU/TPU: no Jacobian in memory, one kernel per block).
 GRAM_STYLES = ("dot", "kernel", "fused")
 
 
@@ -228,7 +229,7 @@ def block_gram(
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
     if style == "fused":
         G = jnp.sum(a_t[:, None, :] * a_t[None, :, :], axis=-1)
-    elif style == "kernel" and a_t.dtype == jnp.float64:
+    elif style == "kernel" and a_t.dtype == jnp.float64 and a_t.shape[0] <= GRAM_MAX_ROWS:
         G = block_gram_product(a_t)  # XLA's product where the kernel is unavailable
     else:
         G = jax.lax.dot_general(
