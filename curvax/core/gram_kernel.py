@@ -80,6 +80,8 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import mlir
 
+from curvax.core.locks import ForkSafeLock
+
 Array = jax.Array
 
 ENV_VAR = "CURVAX_GRAM_KERNEL"
@@ -100,12 +102,12 @@ _METADATA = 1  # XLA_FFI_Extension_Metadata
 _EXECUTE = 3  # XLA_FFI_ExecutionStage_EXECUTE
 _API_VERSION = (0, 1)
 
-_LOCK = threading.Lock()
+_LOCK = ForkSafeLock()  # a child forked during the build builds anew (core/locks.py)
 # what the one build of this process gave: {"state": "ready" | "off", "reason": ...,
 # "engine": the execution engine that owns the machine code, kept so it is never freed};
 # None until then.  Replaced as a whole, under the lock.
 _BUILT: dict[str, Any] | None = None
-_STARTED_LOCK = threading.Lock()
+_STARTED_LOCK = ForkSafeLock()
 _STARTED: list[bool] = []  # whether the background build (use_for) was started
 
 
