@@ -242,3 +242,36 @@ def test_blocks_of_many_rows_keep_xlas_product(monkeypatch) -> None:
         a = np.vstack([jac_t, r[None]])
         np.testing.assert_allclose(np.asarray(g), a @ a.T, rtol=1e-12)
     assert [c.shape[0] for c in calls] == [4, gram_kernel.MAX_ROWS]
+
+
+def test_without_llvmlite_fits_warn_once_and_use_xlas_product() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, warnings
+        sys.modules["llvmlite"] = None  # as if it were not installed
+        import jax.numpy as jnp, numpy as np
+        from scipy.optimize import curve_fit as scipy_curve_fit
+        import curvax
+        from curvax.core import gram_kernel
+        from curvax.warnings import PerformanceWarning
+        x = np.linspace(0.0, 5.0, 30_000)
+        y = 2.0 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(8).standard_normal(x.size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                popt, _ = curvax.curve_fit(lambda x, a, b, c: a * jnp.exp(-b * x) + c,
+                                           x, y, p0=[1.0, 1.0, 0.3])
+        ours = [w for w in caught if issubclass(w.category, PerformanceWarning)]
+        assert len(ours) == 1 and "llvmlite" in str(ours[0].message), [str(w.message) for w in caught]
+        assert gram_kernel.status().startswith("off: llvmlite is not importable"), gram_kernel.status()
+        ref, _ = scipy_curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1.0, 1.0, 0.3])
+        np.testing.assert_allclose(popt, ref, rtol=1e-7)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")

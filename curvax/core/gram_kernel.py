@@ -62,7 +62,8 @@ function's object code is kept in the same folder, keyed by the IR, the processo
 llvmlite's version, and a later process loads it instead of compiling it again (a
 second process's first fit at 10⁴ points: 0.32 s, as without the kernel).  Where the
 function cannot be built — no llvmlite, another back end, an XLA that refuses it —
-:func:`status` says why and the primitive lowers to XLA's product: the same sums.
+:func:`status` says why, a :class:`~curvax.warnings.PerformanceWarning` says so once,
+and the primitive lowers to XLA's product: the same sums.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ import functools
 import hashlib
 import os
 import threading
+import warnings
 from typing import Any
 
 import jax
@@ -81,6 +83,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import mlir
 
 from curvax.core.locks import ForkSafeLock
+from curvax.warnings import PerformanceWarning
 
 Array = jax.Array
 
@@ -320,7 +323,7 @@ def _build() -> dict[str, Any]:
     with _LOCK:
         if _BUILT is not None:
             return _BUILT
-        if os.environ.get(ENV_VAR, "").strip() == "0":
+        if _env_off():
             built = {"state": "off", "reason": f"{ENV_VAR}=0"}
         elif jax.default_backend() != "cpu":
             built = {"state": "off", "reason": f"JAX's default back end is {jax.default_backend()}"}
@@ -334,6 +337,14 @@ def _build() -> dict[str, Any]:
                 built = {"state": "off", "reason": f"{type(err).__name__}: {err}"}
             else:
                 built = {"state": "ready", "reason": "compiled and registered", "engine": engine}
+            if built["state"] == "off":  # a broken install or a new XLA: say so, once
+                warnings.warn(
+                    f"curvax's compiled Gram product is unavailable ({built['reason']}); "
+                    f"fits on this CPU use XLA's slower matrix product instead (set "
+                    f"{ENV_VAR}=0 to choose that and silence this warning)",
+                    PerformanceWarning,
+                    stacklevel=2,
+                )
         _BUILT = built
         return built
 
@@ -346,8 +357,6 @@ def _env_off() -> bool:
 def enabled() -> bool:
     """Whether this process has the compiled Gram product (builds it, or waits for the
     build under way; module docstring)."""
-    if _env_off():
-        return False
     return _build()["state"] == "ready"
 
 
