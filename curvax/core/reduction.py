@@ -221,9 +221,8 @@ def block_gram(
     :data:`GRAM_STYLES`) picks ``G`` as one small matrix product (``'dot'``, or
     ``'kernel'`` for curvax's compiled loop) or as ``G_ij = Σ_n A_ni A_nj`` written as a
     broadcast product and a sum (``'fused'``); all are the same sums, in a different
-    order.  Non-finite entries are not counted
-    here: they make ``G`` non-finite, and the caller then redoes the reduction with
-    :func:`reduce_blocks`, which counts them.
+    order.  Non-finite entries are not counted here: they make ``G`` non-finite, and the
+    caller then redoes the reduction with :func:`reduce_blocks`, which counts them.
     """
     cost, r, jac_t = _masked_loss_rows(r, jac_t, mask, rho_fn, f_scale, transposed=True)
     a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
