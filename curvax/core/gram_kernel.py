@@ -395,7 +395,9 @@ def _start_build() -> None:
     threading.Thread(target=_build, name="curvax-gram-kernel", daemon=True).start()
 
 
-def _xla_product(a_t: Array) -> Array:
+def xla_gram_product(a_t: Array) -> Array:
+    """``a_t a_tᵀ`` by XLA's matrix product (full precision): the ``'dot'`` Gram style, and
+    this module's fallback."""
     return jax.lax.dot_general(
         a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
     )
@@ -405,7 +407,7 @@ _block_gram_p = Primitive("curvax_block_gram")
 _block_gram_p.def_abstract_eval(
     lambda a: jax.core.ShapedArray((a.shape[0], a.shape[0]), a.dtype)
 )
-_xla_lowering = mlir.lower_fun(_xla_product, multiple_results=False)
+_xla_lowering = mlir.lower_fun(xla_gram_product, multiple_results=False)
 _ffi_lowering = jax.ffi.ffi_lowering(TARGET)
 
 

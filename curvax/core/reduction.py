@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from curvax.core.gram_kernel import MAX_ROWS as GRAM_MAX_ROWS
-from curvax.core.gram_kernel import block_gram_product
+from curvax.core.gram_kernel import block_gram_product, xla_gram_product
 from curvax.core.loss import loss_terms, scale_residuals_and_jacobian
 
 Array = jax.Array
@@ -231,9 +231,7 @@ def block_gram(
     elif style == "kernel" and a_t.dtype == jnp.float64 and a_t.shape[0] <= GRAM_MAX_ROWS:
         G = block_gram_product(a_t)  # XLA's product where the kernel is unavailable
     else:
-        G = jax.lax.dot_general(
-            a_t, a_t, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
-        )
+        G = xla_gram_product(a_t)
     return (0.5 * G[-1, -1] if cost is None else cost), G
 
 
