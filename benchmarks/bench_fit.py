@@ -351,18 +351,20 @@ def _median(xs: list[float]) -> float | None:
 
 
 #: Up to this N a cell times ``SMALL_N_REPEAT_FACTOR`` times as many warm fits.
-SMALL_N = 10_000
+SMALL_N = 100_000
 SMALL_N_REPEAT_FACTOR = 5
 
 
 def _max_repeats(n: int, repeats: int) -> int:
     """Static cap on warm repeats (the time budget may stop earlier).
 
-    Fits of up to :data:`SMALL_N` points take well under 5 ms, and the first few after
-    a warm-up are still settling (curvax at 10² points, 2-core VM: 1.37, 0.79, 0.67,
-    0.63 ms for the first four warm fits, 0.31 ms after a hundred); so there, both
-    libraries time :data:`SMALL_N_REPEAT_FACTOR` times as many fits, which steadies the
-    median at a cost of well under a second per cell.
+    Fits of up to :data:`SMALL_N` points take a few milliseconds (curvax) to a few
+    hundred (SciPy), and the first few after a warm-up are still settling (curvax at
+    10² points, 2-core VM: 1.37, 0.79, 0.67, 0.63 ms for the first four warm fits,
+    0.31 ms after a hundred; at 10⁵ points: 2.58, 1.96, 1.53 ms, then 1.3–1.4 ms after
+    a few dozen); so there, both libraries time :data:`SMALL_N_REPEAT_FACTOR` times as
+    many fits, which steadies the median at a cost of a few seconds per cell at most
+    (the budget still stops SciPy's slower methods early).
 
     At least three wherever the budget allows: the first fit of a new 10⁷-point data set
     in a process touches memory the process has not used before, which on the 2-core VM

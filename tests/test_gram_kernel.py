@@ -77,9 +77,34 @@ def test_nan_and_infinity_reach_the_product() -> None:
     assert g[3, 3] == np.inf
 
 
-def test_bad_block_is_refused() -> None:
-    with pytest.raises(ValueError, match="a_t: expected a 2-D float64 block"):
-        gram_kernel.block_gram_product(jnp.ones((3, 8), jnp.float32))
+@pytest.mark.parametrize(
+    "shapes", [[(1,)], [(3,), (3,)], [(2, 9), (9,)], [(9,), (4, 9), (9,), (3, 9)], [(64, 5)]]
+)
+def test_rows_given_apart_equal_the_product_of_their_stack(shapes) -> None:
+    # rows (k,) and stacks of rows (r, k) in any mix: the Gram matrix of all rows in turn
+    rng = np.random.default_rng(len(shapes))
+    blocks = [rng.standard_normal(s) for s in shapes]
+    a = np.vstack([b.reshape(-1, b.shape[-1]) for b in blocks])
+    with jax.enable_x64(True):
+        g = np.asarray(
+            jax.jit(gram_kernel.block_gram_product)(*(jnp.asarray(b) for b in blocks))
+        )
+    np.testing.assert_array_equal(g, product(a))  # the same sums in the same order
+    np.testing.assert_allclose(g, a @ a.T, rtol=1e-13, atol=1e-13)
+
+
+def test_bad_blocks_are_refused() -> None:
+    with jax.enable_x64(True):
+        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D float64"):
+            gram_kernel.block_gram_product(jnp.ones((3, 8), jnp.float32))
+        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D float64"):
+            gram_kernel.block_gram_product(jnp.ones((3, 8)), jnp.ones(7))
+        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D float64"):
+            gram_kernel.block_gram_product(jnp.ones((2, 3, 8)))
+        with pytest.raises(ValueError, match="65 rows in all"):
+            gram_kernel.block_gram_product(jnp.ones((64, 8)), jnp.ones(8))
+        with pytest.raises(ValueError, match="at least one block"):
+            gram_kernel.block_gram_product()
 
 
 def test_which_fits_use_it() -> None:
@@ -120,8 +145,21 @@ def peaks_np(x, a1, m1, s1, a2, m2, s2, c):
     )
 
 
+def peaks3(x, a1, m1, s1, a2, m2, s2, a3, m3, s3, c):  # ten parameters: rows formed apart
+    return peaks(x, a1, m1, s1, a2, m2, s2, c) + a3 * jnp.exp(-0.5 * ((x - m3) / s3) ** 2)
+
+
+def peaks3_np(x, a1, m1, s1, a2, m2, s2, a3, m3, s3, c):
+    return peaks_np(x, a1, m1, s1, a2, m2, s2, c) + a3 * np.exp(-0.5 * ((x - m3) / s3) ** 2)
+
+
 PROBLEMS = {
     "decay": (decay, decay_np, (0.0, 5.0), (2.0, 1.3, 0.5), (1.0, 1.0, 0.3)),
+    "peaks3": (
+        peaks3, peaks3_np, (0.0, 10.0),
+        (3.0, 2.0, 0.6, 2.0, 5.0, 1.1, 1.5, 8.0, 0.5, 0.4),
+        (2.6, 2.2, 0.7, 1.7, 4.8, 1.0, 1.3, 8.1, 0.6, 0.3),
+    ),
     "peaks": (
         peaks, peaks_np, (0.0, 10.0), (3.0, 3.0, 0.6, 2.0, 6.5, 1.1, 0.4),
         (2.5, 3.2, 0.8, 1.5, 6.0, 1.0, 0.2),
@@ -139,7 +177,9 @@ def test_fit_with_it_equals_scipy_and_the_fit_without(name: str, monkeypatch) ->
 
     traced = []
     real = reduction.block_gram_product
-    monkeypatch.setattr(reduction, "block_gram_product", lambda a: traced.append(1) or real(a))
+    monkeypatch.setattr(
+        reduction, "block_gram_product", lambda *a: traced.append(1) or real(*a)
+    )
     with_kernel = curvax.fit_curve(f, x, y, p0=p0, workers=1)
     assert traced, "the fit did not use the compiled Gram product"
 
@@ -154,6 +194,36 @@ def test_fit_with_it_equals_scipy_and_the_fit_without(name: str, monkeypatch) ->
     np.testing.assert_allclose(with_kernel.x, ref, rtol=1e-7)
     np.testing.assert_allclose(with_kernel.pcov, without.pcov, rtol=1e-8)
     assert_cov_close(with_kernel.pcov, ref_cov, rtol=1e-5)
+
+
+def test_rows_apart_with_weights_and_a_robust_loss(monkeypatch) -> None:
+    # ten parameters: each Jacobian row goes to the product on its own, masked (bucket
+    # padding) and rescaled by the loss row by row
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS["peaks3"]
+    n = 20_011
+    rng = np.random.default_rng(5)
+    x = np.linspace(lo, hi, n)
+    sigma = rng.uniform(0.5, 2.0, n) * 0.05
+    y = f_np(x, *truth) + sigma * rng.standard_normal(n)
+    y[::97] += 1.0  # outliers for the loss to tame
+    kw = dict(p0=p0, sigma=sigma, loss="soft_l1", f_scale=2.0, workers=1)
+    calls = []
+    real = reduction.block_gram_product
+    monkeypatch.setattr(
+        reduction, "block_gram_product", lambda *a: calls.append(len(a)) or real(*a)
+    )
+    with_kernel = curvax.fit_curve(f, x, y, **kw)
+    assert 11 in calls, calls  # ten rows and the residuals, one operand each
+    monkeypatch.setattr(front, "use_gram_kernel", lambda *args: False)
+    without = curvax.fit_curve(f, x, y, **kw)
+    ref, _ = scipy_curve_fit(
+        f_np, x, y, p0=p0, sigma=sigma, method="trf", loss="soft_l1", f_scale=2.0,
+        xtol=1e-15, ftol=1e-15, gtol=1e-15,
+    )
+    assert with_kernel.success and without.success
+    np.testing.assert_allclose(with_kernel.x, without.x, rtol=1e-10)
+    np.testing.assert_allclose(with_kernel.x, ref, rtol=1e-7)
+    np.testing.assert_allclose(with_kernel.pcov, without.pcov, rtol=1e-7)
 
 
 def test_threads_with_it_equal_one_program() -> None:
@@ -231,7 +301,9 @@ def test_object_code_kept_with_the_persistent_cache_gives_the_same_fit(tmp_path)
 def test_blocks_of_many_rows_keep_xlas_product(monkeypatch) -> None:
     # beyond MAX_ROWS the reduction does not call the kernel (measured no faster there)
     calls = []
-    monkeypatch.setattr(reduction, "block_gram_product", lambda a: calls.append(a) or a @ a.T)
+    monkeypatch.setattr(
+        reduction, "block_gram_product", lambda a: calls.append(a) or a @ a.T
+    )
     rng = np.random.default_rng(7)
     for m in (4, gram_kernel.MAX_ROWS, gram_kernel.MAX_ROWS + 1):
         r, jac_t = rng.standard_normal(64), rng.standard_normal((m - 1, 64))

@@ -172,7 +172,13 @@ def scale_residuals_and_jacobian(
     the module docstring.  With ``transposed=True`` the Jacobian is given (and
     returned) as its transpose, (p, m).
     """
-    eps = jnp.finfo(r.dtype).eps
-    js = rho[1] + 2.0 * rho[2] * r**2
-    js = jnp.sqrt(jnp.maximum(js, eps))
+    js = jacobian_scale(r, rho)
     return rho[1] * r / js, jac * (js[None, :] if transposed else js[:, None])
+
+
+def jacobian_scale(r: Array, rho: Array) -> Array:
+    """The factor ``√max(ρ′ + 2ρ″r², ε)`` (m,) by which a robust loss scales each point's
+    Jacobian row; the residual becomes ``ρ′ r`` divided by it
+    (:func:`scale_residuals_and_jacobian`, module docstring)."""
+    eps = jnp.finfo(r.dtype).eps
+    return jnp.sqrt(jnp.maximum(rho[1] + 2.0 * rho[2] * r**2, eps))

@@ -433,7 +433,8 @@ def pointwise_gram(
         r, Jt = weighted_value_and_jacobian(
             d.model, d.jac, xb, yb, wb, p, d.colours, pb, True, d.materialize, d.rows
         )
-        return block_gram(r, Jt, mb, d.rho_fn, d.f_scale, d.gram)
+        split = d.jac == "fwd" and d.colours is None and uses_separate_rows(d.rows, p.shape[0])
+        return block_gram(r, Jt, mb, d.rho_fn, d.f_scale, d.gram, split)
 
     def gram_fn(p: Array, i: Array) -> tuple[Array, Array]:
         return gram_block(p, i * bs, bs)

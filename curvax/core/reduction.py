@@ -27,14 +27,14 @@ Every function here is pure and traceable by JAX.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from curvax.core.gram_kernel import MAX_ROWS as GRAM_MAX_ROWS
 from curvax.core.gram_kernel import block_gram_product, xla_gram_product
-from curvax.core.loss import loss_terms, scale_residuals_and_jacobian
+from curvax.core.loss import jacobian_scale, loss_terms
 
 Array = jax.Array
 
@@ -113,26 +113,33 @@ def block_rows(
 
 def _masked_loss_rows(
     r: Array,
-    jac: Array,
+    jac: Array | list[Array],
     mask: Array | None,
     rho_fn: Callable[[Array], Array] | None,
     f_scale: Array,
     transposed: bool,
-) -> tuple[Array | None, Array, Array]:
+) -> tuple[Array | None, Array, Any]:
     """Masked rows zeroed and, for a robust loss, the cost ``½ Σ ρ`` and rescaled ``(r̃, J̃)``.
 
-    ``jac`` is (k, p), or (p, k) with ``transposed``.  Returns ``(cost, r̃, J̃)``; the
-    cost is None for the linear loss (``½ Σ r²``, left to the caller).
+    ``jac`` is (k, p), or with ``transposed`` (p, k) or a list of rows (k,) and stacks
+    of rows (·, k), each treated alike.  Returns ``(cost, r̃, J̃)`` (J̃ as ``jac`` came);
+    the cost is None for the linear loss (``½ Σ r²``, left to the caller).
     """
+    parts = jac if isinstance(jac, list) else [jac]
+
+    def per_point(v: Array) -> Array:  # a per-point vector against the Jacobian's layout
+        return v if transposed else v[:, None]
+
     if mask is not None:
         r = jnp.where(mask, r, 0.0)
-        jac = jnp.where(mask[None, :] if transposed else mask[:, None], jac, 0.0)
-    if rho_fn is None:
-        return None, r, jac
-    rho = loss_terms(rho_fn, r, f_scale)
-    cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
-    r, jac = scale_residuals_and_jacobian(r, jac, rho, transposed=transposed)
-    return cost, r, jac
+        parts = [jnp.where(per_point(mask), a, 0.0) for a in parts]
+    cost = None
+    if rho_fn is not None:
+        rho = loss_terms(rho_fn, r, f_scale)
+        cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
+        scale = jacobian_scale(r, rho)
+        r, parts = rho[1] * r / scale, [a * per_point(scale) for a in parts]
+    return cost, r, (parts if isinstance(jac, list) else parts[0])
 
 
 def block_cost(
@@ -213,6 +220,7 @@ def block_gram(
     rho_fn: Callable[[Array], Array] | None,
     f_scale: Array,
     style: str = "dot",
+    split_rows: bool = False,
 ) -> tuple[Array, Array]:
     """Cost and Gram matrix ``G = AᵀA`` of the rows ``A = [J̃ | r̃]`` of one block.
 
@@ -223,15 +231,28 @@ def block_gram(
     broadcast product and a sum (``'fused'``); all are the same sums, in a different
     order.  Non-finite entries are not counted here: they make ``G`` non-finite, and the
     caller then redoes the reduction with :func:`reduce_blocks`, which counts them.
+
+    With ``split_rows`` (the rows of ``jac_t`` formed one by one,
+    :mod:`curvax.core.separate_rows`) the compiled loop takes every row as an operand
+    of its own, so that XLA writes each row once, from its own loop, instead of also
+    copying it into a concatenation (:func:`curvax.core.gram_kernel.block_gram_product`).
     """
-    cost, r, jac_t = _masked_loss_rows(r, jac_t, mask, rho_fn, f_scale, transposed=True)
-    a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
-    if style == "fused":
-        G = jnp.sum(a_t[:, None, :] * a_t[None, :, :], axis=-1)
-    elif style == "kernel" and a_t.dtype == jnp.float64 and a_t.shape[0] <= GRAM_MAX_ROWS:
-        G = block_gram_product(a_t)  # XLA's product where the kernel is unavailable
+    kernel = style == "kernel" and r.dtype == jnp.float64 and jac_t.shape[0] < GRAM_MAX_ROWS
+    if kernel and split_rows:
+        # split before masking: a row masked on its own stays in its own loop
+        rows = [jac_t[i] for i in range(jac_t.shape[0])]
+        cost, r, rows = _masked_loss_rows(r, rows, mask, rho_fn, f_scale, transposed=True)
+        # XLA's product of the stacked rows where the kernel is unavailable
+        G = block_gram_product(*rows, r)
     else:
-        G = xla_gram_product(a_t)
+        cost, r, jac_t = _masked_loss_rows(r, jac_t, mask, rho_fn, f_scale, transposed=True)
+        a_t = jnp.concatenate([jac_t, r[None, :]], axis=0)
+        if style == "fused":
+            G = jnp.sum(a_t[:, None, :] * a_t[None, :, :], axis=-1)
+        elif kernel:
+            G = block_gram_product(a_t)  # XLA's product where the kernel is unavailable
+        else:
+            G = xla_gram_product(a_t)
     return (0.5 * G[-1, -1] if cost is None else cost), G
 
 
