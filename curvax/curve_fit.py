@@ -29,8 +29,7 @@ import numpy as np
 from curvax.compilation_cache import persistent_cache_enabled
 from curvax.core.data_source import DataSource, not_kept
 from curvax.core.device_data import data_stats, is_device_data, mask_device, pad_device
-from curvax.core.engine import Kernel, platform, reduction_defaults
-from curvax.core.gram_kernel import use_for as use_gram_kernel
+from curvax.core.engine import Kernel, gram_style, platform, reduction_defaults
 from curvax.core.host_buffers import aligned_empty, pooled_empty
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.memo import BoundedCache, canonical_function, hashable
@@ -825,8 +824,7 @@ def fit_curve(
             pattern = pattern[kept]
         sparsity = check_jac_sparsity(pattern, n_pts, n, ~fixed)[:, ~fixed]
         colours = greedy_colouring(sparsity)
-    if gram == "dot" and pointwise and L is None and use_gram_kernel(size, dt, mesh):
-        gram = "kernel"  # curvax's compiled Gram product (curvax.core.gram_kernel)
+    gram = gram_style(gram, size, dt, mesh, eligible=pointwise and L is None)
     can_thread = (
         gram in ("dot", "kernel")
         and mesh is None

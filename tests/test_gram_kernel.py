@@ -21,9 +21,7 @@ import pytest
 from scipy.optimize import curve_fit as scipy_curve_fit
 
 import curvax
-from curvax.core import gram_kernel, reduction
-
-front = sys.modules["curvax.curve_fit"]  # the module (the package exports the function)
+from curvax.core import engine, gram_kernel, reduction
 
 pytestmark = pytest.mark.skipif(
     not gram_kernel.enabled(), reason=f"compiled Gram product: {gram_kernel.status()}"
@@ -91,6 +89,22 @@ def test_rows_given_apart_equal_the_product_of_their_stack(shapes) -> None:
         )
     np.testing.assert_array_equal(g, product(a))  # the same sums in the same order
     np.testing.assert_allclose(g, a @ a.T, rtol=1e-13, atol=1e-13)
+
+
+def test_vmap_and_eager_calls_give_each_members_product() -> None:
+    # a batching rule (one product per member, in a loop) and an eager evaluation rule
+    rng = np.random.default_rng(11)
+    stacks, r = rng.standard_normal((5, 3, 50)), rng.standard_normal(50)
+    with jax.enable_x64(True):
+        eager = [np.asarray(gram_kernel.block_gram_product(jnp.asarray(a), jnp.asarray(r)))
+                 for a in stacks]
+        mapped = jax.jit(jax.vmap(gram_kernel.block_gram_product, in_axes=(1, None)))(
+            jnp.asarray(np.moveaxis(stacks, 0, 1)), jnp.asarray(r)
+        )
+    for a, g, gm in zip(stacks, eager, np.asarray(mapped), strict=True):
+        full = np.vstack([a, r[None]])
+        np.testing.assert_allclose(g, full @ full.T, rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(gm, g)
 
 
 def test_bad_blocks_are_refused() -> None:
@@ -183,7 +197,7 @@ def test_fit_with_it_equals_scipy_and_the_fit_without(name: str, monkeypatch) ->
     with_kernel = curvax.fit_curve(f, x, y, p0=p0, workers=1)
     assert traced, "the fit did not use the compiled Gram product"
 
-    monkeypatch.setattr(front, "use_gram_kernel", lambda *args: False)
+    monkeypatch.setattr(engine, "use_gram_kernel", lambda *args: False)
     traced.clear()
     without = curvax.fit_curve(f, x, y, p0=p0, workers=1)
     assert not traced
@@ -214,7 +228,7 @@ def test_rows_apart_with_weights_and_a_robust_loss(monkeypatch) -> None:
     )
     with_kernel = curvax.fit_curve(f, x, y, **kw)
     assert 11 in calls, calls  # ten rows and the residuals, one operand each
-    monkeypatch.setattr(front, "use_gram_kernel", lambda *args: False)
+    monkeypatch.setattr(engine, "use_gram_kernel", lambda *args: False)
     without = curvax.fit_curve(f, x, y, **kw)
     ref, _ = scipy_curve_fit(
         f_np, x, y, p0=p0, sigma=sigma, method="trf", loss="soft_l1", f_scale=2.0,

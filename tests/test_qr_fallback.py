@@ -19,7 +19,7 @@ from scipy.optimize import curve_fit as scipy_curve_fit
 
 import curvax
 import curvax.core.solve as solve_mod
-from curvax.core import gram_kernel
+from curvax.core import engine, gram_kernel
 from curvax.core import trust_region as tr
 from curvax.core.reduction import GRAM_REJECTED, Reduction
 
@@ -49,7 +49,7 @@ def style(request, monkeypatch):
     if request.param == "kernel" and not gram_kernel.enabled():
         pytest.skip(f"compiled Gram product: {gram_kernel.status()}")
     if request.param == "dot":
-        monkeypatch.setattr(module, "use_gram_kernel", lambda *args: False)
+        monkeypatch.setattr(engine, "use_gram_kernel", lambda *args: False)
     if request.param == "fused":
         monkeypatch.setattr(module, "reduction_defaults", lambda mesh=None: (1 << 16, "fused"))
     return request.param

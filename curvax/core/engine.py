@@ -43,6 +43,7 @@ import numpy as np
 
 from curvax.core.fast_math import enabled_kinds, replaced_names, with_fast_math
 from curvax.core.gc_pause import gc_paused
+from curvax.core.gram_kernel import use_for as use_gram_kernel
 from curvax.core.host_buffers import aligned_empty
 from curvax.core.lm import lm
 from curvax.core.locks import ForkSafeLock
@@ -96,6 +97,17 @@ def reduction_defaults(mesh: Any = None) -> tuple[int, str]:
     if platform(mesh) == "cpu":
         return DEFAULT_BLOCK_SIZE, "dot"
     return ACCELERATOR_BLOCK_SIZE, "fused"
+
+
+def gram_style(gram: str, n_points: int, dtype: Any, mesh: Any, eligible: bool) -> str:
+    """The Gram style a fit compiles: ``gram`` (:func:`reduction_defaults`), with
+    ``'dot'`` upgraded to ``'kernel'`` — curvax's compiled product — where the fit is
+    ``eligible`` (a traceable model of independent points, no 2-D sigma) and
+    :func:`curvax.core.gram_kernel.use_for` accepts ``n_points`` (padded) in ``dtype``
+    on ``mesh``."""
+    if gram == "dot" and eligible and use_gram_kernel(n_points, dtype, mesh):
+        return "kernel"
+    return gram
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Primitive
-from jax.interpreters import mlir
+from jax.interpreters import batching, mlir
 
 from curvax.core.locks import ForkSafeLock
 from curvax.warnings import PerformanceWarning
@@ -457,6 +457,10 @@ _block_gram_p = Primitive("curvax_block_gram")
 _block_gram_p.def_abstract_eval(
     lambda *blocks: jax.core.ShapedArray((_n_rows(blocks),) * 2, blocks[0].dtype)
 )
+# called outside jit: compiled as a one-product program (inside it the primitive is
+# staged out, so this does not recurse)
+_block_gram_p.def_impl(lambda *blocks: _staged(*blocks))
+_staged = jax.jit(lambda *blocks: _block_gram_p.bind(*blocks))
 _xla_lowering = mlir.lower_fun(
     lambda *blocks: xla_gram_product(_stacked(*blocks)), multiple_results=False
 )
@@ -473,6 +477,20 @@ def _cpu_lowering(ctx: Any, *blocks: Any) -> Any:
 
 mlir.register_lowering(_block_gram_p, _xla_lowering)  # other platforms: XLA's product
 mlir.register_lowering(_block_gram_p, _cpu_lowering, platform="cpu")
+
+
+def _batched(args: tuple[Any, ...], dims: tuple[Any, ...]) -> tuple[Array, int]:
+    """``vmap`` of the product: one product per batch member, in a loop (``lax.map``),
+    so that each equals the unbatched product bit for bit."""
+    size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
+    blocks = [
+        jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
+        for a, d in zip(args, dims, strict=True)
+    ]
+    return jax.lax.map(lambda bs: _block_gram_p.bind(*bs), blocks), 0
+
+
+batching.primitive_batchers[_block_gram_p] = _batched
 
 
 def block_gram_product(*blocks: Array) -> Array:

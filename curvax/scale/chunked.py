@@ -32,8 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from curvax.core.covariance import covariance_from_factor
-from curvax.core.engine import Kernel, reduction_defaults
-from curvax.core.gram_kernel import use_for as use_gram_kernel
+from curvax.core.engine import Kernel, gram_style, reduction_defaults
 from curvax.core.least_squares import DEFAULT_TOL, default_max_nfev, jac_mode
 from curvax.core.lm import lm
 from curvax.core.memo import canonical_function
@@ -518,8 +517,7 @@ def fit_chunked(
         jmode = "host"
 
     fixed = lb == ub
-    if gram == "dot" and traceable and use_gram_kernel(int(chunk_size), dt, mesh):
-        gram = "kernel"  # curvax's compiled Gram product (curvax.core.gram_kernel)
+    gram = gram_style(gram, int(chunk_size), dt, mesh, eligible=traceable)
     kernel = Kernel(
         kind="pointwise",
         fn=f,
