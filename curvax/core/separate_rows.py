@@ -52,6 +52,14 @@ peaks 112 → 83 ms, four peaks 149 → 109 ms, five peaks 226 → 157 ms.  Two 
 sharing the cores' caches want smaller blocks for the separate rows (three peaks at
 blocks of 4096 points: 112 → 120 ms), so :data:`BLOCK_SIZE` points per block is the CPU
 default with them.
+
+With curvax's compiled Gram product (:mod:`curvax.core.gram_kernel`) the rows formed
+here are not stacked at all: each goes to the product as an operand of its own
+(:func:`curvax.core.reduction.block_gram`), which spares the copy into the stack (three
+peaks, one pass at 10⁶ points on one core: 5.9 → 5.3 ns per point).  For fewer
+parameters that did not pay: there XLA already computes each shared value once and the
+stacking loop reads it, so separate operands only add loops (``benchmarks/README.md``,
+session 23).
 """
 
 from __future__ import annotations
