@@ -16,13 +16,18 @@ It measures, in one process on this machine:
    ``bench_fit.py`` over 2²⁰ points visited in 4096-point blocks, one core:
 
    * ``forward``: the model and ``½Σr²`` (no Jacobian);
-   * ``gram``: the product ``AAᵀ`` of already formed (p+1)×4096 blocks (its rate in
-     GFlop/s; ``2(p+1)²`` flops per point);
-   * ``evaluation``: one whole evaluation as a fit runs it
-     (:func:`curvax.core.problem.pointwise_gram`): residuals and forward-mode Jacobian
-     ``[J | r]`` of each block, then their Gram product.  (Forming the rows alone cannot
-     be timed apart: any consumer that keeps XLA from discarding them — a sum, a
-     buffer they are added into — costs more than the product it replaces.)
+   * ``gram``: the product ``AAᵀ`` of already formed (p+1)×4096 blocks by XLA's
+     matrix product (its rate in GFlop/s; ``2(p+1)²`` flops per point), and
+     ``kernel_gram`` the same by curvax's compiled product
+     (:mod:`curvax.core.gram_kernel`);
+   * ``evaluation``: one whole evaluation as a fit runs it: the fit's own reduction
+     (:func:`curvax.core.engine.pointwise_data`, :func:`curvax.core.problem.pointwise_gram`
+     of the kernel a fit of 2²⁰ points compiles: its fast float64 operations, rows,
+     block size and Gram product), residuals and forward-mode Jacobian ``[J | r]`` of
+     each block, then their Gram product.  (Forming the rows alone cannot be timed
+     apart: any consumer that keeps XLA from discarding them — a sum, a buffer they are
+     added into — costs more than the product it replaces.)  Before session 23 this
+     timed a generic evaluation (batched rows, XLA's product, no fast operations).
 3. **Fixed costs**: calling a trivial compiled program, one ``jax.pure_callback``
    round trip (the threaded reduction makes one per evaluation), a warm fit of 32
    points.
@@ -85,7 +90,11 @@ def xla_rates(name: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from curvax.core.problem import PointwiseData, pointwise_gram
+    from curvax.core import gram_kernel
+    from curvax.core.engine import Kernel, gram_style, pointwise_data
+    from curvax.core.memo import canonical_function
+    from curvax.core.problem import pointwise_gram
+    from curvax.core.separate_rows import rows_block_size
     from curvax.core.xla_options import cpu_compiler_options
 
     prob = PROBLEMS[name]
@@ -113,24 +122,30 @@ def xla_rates(name: str) -> dict:
 
         a = jax.random.normal(jax.random.key(0), (k, POINTS), dtype=jnp.float64)
 
-        def gram(a):
-            def step(i, c):
-                ab = jax.lax.dynamic_slice_in_dim(a, i * BLOCK, BLOCK, axis=1)
-                return c + jax.lax.dot_general(
-                    ab, ab, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST
-                )
+        def blocks_gram(product):
+            def gram(a):
+                def step(i, c):
+                    return c + product(jax.lax.dynamic_slice_in_dim(a, i * BLOCK, BLOCK, 1))
 
-            return jax.lax.fori_loop(0, POINTS // BLOCK, step, jnp.zeros((k, k)))
+                return jax.lax.fori_loop(0, POINTS // BLOCK, step, jnp.zeros((k, k)))
 
-        data = PointwiseData(
-            model=model, jac="fwd", x=x, y=y, w=None, mask=None,
-            rho_fn=None, f_scale=jnp.asarray(1.0), block_size=BLOCK,
+            return gram
+
+        # the fit's kernel for 2²⁰ points of this model (as curvax.curve_fit builds it)
+        n_free = p.shape[0]
+        kernel = Kernel(
+            kind="pointwise", fn=canonical_function(f), param_style="args", jac="fwd",
+            loss="linear", method="trf", jac_scale=True,
+            block_size=rows_block_size(BLOCK, "cpu", n_free),
+            gram=gram_style("dot", POINTS, np.float64, None, eligible=True),
         )
-        evaluation = pointwise_gram(data, with_tail=False)
-        out = {}
+        data = {"x": x, "y": y, "mask": jnp.ones(POINTS, bool), "n_real": jnp.int32(POINTS)}
+        evaluation = pointwise_gram(pointwise_data(kernel, data, jnp.asarray(1.0)))
+        out = {"kernel_gram": gram_kernel.status(), "evaluation_block_size": kernel.block_size}
         for label, fn, arg in (
             ("forward", forward, p),
-            ("gram", gram, a),
+            ("gram", blocks_gram(gram_kernel.xla_gram_product), a),
+            ("kernel_gram", blocks_gram(gram_kernel.block_gram_product), a),
             ("evaluation", evaluation, p),
         ):
             compiled = jax.jit(fn, compiler_options=opts)
@@ -234,8 +249,8 @@ def main() -> None:
         rates[name] = r = xla_rates(name)
         print(f"{name:10s} per point, one core: forward {r['forward_ns_per_point']:.2f} ns, "
               f"Gram {r['gram_ns_per_point']:.2f} ns "
-              f"({r['gram_gflop_s']:.1f} GFlop/s), evaluation "
-              f"{r['evaluation_ns_per_point']:.2f} ns")
+              f"({r['gram_gflop_s']:.1f} GFlop/s; curvax's {r['kernel_gram_ns_per_point']:.2f} "
+              f"ns), evaluation {r['evaluation_ns_per_point']:.2f} ns")
     fixed = fixed_costs()
     print(f"fixed: compiled call {fixed['dispatch_us']:.0f} us, pure_callback round trip "
           f"{fixed['callback_us']:.0f} us, warm 32-point fit {fixed['fit_32_us']:.0f} us")
