@@ -60,6 +60,7 @@ from curvax.core.problem import (
     value_and_jacobian,
 )
 from curvax.core.reduction import Reduction
+from curvax.core.select import where
 from curvax.core.separate_rows import rows_mode
 from curvax.core.sharding import sharded_reducer
 from curvax.core.threaded import (
@@ -379,7 +380,7 @@ def _build(k: Kernel) -> tuple[Callable, Callable, Callable]:
                 if data.get("w") is not None:
                     r = r * data["w"]
                 if data.get("mask") is not None:
-                    r = jnp.where(data["mask"], r, 0.0)
+                    r = where(data["mask"], r, 0.0)
                 return r
 
             def user_jac(data: dict, q: Array) -> Array:
@@ -476,7 +477,7 @@ def _compile(k: Kernel) -> Program:
         """Loss-rescaled Jacobian at ``q`` (m, n_free), materialised on request only."""
         r, J = jacobian(data, q)
         if k.kind == "pointwise" and data.get("mask") is not None:
-            J = jnp.where(data["mask"][:, None], J, 0.0)
+            J = where(data["mask"][:, None], J, 0.0)
         if rho_fn is None:
             return J
         return scale_residuals_and_jacobian(r, J, loss_terms(rho_fn, r, f_scale))[1]

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from curvax.core import trust_region as tr
 from curvax.core.monitor import apply_code
 from curvax.core.reduction import Reduction
+from curvax.core.select import where
 from curvax.core.trf import SolverOutput
 
 Array = jax.Array
@@ -63,7 +64,7 @@ def _gtol_measure(red: Reduction, diag_cols: Array) -> Array:
     fnorm = jnp.sqrt(jnp.sum(red.qtf**2) + red.factor[-1, -1] ** 2)
     g = jnp.abs(red.grad)
     denom = diag_cols * fnorm
-    return jnp.max(jnp.where(denom > 0, g / jnp.where(denom > 0, denom, 1.0), 0.0))
+    return jnp.max(where(denom > 0, g / where(denom > 0, denom, 1.0), 0.0))
 
 
 def lm(
@@ -96,18 +97,18 @@ def lm(
     finite0 = jnp.isfinite(red0.cost) & (red0.n_nonfinite == 0)
     colnorm0 = jnp.sqrt(jnp.sum(red0.R**2, axis=0))
     if x_scale is None:
-        diag0 = jnp.where(colnorm0 == 0, 1.0, colnorm0)
+        diag0 = where(colnorm0 == 0, 1.0, colnorm0)
     else:
         diag0 = tr.given_scale(red0.R, x_scale)[1]
     Delta0 = STEP_BOUND_FACTOR * tr.norm(diag0 * x0)
-    Delta0 = jnp.where(Delta0 == 0, STEP_BOUND_FACTOR, Delta0)
-    status0 = jnp.where(
+    Delta0 = where(Delta0 == 0, STEP_BOUND_FACTOR, Delta0)
+    status0 = where(
         ~finite0,
         -1,
-        jnp.where(
+        where(
             _gtol_measure(red0, colnorm0) <= jnp.maximum(gtol, eps),
             1,
-            jnp.where(max_nfev <= 1, 0, tr.RUNNING),
+            where(max_nfev <= 1, 0, tr.RUNNING),
         ),
     )
     status0 = tr.stop_if_rejected(status0, red0)
@@ -131,7 +132,7 @@ def lm(
         par_step = par
         step = s_h / D
         pnorm = tr.norm(s_h)
-        Delta = jnp.where(st.nit == 0, jnp.minimum(st.Delta, pnorm), st.Delta)
+        Delta = where(st.nit == 0, jnp.minimum(st.Delta, pnorm), st.Delta)
 
         x_new = x + step
         red_new = reduce_fn(x_new)
@@ -139,33 +140,33 @@ def lm(
         finite = jnp.isfinite(red_new.cost) & (red_new.n_nonfinite == 0)
         fnorm1 = jnp.sqrt(2.0 * red_new.cost)
 
-        safe_f = jnp.where(fnorm > 0, fnorm, 1.0)
-        actred = jnp.where(finite & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / safe_f) ** 2, -1.0)
+        safe_f = where(fnorm > 0, fnorm, 1.0)
+        actred = where(finite & (0.1 * fnorm1 < fnorm), 1.0 - (fnorm1 / safe_f) ** 2, -1.0)
         t1 = tr.norm(red.R @ step) / safe_f
         t2 = jnp.sqrt(par) * pnorm / safe_f
         prered = t1**2 + t2**2 / 0.5
         dirder = -(t1**2 + t2**2)
-        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+        ratio = where(prered != 0, actred / where(prered != 0, prered, 1.0), 0.0)
 
         # Moré's radius update.
-        temp = jnp.where(
+        temp = where(
             actred >= 0,
             0.5,
-            0.5 * dirder / jnp.where(dirder + 0.5 * actred != 0, dirder + 0.5 * actred, -1.0),
+            0.5 * dirder / where(dirder + 0.5 * actred != 0, dirder + 0.5 * actred, -1.0),
         )
-        temp = jnp.where((0.1 * fnorm1 >= fnorm) | (temp < 0.1) | ~finite, 0.1, temp)
+        temp = where((0.1 * fnorm1 >= fnorm) | (temp < 0.1) | ~finite, 0.1, temp)
         shrink = ratio <= 0.25
         grow = ~shrink & ((par == 0) | (ratio >= 0.75))
-        Delta = jnp.where(
-            shrink, temp * jnp.minimum(Delta, pnorm / 0.1), jnp.where(grow, pnorm / 0.5, Delta)
+        Delta = where(
+            shrink, temp * jnp.minimum(Delta, pnorm / 0.1), where(grow, pnorm / 0.5, Delta)
         )
-        par = jnp.where(shrink, par / temp, jnp.where(grow, 0.5 * par, par))
+        par = where(shrink, par / temp, where(grow, 0.5 * par, par))
 
         accept = finite & (ratio >= 1e-4)
-        x_out = jnp.where(accept, x_new, x)
-        red_out = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        x_out = where(accept, x_new, x)
+        red_out = jax.tree.map(lambda a, b: where(accept, a, b), red_new, red)
         colnorm = jnp.sqrt(jnp.sum(red_out.R**2, axis=0))
-        D_out = jnp.where(accept & (x_scale is None), jnp.maximum(D, colnorm), D)
+        D_out = where(accept & (x_scale is None), jnp.maximum(D, colnorm), D)
         xnorm = tr.norm(D_out * x_out)
 
         # A step cut short by the trust region (par > 0) that the model predicted well
@@ -183,13 +184,13 @@ def lm(
             & ~region_bound
         )
         x_ok = (Delta <= jnp.maximum(xtol, eps) * xnorm) & ~region_bound
-        status = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, tr.RUNNING)))
+        status = where(f_ok & x_ok, 4, where(f_ok, 2, where(x_ok, 3, tr.RUNNING)))
         # no further step could pass the ftol test: stop now (trust_region docstring)
         done = accept & (ratio >= 0.25) & model_converged
-        status = jnp.where((status == tr.RUNNING) & done, 2, status)
+        status = where((status == tr.RUNNING) & done, 2, status)
         g_ok = accept & (_gtol_measure(red_out, colnorm) <= jnp.maximum(gtol, eps))
-        status = jnp.where((status == tr.RUNNING) & g_ok, 1, status)
-        status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
+        status = where((status == tr.RUNNING) & g_ok, 1, status)
+        status = where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
         nit = st.nit + accept.astype(jnp.int32)
         if hook is not None:
             gnorm = jnp.max(jnp.abs(red_out.grad))
@@ -208,11 +209,11 @@ def lm(
         -inf,
         inf,
         n_residuals,
-        jnp.where(converged, polish_steps, 0),
+        where(converged, polish_steps, 0),
         svd,
     )
     status = tr.refuse_far_convergence(st.status, x, red, None, n_residuals, svd)
-    status = jnp.where(pol_rejected, tr.GRAM_REJECTED_STATUS, status)
+    status = where(pol_rejected, tr.GRAM_REJECTED_STATUS, status)
     return SolverOutput(
         x=x,
         reduction=red,

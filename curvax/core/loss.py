@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from curvax.core.select import where
+
 Array = jax.Array
 
 LOSS_NAMES = ("linear", "soft_l1", "huber", "cauchy", "arctan", "tukey")
@@ -50,12 +52,12 @@ def _soft_l1(z: Array) -> Array:
 
 def _huber(z: Array) -> Array:
     inside = z <= 1.0
-    zs = jnp.where(inside, 1.0, z)  # keep the outer branch finite where unused
+    zs = where(inside, 1.0, z)  # keep the outer branch finite where unused
     return jnp.stack(
         [
-            jnp.where(inside, z, 2.0 * jnp.sqrt(zs) - 1.0),
-            jnp.where(inside, 1.0, zs**-0.5),
-            jnp.where(inside, 0.0, -0.5 * zs**-1.5),
+            where(inside, z, 2.0 * jnp.sqrt(zs) - 1.0),
+            where(inside, 1.0, zs**-0.5),
+            where(inside, 0.0, -0.5 * zs**-1.5),
         ]
     )
 
@@ -73,8 +75,8 @@ def _arctan(z: Array) -> Array:
 def _tukey(z: Array) -> Array:
     """Tukey's biweight, scaled so that ρ(z) ≈ z near 0: ρ = (1 − (1 − z)³)/3 for z ≤ 1."""
     inside = z <= 1.0
-    u = jnp.where(inside, 1.0 - z, 0.0)
-    return jnp.stack([(1.0 - u**3) / 3.0, u**2, jnp.where(inside, -2.0 * u, 0.0)])
+    u = where(inside, 1.0 - z, 0.0)
+    return jnp.stack([(1.0 - u**3) / 3.0, u**2, where(inside, -2.0 * u, 0.0)])
 
 
 _BUILTIN: dict[str, Callable[[Array], Array]] = {

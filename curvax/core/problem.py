@@ -62,6 +62,7 @@ from curvax.core.reduction import (
     triangularize,
     used_blocks,
 )
+from curvax.core.select import where
 from curvax.core.separate_rows import jacobian_rows, uses_separate_rows
 from curvax.core.sparsity import compressed_value_and_jacobian
 from curvax.core.wire import from_host, from_wire, host_out, to_wire, wire_shape
@@ -153,7 +154,7 @@ def fd_steps(p: Array, method: str) -> Array:
     """Finite-difference steps as SciPy chooses them: ε^(1/2) or ε^(1/3) times max(1,|p|)."""
     eps = jnp.finfo(p.dtype).eps
     rel = eps**0.5 if method == "2-point" else eps ** (1.0 / 3.0)
-    sign = jnp.where(p >= 0, 1.0, -1.0)
+    sign = where(p >= 0, 1.0, -1.0)
     h = rel * sign * jnp.maximum(1.0, jnp.abs(p))
     return (p + h) - p  # exactly representable step
 
@@ -521,7 +522,7 @@ def pointwise_reducer(
             & (scaled_condition(factor[:-1, :-1]) < GRAM_MAX_CONDITION)
         )
         if not fallback:
-            return Reduction(cost, factor, jnp.where(good, 0, GRAM_REJECTED).astype(jnp.int32))
+            return Reduction(cost, factor, where(good, 0, GRAM_REJECTED).astype(jnp.int32))
         return jax.lax.cond(
             good,
             lambda: Reduction(cost, factor, jnp.zeros((), jnp.int32)),

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from curvax.core.gram_kernel import MAX_ROWS as GRAM_MAX_ROWS
 from curvax.core.gram_kernel import block_gram_product, xla_gram_product
 from curvax.core.loss import jacobian_scale, loss_terms
+from curvax.core.select import where
 
 Array = jax.Array
 
@@ -131,12 +132,12 @@ def _masked_loss_rows(
         return v if transposed else v[:, None]
 
     if mask is not None:
-        r = jnp.where(mask, r, 0.0)
-        parts = [jnp.where(per_point(mask), a, 0.0) for a in parts]
+        r = where(mask, r, 0.0)
+        parts = [where(per_point(mask), a, 0.0) for a in parts]
     cost = None
     if rho_fn is not None:
         rho = loss_terms(rho_fn, r, f_scale)
-        cost = 0.5 * jnp.sum(rho[0] if mask is None else jnp.where(mask, rho[0], 0.0))
+        cost = 0.5 * jnp.sum(rho[0] if mask is None else where(mask, rho[0], 0.0))
         scale = jacobian_scale(r, rho)
         r, parts = rho[1] * r / scale, [a * per_point(scale) for a in parts]
     return cost, r, (parts if isinstance(jac, list) else parts[0])
@@ -147,11 +148,11 @@ def block_cost(
 ) -> Array:
     """Cost ``½ Σ ρ`` of one block from its residuals alone (no Jacobian)."""
     if mask is not None:
-        r = jnp.where(mask, r, 0.0)
+        r = where(mask, r, 0.0)
     if rho_fn is None:
         return 0.5 * jnp.sum(r * r)
     rho0 = loss_terms(rho_fn, r, f_scale)[0]
-    return 0.5 * jnp.sum(rho0 if mask is None else jnp.where(mask, rho0, 0.0))
+    return 0.5 * jnp.sum(rho0 if mask is None else where(mask, rho0, 0.0))
 
 
 def reduce_block(
@@ -184,8 +185,8 @@ def factor_from_gram(G: Array) -> Array:
 def scaled_condition(R: Array) -> Array:
     """Condition number of ``R`` after scaling its columns to unit norm (∞ if singular)."""
     cn = jnp.sqrt(jnp.sum(R * R, axis=0))
-    s = jnp.linalg.svd(R / jnp.where(cn > 0, cn, 1.0), compute_uv=False)
-    return jnp.where(s[-1] > 0, s[0] / jnp.where(s[-1] > 0, s[-1], 1.0), jnp.inf)
+    s = jnp.linalg.svd(R / where(cn > 0, cn, 1.0), compute_uv=False)
+    return where(s[-1] > 0, s[0] / where(s[-1] > 0, s[-1], 1.0), jnp.inf)
 
 
 GRAM_MAX_CONDITION = 1e4
@@ -327,4 +328,4 @@ def used_blocks(
     if mask is None:
         return n_blocks
     used = jnp.any(mask[: n_blocks * block_size].reshape(n_blocks, block_size), axis=1)
-    return jnp.max(jnp.where(used, jnp.arange(1, n_blocks + 1, dtype=jnp.int32), 0))
+    return jnp.max(where(used, jnp.arange(1, n_blocks + 1, dtype=jnp.int32), 0))

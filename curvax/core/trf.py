@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from curvax.core import trust_region as tr
 from curvax.core.monitor import apply_code
 from curvax.core.reduction import Reduction
+from curvax.core.select import where
 
 Array = jax.Array
 
@@ -109,14 +110,14 @@ def trf(
         return jnp.max(jnp.abs(g * v))
 
     v0, dv0 = tr.coleman_li_scaling(x0, red0.grad, lb, ub)
-    v0 = jnp.where(dv0 != 0, v0 * scale_inv, v0)
+    v0 = where(dv0 != 0, v0 * scale_inv, v0)
     Delta0 = tr.norm(x0 * scale_inv / jnp.sqrt(v0))
-    Delta0 = jnp.where((Delta0 == 0) | ~jnp.isfinite(Delta0), 1.0, Delta0).astype(dtype)
+    Delta0 = where((Delta0 == 0) | ~jnp.isfinite(Delta0), 1.0, Delta0).astype(dtype)
 
-    status0 = jnp.where(
+    status0 = where(
         ~finite0,
         -1,
-        jnp.where(scaled_gnorm(x0, red0.grad) < gtol, 1, jnp.where(max_nfev <= 1, 0, tr.RUNNING)),
+        where(scaled_gnorm(x0, red0.grad) < gtol, 1, where(max_nfev <= 1, 0, tr.RUNNING)),
     )
     status0 = tr.stop_if_rejected(status0, red0)
     state = _State(
@@ -136,7 +137,7 @@ def trf(
         v, dv = tr.coleman_li_scaling(x, g, lb, ub)
         g_norm = jnp.max(jnp.abs(g * v))
         sc = scale if x_scale is not None else 1.0 / st.scale_inv
-        v = jnp.where(dv != 0, v * st.scale_inv, v)
+        v = where(dv != 0, v * st.scale_inv, v)
         d = jnp.sqrt(v) * sc
         diag_h = g * dv * sc
         g_h = d * g
@@ -168,26 +169,26 @@ def trf(
         # A step cut short by the trust region that the model predicted well is no sign
         # of convergence: the region grows and the fit goes on (see lm.py) — unless even
         # the unrestricted Gauss–Newton step could not lower the cost by ftol.
-        red_next = jax.tree.map(lambda a, b: jnp.where(accept, a, b), red_new, red)
+        red_next = jax.tree.map(lambda a, b: where(accept, a, b), red_new, red)
         model_converged = tr.gauss_newton_gain_below(red_next, ftol)
         region_bound = (
             (step_h_norm > 0.95 * st.Delta)
             & (ratio > 0.75)
             & ~model_converged
         )
-        status = jnp.where(finite & ~region_bound, status, tr.RUNNING)
+        status = where(finite & ~region_bound, status, tr.RUNNING)
         # no further step could pass the ftol test: stop now (trust_region docstring)
         done = accept & (ratio > 0.25) & model_converged
-        status = jnp.where((status == tr.RUNNING) & done, 2, status)
+        status = where((status == tr.RUNNING) & done, 2, status)
         stopped = status != tr.RUNNING
         # Radius and LM parameter: unchanged when the loop stops here (as in SciPy).
-        Delta = jnp.where(finite, jnp.where(stopped, st.Delta, Delta_new), 0.25 * step_h_norm)
-        alpha = jnp.where(finite & ~stopped, alpha * st.Delta / Delta_new, alpha)
+        Delta = where(finite, where(stopped, st.Delta, Delta_new), 0.25 * step_h_norm)
+        alpha = where(finite & ~stopped, alpha * st.Delta / Delta_new, alpha)
 
-        x_out = jnp.where(accept, x_new, x)
+        x_out = where(accept, x_new, x)
         red_out = red_next
         if x_scale is None:
-            scale_inv_out = jnp.where(
+            scale_inv_out = where(
                 accept, tr.jac_scale(red_new.R, st.scale_inv)[1], st.scale_inv
             )
         else:
@@ -195,8 +196,8 @@ def trf(
         nit = st.nit + accept.astype(jnp.int32)
 
         g_norm_out = scaled_gnorm(x_out, red_out.grad)
-        status = jnp.where(~stopped & accept & (g_norm_out < gtol), 1, status)
-        status = jnp.where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
+        status = where(~stopped & accept & (g_norm_out < gtol), 1, status)
+        status = where((status == tr.RUNNING) & (nfev >= max_nfev), 0, status)
         if hook is not None:
             code = hook(nit, nfev, red_out.cost, x_out, g_norm_out, tr.norm(step), Delta, accept)
             status = apply_code(status, code, tr.RUNNING)
@@ -214,14 +215,14 @@ def trf(
         lb,
         ub,
         n_residuals,
-        jnp.where(converged, polish_steps, 0),
+        where(converged, polish_steps, 0),
         svd,
     )
     g_norm = scaled_gnorm(x, red.grad)
     status = tr.refuse_far_convergence(
         st.status, x, red, tr.near_bounds(x, lb, ub), n_residuals, svd
     )
-    status = jnp.where(pol_rejected, tr.GRAM_REJECTED_STATUS, status)
+    status = where(pol_rejected, tr.GRAM_REJECTED_STATUS, status)
     return SolverOutput(
         x=x,
         reduction=red,

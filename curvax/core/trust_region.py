@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from curvax.core.reduction import gram_rejected
+from curvax.core.select import where
 from curvax.core.small_linalg import cholesky_solve
 
 Array = jax.Array
@@ -132,7 +133,7 @@ def column_scaled_subproblem(
     zero column): a step ``s`` of the scaled subproblem is ``s / D`` in the parameters.
     Rank decisions on it do not depend on the parameters' units."""
     cn = jnp.sqrt(jnp.sum(R * R, axis=0))
-    safe = jnp.where(cn > 0, cn, 1.0)
+    safe = where(cn > 0, cn, 1.0)
     return subproblem_from_factor(R / safe, b, svd), safe
 
 
@@ -141,7 +142,7 @@ def minimum_norm_step(sub: Subproblem, n_residuals: int) -> Array:
     solution, singular values not kept by :func:`kept_singular_values` ignored."""
     uf, s, V = sub
     keep = kept_singular_values(s, n_residuals)
-    return -(V @ jnp.where(keep, uf / jnp.where(keep, s, 1.0), 0.0))
+    return -(V @ where(keep, uf / where(keep, s, 1.0), 0.0))
 
 
 def polish_step(
@@ -169,13 +170,13 @@ def polish_step(
     deficient = jnp.sum(~keep) > zero_columns
 
     def least_relative_change() -> Array:
-        c = jnp.where(keep, -sub.uf / jnp.where(keep, sub.s, 1.0), 0.0)
-        w = jnp.where(x != 0, jnp.abs(x), 1.0 / safe)
-        B = jnp.where(keep[None, :], sub.V, 0.0) * (safe * w)[:, None]  # E V_k, masked
+        c = where(keep, -sub.uf / where(keep, sub.s, 1.0), 0.0)
+        w = where(x != 0, jnp.abs(x), 1.0 / safe)
+        B = where(keep[None, :], sub.V, 0.0) * (safe * w)[:, None]  # E V_k, masked
         G = B.T @ B
-        d = jnp.sqrt(jnp.where(keep, jnp.diagonal(G), 1.0))
-        G = jnp.where(keep[:, None] & keep[None, :], G / (d[:, None] * d[None, :]), 0.0)
-        G = G + jnp.diag(jnp.where(keep, 0.0, 1.0))
+        d = jnp.sqrt(where(keep, jnp.diagonal(G), 1.0))
+        G = where(keep[:, None] & keep[None, :], G / (d[:, None] * d[None, :]), 0.0)
+        G = G + jnp.diag(where(keep, 0.0, 1.0))
         if svd is None:  # LAPACK, as for the SVD: one call each, little to compile
             L = jnp.linalg.cholesky(G)
             y = jax.scipy.linalg.cho_solve((L, True), c / d) / d
@@ -198,8 +199,8 @@ def gauss_newton_share(sub: Subproblem, cost: Array, n_residuals: int) -> Array:
     from one.
     """
     uf, s, _ = sub
-    gain = jnp.sum(jnp.where(kept_singular_values(s, n_residuals), uf * uf, 0.0))
-    return jnp.where(cost > 0, gain / jnp.where(cost > 0, 2.0 * cost, 1.0), 0.0)
+    gain = jnp.sum(where(kept_singular_values(s, n_residuals), uf * uf, 0.0))
+    return where(cost > 0, gain / where(cost > 0, 2.0 * cost, 1.0), 0.0)
 
 
 def near_bound_sides(x: Array, lb: Array, ub: Array) -> tuple[Array, Array]:
@@ -283,9 +284,9 @@ def probe_points(x: Array, step: Array) -> Array:
     """
     big = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
     scale = jnp.maximum(jnp.abs(x), FAR_STEP_RTOL * big)
-    scale = jnp.where(scale > 0, scale, 1.0)
+    scale = where(scale > 0, scale, 1.0)
     rel = jnp.max(jnp.abs(step) / scale, axis=-1, keepdims=True)
-    t_max = jnp.where(rel > 1.0, 1.0 / jnp.where(rel > 1.0, rel, 1.0), 1.0)
+    t_max = where(rel > 1.0, 1.0 / where(rel > 1.0, rel, 1.0), 1.0)
     lead = (1,) * t_max.ndim
     capped = jnp.asarray(PROBE_FRACTIONS, x.dtype).reshape((-1, *lead)) * t_max[None]
     full = jnp.broadcast_to(
@@ -315,7 +316,7 @@ def lowest_cost_along(cost_at: Callable[[Array], Array], x: Array, step: Array) 
     One evaluation of ``cost_at`` per probe, in a loop (the model is traced once).
     """
     costs = jax.lax.map(cost_at, probe_points(x, step))
-    return jnp.min(jnp.where(jnp.isfinite(costs), costs, jnp.inf), axis=0)
+    return jnp.min(where(jnp.isfinite(costs), costs, jnp.inf), axis=0)
 
 
 def moves_far(step: Array, x: Array) -> Array:
@@ -340,7 +341,7 @@ def far_from_minimum_status(
     big = moves_far(step, x)
     converged = (status >= 1) & (status <= 4)
     far = converged & trusted & (share > FAR_FROM_MINIMUM) & big
-    return jnp.where(far, FAR_FROM_MINIMUM_STATUS, status).astype(status.dtype)
+    return where(far, FAR_FROM_MINIMUM_STATUS, status).astype(status.dtype)
 
 
 def solve_trust_region(
@@ -369,7 +370,7 @@ def solve_trust_region(
     def over(a: Array, denom: Array) -> Array:
         # a / denom, with 0 where denom == 0: there s_i = 0, so a = 0 too (α = 0 with a
         # rank-deficient A); a plain division would give 0/0 = NaN and a NaN step.
-        return jnp.where(denom > 0, a / jnp.where(denom > 0, denom, 1.0), 0.0)
+        return where(denom > 0, a / where(denom > 0, denom, 1.0), 0.0)
 
     def phi_and_derivative(alpha: Array) -> tuple[Array, Array]:
         denom = s**2 + alpha
@@ -382,19 +383,19 @@ def solve_trust_region(
         full_rank = s[-1] > eps * n_residuals * s[0]
     else:
         full_rank = jnp.asarray(False)
-    s_safe = jnp.where(s > 0, s, 1.0)
-    p_gn = -V @ jnp.where(s > 0, uf / s_safe, 0.0)
+    s_safe = where(s > 0, s, 1.0)
+    p_gn = -V @ where(s > 0, uf / s_safe, 0.0)
     gn_ok = full_rank & (norm(p_gn) <= Delta)
 
     alpha_upper = norm(suf) / Delta
     phi0, dphi0 = phi_and_derivative(jnp.zeros((), dtype))
-    alpha_lower = jnp.where(full_rank, -phi0 / jnp.where(dphi0 != 0, dphi0, -1.0), 0.0)
+    alpha_lower = where(full_rank, -phi0 / where(dphi0 != 0, dphi0, -1.0), 0.0)
     alpha_lower = jnp.maximum(alpha_lower, 0.0)
 
     def reset(lo: Array, hi: Array) -> Array:
         return jnp.maximum(0.001 * hi, jnp.sqrt(lo * hi))
 
-    alpha = jnp.where(~full_rank & (alpha0 == 0), reset(alpha_lower, alpha_upper), alpha0)
+    alpha = where(~full_rank & (alpha0 == 0), reset(alpha_lower, alpha_upper), alpha0)
 
     def cond(c: tuple) -> Array:
         it, _, _, _, done = c
@@ -402,10 +403,10 @@ def solve_trust_region(
 
     def body(c: tuple) -> tuple:
         it, alpha, lo, hi, _ = c
-        alpha = jnp.where((alpha < lo) | (alpha > hi), reset(lo, hi), alpha)
+        alpha = where((alpha < lo) | (alpha > hi), reset(lo, hi), alpha)
         phi, dphi = phi_and_derivative(alpha)
-        hi = jnp.where(phi < 0, alpha, hi)
-        ratio = phi / jnp.where(dphi != 0, dphi, -tiny)
+        hi = where(phi < 0, alpha, hi)
+        ratio = phi / where(dphi != 0, dphi, -tiny)
         lo = jnp.maximum(lo, alpha - ratio)
         alpha = alpha - (phi + Delta) * ratio / Delta
         return it + 1, alpha, lo, hi, jnp.abs(phi) < rtol * Delta
@@ -416,7 +417,7 @@ def solve_trust_region(
     alpha = jnp.maximum(alpha, 0.0)
     p = -V @ over(suf, s**2 + alpha)
     p = p * (Delta / jnp.maximum(norm(p), tiny))
-    return jnp.where(gn_ok, p_gn, p), jnp.where(gn_ok, 0.0, alpha)
+    return where(gn_ok, p_gn, p), where(gn_ok, 0.0, alpha)
 
 
 def update_radius(
@@ -430,13 +431,13 @@ def update_radius(
 
     Returns ``(Δ_new, ratio)`` with ``ratio = actual / predicted`` reduction.
     """
-    ratio = jnp.where(
+    ratio = where(
         predicted > 0,
-        actual / jnp.where(predicted > 0, predicted, 1.0),
-        jnp.where((predicted == 0) & (actual == 0), 1.0, 0.0),
+        actual / where(predicted > 0, predicted, 1.0),
+        where((predicted == 0) & (actual == 0), 1.0, 0.0),
     )
-    Delta = jnp.where(
-        ratio < 0.25, 0.25 * step_norm, jnp.where((ratio > 0.75) & bound_hit, 2.0 * Delta, Delta)
+    Delta = where(
+        ratio < 0.25, 0.25 * step_norm, where((ratio > 0.75) & bound_hit, 2.0 * Delta, Delta)
     )
     return Delta, ratio
 
@@ -453,7 +454,7 @@ def termination_status(
     """Status 2 (ftol), 3 (xtol), 4 (both) or ``RUNNING``; see the module docstring."""
     f_ok = (dF < ftol * F) & (ratio > 0.25)
     x_ok = dx_norm < xtol * (xtol + x_norm)
-    return jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, RUNNING)))
+    return where(f_ok & x_ok, 4, where(f_ok, 2, where(x_ok, 3, RUNNING)))
 
 
 # --- quadratic models -------------------------------------------------------------
@@ -497,9 +498,9 @@ def minimize_quadratic_1d(
     a: Array, b: Array, lb: Array, ub: Array, c: Array | float = 0.0
 ) -> tuple[Array, Array]:
     """Minimise ``a t² + b t + c`` over ``lb ≤ t ≤ ub``; returns ``(t, value)``."""
-    ext = -0.5 * b / jnp.where(a != 0, a, 1.0)
+    ext = -0.5 * b / where(a != 0, a, 1.0)
     ext_ok = (a != 0) & (lb < ext) & (ext < ub)
-    t = jnp.stack([lb, ub, jnp.where(ext_ok, ext, lb)])
+    t = jnp.stack([lb, ub, where(ext_ok, ext, lb)])
     y = t * (a * t + b) + c
     i = jnp.argmin(y)
     return t[i], y[i]
@@ -511,22 +512,22 @@ def minimize_quadratic_1d(
 def step_to_bound(x: Array, s: Array, lb: Array, ub: Array) -> tuple[Array, Array]:
     """Smallest ``t ≥ 0`` with ``x + t s`` on a bound, and which variables hit it (±1)."""
     nz = s != 0
-    s_safe = jnp.where(nz, s, 1.0)
-    steps = jnp.where(nz, jnp.maximum((lb - x) / s_safe, (ub - x) / s_safe), jnp.inf)
+    s_safe = where(nz, s, 1.0)
+    steps = where(nz, jnp.maximum((lb - x) / s_safe, (ub - x) / s_safe), jnp.inf)
     t = jnp.min(steps)
-    hits = jnp.where(steps == t, jnp.sign(s), 0.0)
+    hits = where(steps == t, jnp.sign(s), 0.0)
     return t, hits
 
 
 def intersect_trust_region(x: Array, s: Array, Delta: Array) -> tuple[Array, Array]:
     """Roots ``t₋ ≤ t₊`` of ``‖x + t s‖ = Δ`` for ``x`` inside the region."""
     a = jnp.dot(s, s)
-    a = jnp.where(a > 0, a, 1.0)
+    a = where(a > 0, a, 1.0)
     b = jnp.dot(x, s)
     c = jnp.minimum(jnp.dot(x, x) - Delta**2, 0.0)
     d = jnp.sqrt(jnp.maximum(b * b - a * c, 0.0))
-    q = -(b + jnp.where(b >= 0, d, -d))
-    q = jnp.where(q != 0, q, -jnp.finfo(x.dtype).tiny)
+    q = -(b + where(b >= 0, d, -d))
+    q = where(q != 0, q, -jnp.finfo(x.dtype).tiny)
     t1, t2 = q / a, c / q
     return jnp.minimum(t1, t2), jnp.maximum(t1, t2)
 
@@ -546,7 +547,7 @@ def active_constraints(x: Array, lb: Array, ub: Array, rtol: Array | float) -> A
     up_thr = rtol * jnp.maximum(1.0, jnp.abs(ub))
     lower = jnp.isfinite(lb) & (lower_dist <= jnp.minimum(upper_dist, lo_thr))
     upper = jnp.isfinite(ub) & (upper_dist <= jnp.minimum(lower_dist, up_thr))
-    return jnp.where(upper, 1, jnp.where(lower, -1, 0)).astype(jnp.int32)
+    return where(upper, 1, where(lower, -1, 0)).astype(jnp.int32)
 
 
 def make_strictly_feasible(x: Array, lb: Array, ub: Array, rstep: float = 1e-10) -> Array:
@@ -557,14 +558,14 @@ def make_strictly_feasible(x: Array, lb: Array, ub: Array, rstep: float = 1e-10)
     if rstep == 0:
         lower = x <= lb
         upper = x >= ub
-        new = jnp.where(lower, jnp.nextafter(lb, ub), x)
-        new = jnp.where(upper, jnp.nextafter(ub, lb), new)
+        new = where(lower, jnp.nextafter(lb, ub), x)
+        new = where(upper, jnp.nextafter(ub, lb), new)
     else:
         act = active_constraints(x, lb, ub, rstep)
-        new = jnp.where(act == -1, lb + rstep * jnp.maximum(1.0, jnp.abs(lb)), x)
-        new = jnp.where(act == 1, ub - rstep * jnp.maximum(1.0, jnp.abs(ub)), new)
+        new = where(act == -1, lb + rstep * jnp.maximum(1.0, jnp.abs(lb)), x)
+        new = where(act == 1, ub - rstep * jnp.maximum(1.0, jnp.abs(ub)), new)
     tight = (new < lb) | (new > ub)
-    return jnp.where(tight, 0.5 * (lb + ub), new)
+    return where(tight, 0.5 * (lb + ub), new)
 
 
 def coleman_li_scaling(x: Array, g: Array, lb: Array, ub: Array) -> tuple[Array, Array]:
@@ -576,8 +577,8 @@ def coleman_li_scaling(x: Array, g: Array, lb: Array, ub: Array) -> tuple[Array,
     """
     up = (g < 0) & jnp.isfinite(ub)
     lo = (g > 0) & jnp.isfinite(lb)
-    v = jnp.where(up, ub - x, jnp.where(lo, x - lb, 1.0))
-    dv = jnp.where(up, -1.0, jnp.where(lo, 1.0, 0.0)).astype(x.dtype)
+    v = where(up, ub - x, where(lo, x - lb, 1.0))
+    dv = where(up, -1.0, where(lo, 1.0, 0.0)).astype(x.dtype)
     return v, dv
 
 
@@ -606,7 +607,7 @@ def select_step(
     feasible = in_bounds(x + p, lb, ub)
 
     p_stride, hits = step_to_bound(x, p, lb, ub)
-    r_h = jnp.where(hits != 0, -p_h, p_h)
+    r_h = where(hits != 0, -p_h, p_h)
     r = d * r_h
     pb = p * p_stride
     pb_h = p_h * p_stride
@@ -614,11 +615,11 @@ def select_step(
     to_bound, _ = step_to_bound(x + pb, r, lb, ub)
     r_stride = jnp.minimum(to_bound, to_tr)
     pos = r_stride > 0
-    r_lo = jnp.where(pos, (1 - theta) * p_stride / jnp.where(pos, r_stride, 1.0), 0.0)
-    r_hi = jnp.where(pos, jnp.where(r_stride == to_bound, theta * to_bound, to_tr), -1.0)
+    r_lo = where(pos, (1 - theta) * p_stride / where(pos, r_stride, 1.0), 0.0)
+    r_hi = where(pos, where(r_stride == to_bound, theta * to_bound, to_tr), -1.0)
     a, b, c = quadratic_1d(Rh, g_h, r_h, diag_h, s0=pb_h)
     t_r, r_value = minimize_quadratic_1d(a, b, r_lo, r_hi, c)
-    r_value = jnp.where(r_lo <= r_hi, r_value, jnp.inf)
+    r_value = where(r_lo <= r_hi, r_value, jnp.inf)
     r_h = r_h * t_r + pb_h
     r = r_h * d
 
@@ -630,7 +631,7 @@ def select_step(
     ag = d * ag_h
     to_tr = Delta / jnp.maximum(norm(ag_h), jnp.finfo(x.dtype).tiny)
     to_bound, _ = step_to_bound(x, ag, lb, ub)
-    ag_stride = jnp.where(to_bound < to_tr, theta * to_bound, to_tr)
+    ag_stride = where(to_bound < to_tr, theta * to_bound, to_tr)
     a, b, _ = quadratic_1d(Rh, g_h, ag_h, diag_h)
     t_ag, ag_value = minimize_quadratic_1d(a, b, jnp.zeros_like(a), ag_stride)
     ag_h = ag_h * t_ag
@@ -638,13 +639,13 @@ def select_step(
 
     use_p = (p_value < r_value) & (p_value < ag_value)
     use_r = ~use_p & (r_value < p_value) & (r_value < ag_value)
-    step = jnp.where(use_p, pt, jnp.where(use_r, r, ag))
-    step_h = jnp.where(use_p, pt_h, jnp.where(use_r, r_h, ag_h))
-    value = jnp.where(use_p, p_value, jnp.where(use_r, r_value, ag_value))
+    step = where(use_p, pt, where(use_r, r, ag))
+    step_h = where(use_p, pt_h, where(use_r, r_h, ag_h))
+    value = where(use_p, p_value, where(use_r, r_value, ag_value))
     return (
-        jnp.where(feasible, p, step),
-        jnp.where(feasible, p_h, step_h),
-        -jnp.where(feasible, full_value, value),
+        where(feasible, p, step),
+        where(feasible, p_h, step_h),
+        -where(feasible, full_value, value),
     )
 
 
@@ -656,7 +657,7 @@ def jac_scale(R: Array, scale_inv_old: Array | None = None) -> tuple[Array, Arra
     """
     scale_inv = jnp.sqrt(jnp.sum(R * R, axis=0))
     if scale_inv_old is None:
-        scale_inv = jnp.where(scale_inv == 0, 1.0, scale_inv)
+        scale_inv = where(scale_inv == 0, 1.0, scale_inv)
     else:
         scale_inv = jnp.maximum(scale_inv, scale_inv_old)
     return 1.0 / scale_inv, scale_inv
@@ -679,15 +680,15 @@ def given_scale(R: Array, x_scale: Array) -> tuple[Array, Array]:
     """
     given = x_scale > 0
     cn = jnp.sqrt(jnp.sum(R * R, axis=0))
-    c = cn * jnp.where(given, x_scale, 1.0)
+    c = cn * where(given, x_scale, 1.0)
     use = given & (c > 0)
-    mean_log = jnp.sum(jnp.where(use, jnp.log(jnp.where(use, c, 1.0)), 0.0)) / jnp.maximum(
+    mean_log = jnp.sum(where(use, jnp.log(where(use, c, 1.0)), 0.0)) / jnp.maximum(
         jnp.sum(use), 1
     )
-    kappa = jnp.where(jnp.any(use), jnp.exp(mean_log), 1.0)
-    completed = kappa / jnp.where(cn > 0, cn, 1.0)
-    scale = jnp.where(given, x_scale, completed)
-    scale_inv = jnp.where(given, 1.0 / jnp.where(given, x_scale, 1.0), 1.0 / completed)
+    kappa = where(jnp.any(use), jnp.exp(mean_log), 1.0)
+    completed = kappa / where(cn > 0, cn, 1.0)
+    scale = where(given, x_scale, completed)
+    scale_inv = where(given, 1.0 / where(given, x_scale, 1.0), 1.0 / completed)
     return scale, scale_inv
 
 
@@ -701,7 +702,7 @@ POLISH_RTOL = 1e-12
 def stop_if_rejected(status: Array, red: Any) -> Array:
     """:data:`GRAM_REJECTED_STATUS` where ``red`` is a rejected Gram reduction, else
     ``status``: the iteration cannot go on from it (it is no reduction of the data)."""
-    return jnp.where(gram_rejected(red.n_nonfinite), GRAM_REJECTED_STATUS, status)
+    return where(gram_rejected(red.n_nonfinite), GRAM_REJECTED_STATUS, status)
 
 
 def gauss_newton_gain_below(red: Any, ftol: Array) -> Array:
@@ -776,15 +777,15 @@ def gauss_newton_polish(
 
     def gnorm(r: Any, active: Array) -> Array:
         cn = jnp.sqrt(jnp.sum(r.R**2, axis=0))
-        return norm(jnp.where(active, 0.0, r.grad / jnp.where(cn > 0, cn, 1.0)))
+        return norm(where(active, 0.0, r.grad / where(cn > 0, cn, 1.0)))
 
     def gn_point(x: Array, red: Any) -> tuple[Array, Array, Array]:
         active = active_set(x, red.grad)
-        R_free = jnp.where(active[None, :], 0.0, red.R)  # active columns drop out
+        R_free = where(active[None, :], 0.0, red.R)  # active columns drop out
         # rank decided on the column-scaled factor: it must not depend on units
         step = polish_step(R_free, red.qtf, x, n_residuals, svd)
-        step = jnp.where(active, 0.0, step)
-        x_new = jnp.where(active & (red.grad > 0), lb, jnp.where(active, ub, x + step))
+        step = where(active, 0.0, step)
+        x_new = where(active & (red.grad > 0), lb, where(active, ub, x + step))
         # a change below POLISH_RTOL (or rounding) of x: stop without evaluating it
         tiny = jnp.maximum(4.0 * eps, POLISH_RTOL) * jnp.abs(x)
         useful = jnp.any(jnp.abs(x_new - x) > tiny) & jnp.all(jnp.isfinite(x_new))
@@ -808,8 +809,8 @@ def gauss_newton_polish(
             & (red_new.cost <= red.cost * (1.0 + cost_noise))
             & (gnorm(red_new, active) < gnorm(red, active))
         )
-        x_out = jnp.where(ok, x_new, x)
-        red_out = jax.tree.map(lambda a, b: jnp.where(ok, a, b), red_new, red)
+        x_out = where(ok, x_new, x)
+        red_out = jax.tree.map(lambda a, b: where(ok, a, b), red_new, red)
         return x_out, red_out, ok, n + useful.astype(jnp.int32), gram_rejected(red_new.n_nonfinite)
 
     x, red, _, n, rejected = jax.lax.while_loop(
