@@ -181,56 +181,71 @@ def _tile_ir() -> str:
     return "\n".join(out)
 
 
+#: Byte offsets of the fields the handler reads, in XLA's C API structs (module
+#: docstring): ``XLA_FFI_CallFrame``, ``XLA_FFI_Extension_Base``, the metadata extension
+#: and its ``XLA_FFI_Metadata``, and ``XLA_FFI_Buffer``.
+_OFFSETS = {
+    "frame.extension_start": 8, "frame.stage": 32, "frame.args.size": 56,
+    "frame.args.args": 72, "frame.rets.rets": 112,
+    "extension.type": 8, "extension.metadata": 24,
+    "metadata.major": 24, "metadata.minor": 28, "metadata.traits": 32,
+    "buffer.data": 24, "buffer.rank": 32, "buffer.dims": 40,
+}
+
+
+def _field(name: str, base: str, field: str, kind: str = "ptr") -> str:
+    """IR that loads the ``kind`` at ``field`` (:data:`_OFFSETS`) of the struct at
+    ``%base`` into ``%name``."""
+    return (
+        f"  %{name}.at = getelementptr i8, ptr %{base}, i64 {_OFFSETS[field]}\n"
+        f"  %{name} = load {kind}, ptr %{name}.at"
+    )
+
+
+def _store(value: str, base: str, field: str) -> str:
+    """IR that stores the 32-bit ``value`` at ``field`` of the struct at ``%base``."""
+    return (
+        f"  %{field}.at = getelementptr i8, ptr %{base}, i64 {_OFFSETS[field]}\n"
+        f"  store i32 {value}, ptr %{field}.at"
+    )
+
+
 _HANDLER_IR = f"""
 define i64 @{TARGET}(ptr %cf) {{
 entry:
-  %extp = getelementptr i8, ptr %cf, i64 8
-  %ext = load ptr, ptr %extp
+{_field("ext", "cf", "frame.extension_start")}
   %has = icmp ne ptr %ext, null
   br i1 %has, label %meta, label %stage
 meta:
-  %typep = getelementptr i8, ptr %ext, i64 8
-  %type = load i32, ptr %typep
+{_field("type", "ext", "extension.type", "i32")}
   %ismeta = icmp eq i32 %type, {_METADATA}
   br i1 %ismeta, label %fill, label %done
 fill:
-  %mdp = getelementptr i8, ptr %ext, i64 24
-  %md = load ptr, ptr %mdp
-  %majp = getelementptr i8, ptr %md, i64 24
-  store i32 {_API_VERSION[0]}, ptr %majp
-  %minp = getelementptr i8, ptr %md, i64 28
-  store i32 {_API_VERSION[1]}, ptr %minp
-  %traitsp = getelementptr i8, ptr %md, i64 32
-  store i32 0, ptr %traitsp
+{_field("md", "ext", "extension.metadata")}
+{_store(str(_API_VERSION[0]), "md", "metadata.major")}
+{_store(str(_API_VERSION[1]), "md", "metadata.minor")}
+{_store("0", "md", "metadata.traits")}
   br label %done
 stage:
-  %stagep = getelementptr i8, ptr %cf, i64 32
-  %st = load i32, ptr %stagep
+{_field("st", "cf", "frame.stage", "i32")}
   %isexec = icmp eq i32 %st, {_EXECUTE}
   br i1 %isexec, label %exec, label %done
 exec:
   %rows = alloca ptr, i64 {MAX_ROWS}
-  %nargsp = getelementptr i8, ptr %cf, i64 56
-  %nargs = load i64, ptr %nargsp
-  %argsp = getelementptr i8, ptr %cf, i64 72
-  %args = load ptr, ptr %argsp
-  %retsp = getelementptr i8, ptr %cf, i64 112
-  %rets = load ptr, ptr %retsp
+{_field("nargs", "cf", "frame.args.size", "i64")}
+{_field("args", "cf", "frame.args.args")}
+{_field("rets", "cf", "frame.rets.rets")}
   %ret0 = load ptr, ptr %rets
-  %gdp = getelementptr i8, ptr %ret0, i64 24
-  %g = load ptr, ptr %gdp
+{_field("g", "ret0", "buffer.data")}
   br label %aloop
 aloop:
   %j = phi i64 [0, %exec], [%j1, %alatch]
   %m0 = phi i64 [0, %exec], [%m, %alatch]
   %bpp = getelementptr ptr, ptr %args, i64 %j
   %b = load ptr, ptr %bpp
-  %dp = getelementptr i8, ptr %b, i64 24
-  %d = load ptr, ptr %dp
-  %rankp = getelementptr i8, ptr %b, i64 32
-  %rank = load i64, ptr %rankp
-  %dimsp = getelementptr i8, ptr %b, i64 40
-  %dims = load ptr, ptr %dimsp
+{_field("d", "b", "buffer.data")}
+{_field("rank", "b", "buffer.rank", "i64")}
+{_field("dims", "b", "buffer.dims")}
   %d0 = load i64, ptr %dims
   %is2 = icmp eq i64 %rank, 2
   br i1 %is2, label %two, label %one
