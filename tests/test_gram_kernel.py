@@ -210,6 +210,29 @@ def test_fit_with_it_equals_scipy_and_the_fit_without(name: str, monkeypatch) ->
     assert_cov_close(with_kernel.pcov, ref_cov, rtol=1e-5)
 
 
+def test_rows_apart_with_a_fixed_parameter(monkeypatch) -> None:
+    # nine free parameters of ten: still formed apart, the fixed one from p_full
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS["peaks3"]
+    n = 20_011
+    x = np.linspace(lo, hi, n)
+    y = f_np(x, *truth) + 0.03 * np.random.default_rng(6).standard_normal(n)
+    fixed_c = truth[-1]
+    calls = []
+    real = reduction.block_gram_product
+    monkeypatch.setattr(
+        reduction, "block_gram_product", lambda *a: calls.append(len(a)) or real(*a)
+    )
+    res = curvax.fit_curve(f, x, y, p0=p0, fixed={"c": fixed_c}, workers=1)
+    assert 10 in calls, calls  # nine rows and the residuals
+    ref, _ = scipy_curve_fit(
+        lambda x, *q: f_np(x, *q, fixed_c), x, y, p0=p0[:-1], method="lm",
+        xtol=1e-14, ftol=1e-14,
+    )
+    assert res.success
+    np.testing.assert_allclose(res.x[:-1], ref, rtol=1e-7)
+    assert res.x[-1] == fixed_c
+
+
 def test_rows_apart_with_weights_and_a_robust_loss(monkeypatch) -> None:
     # ten parameters: each Jacobian row goes to the product on its own, masked (bucket
     # padding) and rescaled by the loss row by row
@@ -240,8 +263,9 @@ def test_rows_apart_with_weights_and_a_robust_loss(monkeypatch) -> None:
     np.testing.assert_allclose(with_kernel.pcov, without.pcov, rtol=1e-7)
 
 
-def test_threads_with_it_equal_one_program() -> None:
-    f, f_np, (lo, hi), truth, p0 = PROBLEMS["decay"]
+@pytest.mark.parametrize("name", ["decay", "peaks3"])  # peaks3: rows one operand each
+def test_threads_with_it_equal_one_program(name: str) -> None:
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS[name]
     x = np.linspace(lo, hi, 40_000)
     y = f_np(x, *truth) + 0.05 * np.random.default_rng(4).standard_normal(x.size)
     one = curvax.fit_curve(f, x, y, p0=p0, workers=1)
@@ -250,8 +274,9 @@ def test_threads_with_it_equal_one_program() -> None:
     np.testing.assert_allclose(two.x, one.x, rtol=1e-11)
 
 
-def test_chunked_fit_with_it_equals_scipy() -> None:
-    f, f_np, (lo, hi), truth, p0 = PROBLEMS["decay"]
+@pytest.mark.parametrize("name", ["decay", "peaks3"])
+def test_chunked_fit_with_it_equals_scipy(name: str) -> None:
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS[name]
     x = np.linspace(lo, hi, 100_000)
     y = f_np(x, *truth) + 0.05 * np.random.default_rng(5).standard_normal(x.size)
     popt, pcov = curvax.curve_fit_large(f, x, y, p0=p0, chunk_size=32_768)
