@@ -35,13 +35,16 @@ def product(a: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("m", [2, 3, 4, 5, 7, 8, 11, 13])
 @pytest.mark.parametrize("k", [1, 7, 8, 9, 100, 4096, 4099])
-def test_product_is_a_a_transpose(m: int, k: int) -> None:
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_product_is_a_a_transpose(m: int, k: int, dtype) -> None:
     rng = np.random.default_rng([m, k])
-    a = rng.standard_normal((m, k)) * rng.uniform(0.1, 10.0, (m, 1))
+    a = (rng.standard_normal((m, k)) * rng.uniform(0.1, 10.0, (m, 1))).astype(dtype)
     g = product(a)
-    reference = a @ a.T
+    assert g.dtype == dtype
+    wide = a.astype(np.float64)
+    reference = wide @ wide.T  # of the same (rounded) entries, in float64
     scale = np.sqrt(np.outer(np.diag(reference), np.diag(reference)))  # |G_ij| ≤ this
-    assert np.all(np.abs(g - reference) <= 8 * k * np.finfo(float).eps * scale)
+    assert np.all(np.abs(g - reference) <= 8 * k * np.finfo(dtype).eps * scale)
     np.testing.assert_array_equal(g, g.T)
 
 
@@ -109,11 +112,13 @@ def test_vmap_and_eager_calls_give_each_members_product() -> None:
 
 def test_bad_blocks_are_refused() -> None:
     with jax.enable_x64(True):
-        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D float64"):
-            gram_kernel.block_gram_product(jnp.ones((3, 8), jnp.float32))
-        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D float64"):
+        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D arrays"):
+            gram_kernel.block_gram_product(jnp.ones((3, 8), jnp.float16))
+        with pytest.raises(ValueError, match="all float64 or all float32"):
+            gram_kernel.block_gram_product(jnp.ones((3, 8)), jnp.ones(8, jnp.float32))
+        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D arrays"):
             gram_kernel.block_gram_product(jnp.ones((3, 8)), jnp.ones(7))
-        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D float64"):
+        with pytest.raises(ValueError, match="blocks: expected 1-D or 2-D arrays"):
             gram_kernel.block_gram_product(jnp.ones((2, 3, 8)))
         with pytest.raises(ValueError, match="65 rows in all"):
             gram_kernel.block_gram_product(jnp.ones((64, 8)), jnp.ones(8))
@@ -124,7 +129,8 @@ def test_bad_blocks_are_refused() -> None:
 def test_which_fits_use_it() -> None:
     assert gram_kernel.use_for(gram_kernel.MIN_POINTS, np.float64)
     assert not gram_kernel.use_for(gram_kernel.MIN_POINTS - 1, np.float64)
-    assert not gram_kernel.use_for(10**6, np.float32)
+    assert gram_kernel.use_for(10**6, np.float32)
+    assert not gram_kernel.use_for(10**6, np.float16)
     assert not gram_kernel.use_for(10**6, np.float64, mesh=object())
 
 
@@ -283,6 +289,30 @@ def test_chunked_fit_with_it_equals_scipy(name: str) -> None:
     ref, ref_cov = scipy_curve_fit(f_np, x, y, p0=p0, method="lm", xtol=1e-14, ftol=1e-14)
     np.testing.assert_allclose(popt, ref, rtol=1e-7)
     assert_cov_close(pcov, ref_cov, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["decay", "peaks3"])
+def test_float32_fit_with_it_equals_the_fit_without(name: str, monkeypatch) -> None:
+    # float32 blocks go to the float32 function: the answer of XLA's float32 product and
+    # of the float64 fit, to float32's precision
+    f, f_np, (lo, hi), truth, p0 = PROBLEMS[name]
+    x = np.linspace(lo, hi, 30_011)
+    y = f_np(x, *truth) + 0.05 * np.random.default_rng(8).standard_normal(x.size)
+    calls = []
+    real = reduction.block_gram_product
+    monkeypatch.setattr(
+        reduction, "block_gram_product",
+        lambda *a: calls.append(np.dtype(a[0].dtype)) or real(*a),
+    )
+    with_kernel = curvax.fit_curve(f, x, y, p0=p0, dtype="float32", workers=1)
+    assert np.dtype(np.float32) in calls
+    monkeypatch.setattr(engine, "use_gram_kernel", lambda *args: False)
+    without = curvax.fit_curve(f, x, y, p0=p0, dtype="float32", workers=1)
+    wide = curvax.fit_curve(f, x, y, p0=p0, workers=1)
+    assert with_kernel.success and without.success and wide.success
+    scale = np.sqrt(np.diag(wide.pcov))  # the statistical error of each parameter
+    assert np.all(np.abs(with_kernel.x - wide.x) <= 1e-2 * scale + 1e-5 * np.abs(wide.x))
+    assert np.all(np.abs(with_kernel.x - without.x) <= 1e-2 * scale + 1e-5 * np.abs(wide.x))
 
 
 def test_environment_variable_turns_it_off() -> None:

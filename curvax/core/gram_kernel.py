@@ -37,8 +37,9 @@ other "fast math" is allowed, so a NaN or infinity in the block reaches ``G`` as
 through any product — which is what sends the reduction to its QR fallback
 (:func:`curvax.core.reduction.block_gram`).  The order of the additions differs from
 XLA's product, so ``G`` agrees with it to rounding, not bit for bit; the order is fixed
-by the compiled code, so repeated fits give identical results.  Only float64 blocks go
-through it (float32 fits keep XLA's product).
+by the compiled code, so repeated fits give identical results.  There is one function
+for float64 blocks and one for float32 (:data:`TARGETS`); a float32 block's sums are
+float32, as in XLA's product.
 
 The calling convention is XLA's C API (``xla/ffi/api/c_api.h``, API version 0.1). On a
 64-bit platform, in bytes: ``XLA_FFI_CallFrame`` holds ``extension_start`` at 8, the
@@ -53,7 +54,7 @@ fills in. A null return means success.
 
 When
 ----
-:func:`use_for` decides per fit: float64, at least :data:`MIN_POINTS` points (a fit of
+:func:`use_for` decides per fit: float64 or float32, at least :data:`MIN_POINTS` points (a fit of
 one or two blocks gains nothing measurable, and its first fit would pay the
 compilation), one device, and the environment variable ``CURVAX_GRAM_KERNEL`` (read
 once) not ``0``.  The first such fit of a process starts building the function on a
@@ -93,8 +94,15 @@ Array = jax.Array
 
 ENV_VAR = "CURVAX_GRAM_KERNEL"
 
-#: Name of the FFI target in XLA's registry.
-TARGET = "curvax_block_gram_f64"
+#: Names of the FFI targets in XLA's registry, per dtype of the block.
+TARGETS = {
+    np.dtype(np.float64): "curvax_block_gram_f64",
+    np.dtype(np.float32): "curvax_block_gram_f32",
+}
+#: The float64 target (the one most fits use).
+TARGET = TARGETS[np.dtype(np.float64)]
+#: LLVM's name for each dtype's element type.
+_LLVM_TYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
 
 #: Fewest points (after bucket padding) for which a fit uses the kernel: three blocks of
 #: the CPU's default 4096.
@@ -118,11 +126,12 @@ _STARTED_LOCK = ForkSafeLock()
 _STARTED: list[bool] = []  # whether the background build (use_for) was started
 
 
-def _tile_ir() -> str:
-    """LLVM IR of ``tile(rows, g, m, k, i0, j0)``: rows ``i0…i0+3`` × rows ``j0…j0+3``
-    (``rows``: m pointers to k doubles each) into the (m, m) ``g``, both triangles."""
+def _tile_ir(t: str) -> str:
+    """LLVM IR of ``tile_<t>(rows, g, m, k, i0, j0)``: rows ``i0…i0+3`` × rows
+    ``j0…j0+3`` (``rows``: m pointers to k values of LLVM type ``t``) into the (m, m)
+    ``g``, both triangles."""
     out = [
-        "define internal void @tile(ptr noalias %rows, ptr noalias %g, i64 %m, i64 %k,"
+        f"define internal void @tile_{t}(ptr noalias %rows, ptr noalias %g, i64 %m, i64 %k,"
         " i64 %i0, i64 %j0) {",
         "entry:",
         "  %last = sub i64 %m, 1",
@@ -138,17 +147,17 @@ def _tile_ir() -> str:
     out += ["  %empty = icmp eq i64 %k, 0", "  br i1 %empty, label %done, label %loop", "loop:"]
     out.append("  %n = phi i64 [0, %entry], [%n1, %loop]")
     pairs = [(i, j) for i in range(4) for j in range(4)]
-    out += [f"  %s{i}{j} = phi double [0.0, %entry], [%t{i}{j}, %loop]" for i, j in pairs]
+    out += [f"  %s{i}{j} = phi {t} [0.0, %entry], [%t{i}{j}, %loop]" for i, j in pairs]
     for side in "ab":
         for d in range(4):
             out += [
-                f"  %q{side}{d} = getelementptr double, ptr %{side}p{d}, i64 %n",
-                f"  %v{side}{d} = load double, ptr %q{side}{d}",
+                f"  %q{side}{d} = getelementptr {t}, ptr %{side}p{d}, i64 %n",
+                f"  %v{side}{d} = load {t}, ptr %q{side}{d}",
             ]
     for i, j in pairs:
         out += [
-            f"  %m{i}{j} = fmul reassoc contract double %va{i}, %vb{j}",
-            f"  %t{i}{j} = fadd reassoc contract double %s{i}{j}, %m{i}{j}",
+            f"  %m{i}{j} = fmul reassoc contract {t} %va{i}, %vb{j}",
+            f"  %t{i}{j} = fadd reassoc contract {t} %s{i}{j}, %m{i}{j}",
         ]
     out += [
         "  %n1 = add nuw nsw i64 %n, 1",
@@ -156,7 +165,7 @@ def _tile_ir() -> str:
         "  br i1 %more, label %loop, label %done",
         "done:",
     ]
-    out += [f"  %r{i}{j} = phi double [0.0, %entry], [%t{i}{j}, %loop]" for i, j in pairs]
+    out += [f"  %r{i}{j} = phi {t} [0.0, %entry], [%t{i}{j}, %loop]" for i, j in pairs]
     out.append("  br label %st00")
     for n, (i, j) in enumerate(pairs):
         after = f"st{pairs[n + 1][0]}{pairs[n + 1][1]}" if n + 1 < len(pairs) else "end"
@@ -169,12 +178,12 @@ def _tile_ir() -> str:
             f"do{i}{j}:",
             f"  %x{i}{j} = mul i64 %ai{i}, %m",
             f"  %y{i}{j} = add i64 %x{i}{j}, %bi{j}",
-            f"  %g{i}{j} = getelementptr double, ptr %g, i64 %y{i}{j}",
-            f"  store double %r{i}{j}, ptr %g{i}{j}",
+            f"  %g{i}{j} = getelementptr {t}, ptr %g, i64 %y{i}{j}",
+            f"  store {t} %r{i}{j}, ptr %g{i}{j}",
             f"  %u{i}{j} = mul i64 %bi{j}, %m",
             f"  %w{i}{j} = add i64 %u{i}{j}, %ai{i}",
-            f"  %h{i}{j} = getelementptr double, ptr %g, i64 %w{i}{j}",
-            f"  store double %r{i}{j}, ptr %h{i}{j}",
+            f"  %h{i}{j} = getelementptr {t}, ptr %g, i64 %w{i}{j}",
+            f"  store {t} %r{i}{j}, ptr %h{i}{j}",
             f"  br label %{after}",
         ]
     out += ["end:", "  ret void", "}"]
@@ -210,8 +219,11 @@ def _store(value: str, base: str, field: str) -> str:
     )
 
 
-_HANDLER_IR = f"""
-define i64 @{TARGET}(ptr %cf) {{
+def _handler_ir(target: str, t: str) -> str:
+    """LLVM IR of the FFI handler ``target`` for blocks of LLVM type ``t`` (module
+    docstring)."""
+    return f"""
+define i64 @{target}(ptr %cf) {{
 entry:
 {_field("ext", "cf", "frame.extension_start")}
   %has = icmp ne ptr %ext, null
@@ -263,7 +275,7 @@ operand:
 rloop:
   %r = phi i64 [0, %operand], [%r1, %rloop]
   %off = mul i64 %r, %k
-  %rp = getelementptr double, ptr %d, i64 %off
+  %rp = getelementptr {t}, ptr %d, i64 %off
   %slotn = add i64 %m0, %r
   %slot = getelementptr ptr, ptr %rows, i64 %slotn
   store ptr %rp, ptr %slot
@@ -282,7 +294,7 @@ iloop:
   br label %jloop
 jloop:
   %j0 = phi i64 [%i0, %iloop], [%j0n, %jloop]
-  call void @tile(ptr %rows, ptr %g, i64 %m, i64 %k, i64 %i0, i64 %j0)
+  call void @tile_{t}(ptr %rows, ptr %g, i64 %m, i64 %k, i64 %i0, i64 %j0)
   %j0n = add i64 %j0, 4
   %jmore = icmp ult i64 %j0n, %m
   br i1 %jmore, label %jloop, label %ilatch
@@ -293,14 +305,16 @@ ilatch:
 done:
   ret i64 0
 }}
-
-declare i64 @llvm.umin.i64(i64, i64)
 """
 
 
 def module_ir() -> str:
-    """The LLVM IR module of the handler (module docstring)."""
-    return _tile_ir() + "\n" + _HANDLER_IR
+    """The LLVM IR module of the handlers, one per dtype (module docstring)."""
+    parts = [
+        _tile_ir(_LLVM_TYPES[dt]) + "\n" + _handler_ir(target, _LLVM_TYPES[dt])
+        for dt, target in TARGETS.items()
+    ]
+    return "\n".join([*parts, "declare i64 @llvm.umin.i64(i64, i64)"])
 
 
 def _object_cache_file(ir: str, cpu: str, features: str, triple: str) -> str | None:
@@ -316,8 +330,9 @@ def _object_cache_file(ir: str, cpu: str, features: str, triple: str) -> str | N
     return os.path.join(str(folder), f"curvax-gram-kernel-{digest}.o")
 
 
-def _compile() -> tuple[Any, int]:
-    """``(execution engine, handler address)``: the module compiled for the host CPU.
+def _compile() -> tuple[Any, dict[str, int]]:
+    """``(execution engine, {target: handler address})``: the module compiled for the
+    host CPU.
 
     With JAX's persistent compilation cache on, the object code is stored there too and
     a later process loads it instead of optimising and compiling the module again.
@@ -359,15 +374,16 @@ def _compile() -> tuple[Any, int]:
 
     engine.set_object_cache(store, lambda _module: cached)
     engine.finalize_object()
-    return engine, engine.get_function_address(TARGET)
+    return engine, {t: engine.get_function_address(t) for t in TARGETS.values()}
 
 
-def _register(address: int) -> None:
+def _register(addresses: dict[str, int]) -> None:
     capsule_new = ctypes.pythonapi.PyCapsule_New
     capsule_new.restype = ctypes.py_object
     capsule_new.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
-    capsule = capsule_new(address, b"xla._CUSTOM_CALL_TARGET", None)
-    jax.ffi.register_ffi_target(TARGET, capsule, platform="cpu", api_version=1)
+    for target, address in addresses.items():
+        capsule = capsule_new(address, b"xla._CUSTOM_CALL_TARGET", None)
+        jax.ffi.register_ffi_target(target, capsule, platform="cpu", api_version=1)
 
 
 def _build() -> dict[str, Any]:
@@ -385,8 +401,8 @@ def _build() -> dict[str, Any]:
             built = {"state": "off", "reason": f"JAX's default back end is {jax.default_backend()}"}
         else:
             try:
-                engine, address = _compile()
-                _register(address)
+                engine, addresses = _compile()
+                _register(addresses)
             except ImportError as err:
                 built = {"state": "off", "reason": f"llvmlite is not importable ({err})"}
             except Exception as err:  # an llvmlite or XLA that refuses the function
@@ -423,15 +439,15 @@ def status() -> str:
 
 
 def use_for(n_points: int, dtype: Any, mesh: Any = None) -> bool:
-    """Whether a fit of ``n_points`` (padded) points in ``dtype`` uses the kernel: float64,
-    at least :data:`MIN_POINTS` points, on one device (no ``mesh``), and the kernel not
+    """Whether a fit of ``n_points`` (padded) points in ``dtype`` uses the kernel: float64
+    or float32, at least :data:`MIN_POINTS` points, on one device (no ``mesh``), and the kernel not
     known to be unavailable.
 
     The first time it says yes, the kernel is built on a thread of its own (llvmlite
     releases the GIL while LLVM works), so that building overlaps the tracing of the fit
     program; only the program's lowering waits for it (:func:`block_gram_product`).
     """
-    if mesh is not None or np.dtype(dtype) != np.float64 or n_points < MIN_POINTS:
+    if mesh is not None or np.dtype(dtype) not in TARGETS or n_points < MIN_POINTS:
         return False
     if _env_off():
         return False
@@ -479,14 +495,14 @@ _staged = jax.jit(lambda *blocks: _block_gram_p.bind(*blocks))
 _xla_lowering = mlir.lower_fun(
     lambda *blocks: xla_gram_product(_stacked(*blocks)), multiple_results=False
 )
-_ffi_lowering = jax.ffi.ffi_lowering(TARGET)
+_ffi_lowerings = {dt: jax.ffi.ffi_lowering(target) for dt, target in TARGETS.items()}
 
 
 def _cpu_lowering(ctx: Any, *blocks: Any) -> Any:
     # here, not at tracing, the program needs the function: XLA compiles it next (or
     # loads it from the persistent cache), and both look the target up
     if enabled():
-        return _ffi_lowering(ctx, *blocks)
+        return _ffi_lowerings[np.dtype(ctx.avals_in[0].dtype)](ctx, *blocks)
     return _xla_lowering(ctx, *blocks)  # the same sums, by XLA's product
 
 
@@ -509,9 +525,9 @@ batching.primitive_batchers[_block_gram_p] = _batched
 
 
 def block_gram_product(*blocks: Array) -> Array:
-    """``A Aᵀ`` of the float64 block ``A`` whose rows are those of ``blocks`` in turn:
-    curvax's compiled loop on a CPU where it is available, XLA's matrix product of the
-    stacked rows otherwise (module docstring).
+    """``A Aᵀ`` of the float64 or float32 block ``A`` whose rows are those of ``blocks``
+    in turn: curvax's compiled loop on a CPU where it is available, XLA's matrix product
+    of the stacked rows otherwise (module docstring).
 
     Each of ``blocks`` is one row of k points (k,) or several (r, k).  Rows formed one
     by one (:mod:`curvax.core.separate_rows`) can then be handed over as they are,
@@ -522,17 +538,17 @@ def block_gram_product(*blocks: Array) -> Array:
     Raises
     ------
     ValueError
-        If the blocks are not 1-D or 2-D float64 arrays of one length, or hold more
-        than :data:`MAX_ROWS` rows in all.
+        If the blocks are not 1-D or 2-D arrays of one length and one dtype (float64 or
+        float32), or hold more than :data:`MAX_ROWS` rows in all.
     """
     if not blocks:
         raise ValueError("blocks: expected at least one block of rows")
-    k = blocks[0].shape[-1]
+    k, dtype = blocks[0].shape[-1], np.dtype(blocks[0].dtype)
     for b in blocks:
-        if b.dtype != jnp.float64 or b.ndim not in (1, 2) or b.shape[-1] != k:
+        if dtype not in TARGETS or b.dtype != dtype or b.ndim not in (1, 2) or b.shape[-1] != k:
             raise ValueError(
-                f"blocks: expected 1-D or 2-D float64 arrays of {k} points, got "
-                f"{b.dtype} {b.shape}"
+                f"blocks: expected 1-D or 2-D arrays of {k} points, all float64 or all "
+                f"float32, got {b.dtype} {b.shape}"
             )
     if _n_rows(blocks) > MAX_ROWS:
         raise ValueError(

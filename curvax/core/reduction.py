@@ -207,7 +207,7 @@ def gram_rejected(n_nonfinite: Array | int) -> Array | bool:
 
 #: How a block's Gram matrix is formed: ``'dot'``, one matrix product of the block's
 #: materialised rows (CPU: a cache-sized block, BLAS-like kernel); ``'kernel'``, the
-#: same product by curvax's compiled loop (CPU, float64, up to 64 rows:
+#: same product by curvax's compiled loop (CPU, float64 or float32, up to 64 rows:
 #: :mod:`curvax.core.gram_kernel`; otherwise as ``'dot'``); ``'fused'``, a sum of
 #: element-wise products that XLA fuses with the model and Jacobian evaluation into one
 #: reduction pass over the data (GPU/TPU: no Jacobian in memory, one kernel per block).
@@ -238,7 +238,11 @@ def block_gram(
     of its own, so that XLA writes each row once, from its own loop, instead of also
     copying it into a concatenation (:func:`curvax.core.gram_kernel.block_gram_product`).
     """
-    kernel = style == "kernel" and r.dtype == jnp.float64 and jac_t.shape[0] < GRAM_MAX_ROWS
+    kernel = (
+        style == "kernel"
+        and r.dtype in (jnp.float64, jnp.float32)
+        and jac_t.shape[0] < GRAM_MAX_ROWS
+    )
     if kernel and split_rows:
         # split before masking: a row masked on its own stays in its own loop
         rows = [jac_t[i] for i in range(jac_t.shape[0])]

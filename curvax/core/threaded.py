@@ -45,7 +45,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from curvax.core.gram_kernel import TARGET as GRAM_TARGET
+from curvax.core.gram_kernel import TARGETS as GRAM_TARGETS
 from curvax.core.host_buffers import pooled_empty
 from curvax.core.memo import BoundedCache, hashable
 from curvax.core.wire import (
@@ -74,7 +74,7 @@ HARMLESS_CUSTOM_CALLS = (
     "Sharding",
     "SPMDFullToShardShape",
     "SPMDShardToFullShape",
-    GRAM_TARGET,
+    *GRAM_TARGETS.values(),
 )
 _SAFE: BoundedCache[bool] = BoundedCache(256)
 
