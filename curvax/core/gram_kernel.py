@@ -38,8 +38,8 @@ through any product — which is what sends the reduction to its QR fallback
 (:func:`curvax.core.reduction.block_gram`).  The order of the additions differs from
 XLA's product, so ``G`` agrees with it to rounding, not bit for bit; the order is fixed
 by the compiled code, so repeated fits give identical results.  There is one function
-for float64 blocks and one for float32 (:data:`TARGETS`); a float32 block's sums are
-float32, as in XLA's product.
+for float64 blocks and one for float32 (:data:`TARGETS`), each compiled when a fit first
+needs it; a float32 block's sums are float32, as in XLA's product.
 
 The calling convention is XLA's C API (``xla/ffi/api/c_api.h``, API version 0.1). On a
 64-bit platform, in bytes: ``XLA_FFI_CallFrame`` holds ``extension_start`` at 8, the
@@ -118,12 +118,13 @@ _EXECUTE = 3  # XLA_FFI_ExecutionStage_EXECUTE
 _API_VERSION = (0, 1)
 
 _LOCK = ForkSafeLock()  # a child forked during the build builds anew (core/locks.py)
-# what the one build of this process gave: {"state": "ready" | "off", "reason": ...,
-# "engine": the execution engine that owns the machine code, kept so it is never freed};
-# None until then.  Replaced as a whole, under the lock.
-_BUILT: dict[str, Any] | None = None
+# per dtype, what the one build of this process gave: {"state": "ready" | "off",
+# "reason": ..., "engine": the execution engine that owns the machine code, kept so it
+# is never freed}; no entry until then.  Replaced as a whole, under the lock.
+_BUILT: dict[np.dtype, dict[str, Any]] = {}
 _STARTED_LOCK = ForkSafeLock()
-_STARTED: list[bool] = []  # whether the background build (use_for) was started
+_STARTED: set[np.dtype] = set()  # dtypes whose background build (use_for) was started
+_F64 = np.dtype(np.float64)
 
 
 def _tile_ir(t: str) -> str:
@@ -308,13 +309,14 @@ done:
 """
 
 
-def module_ir() -> str:
-    """The LLVM IR module of the handlers, one per dtype (module docstring)."""
-    parts = [
-        _tile_ir(_LLVM_TYPES[dt]) + "\n" + _handler_ir(target, _LLVM_TYPES[dt])
-        for dt, target in TARGETS.items()
-    ]
-    return "\n".join([*parts, "declare i64 @llvm.umin.i64(i64, i64)"])
+def module_ir(dtype: Any = _F64) -> str:
+    """The LLVM IR module of the handler for blocks of ``dtype`` (module docstring); each
+    dtype's is built when a fit first needs it."""
+    t = _LLVM_TYPES[np.dtype(dtype)]
+    return "\n".join(
+        [_tile_ir(t), _handler_ir(TARGETS[np.dtype(dtype)], t),
+         "declare i64 @llvm.umin.i64(i64, i64)"]
+    )
 
 
 def _object_cache_file(ir: str, cpu: str, features: str, triple: str) -> str | None:
@@ -330,9 +332,9 @@ def _object_cache_file(ir: str, cpu: str, features: str, triple: str) -> str | N
     return os.path.join(str(folder), f"curvax-gram-kernel-{digest}.o")
 
 
-def _compile() -> tuple[Any, dict[str, int]]:
-    """``(execution engine, {target: handler address})``: the module compiled for the
-    host CPU.
+def _compile(dtype: np.dtype) -> tuple[Any, int]:
+    """``(execution engine, handler address)``: ``dtype``'s module compiled for the host
+    CPU.
 
     With JAX's persistent compilation cache on, the object code is stored there too and
     a later process loads it instead of optimising and compiling the module again.
@@ -341,7 +343,7 @@ def _compile() -> tuple[Any, dict[str, int]]:
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    ir = module_ir()
+    ir = module_ir(dtype)
     cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
     triple = llvm.get_process_triple()
     cache_file = _object_cache_file(ir, cpu, features, triple)
@@ -374,42 +376,44 @@ def _compile() -> tuple[Any, dict[str, int]]:
 
     engine.set_object_cache(store, lambda _module: cached)
     engine.finalize_object()
-    return engine, {t: engine.get_function_address(t) for t in TARGETS.values()}
+    return engine, engine.get_function_address(TARGETS[dtype])
 
 
-def _register(addresses: dict[str, int]) -> None:
+def _register(target: str, address: int) -> None:
     capsule_new = ctypes.pythonapi.PyCapsule_New
     capsule_new.restype = ctypes.py_object
     capsule_new.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
-    for target, address in addresses.items():
-        capsule = capsule_new(address, b"xla._CUSTOM_CALL_TARGET", None)
-        jax.ffi.register_ffi_target(target, capsule, platform="cpu", api_version=1)
+    capsule = capsule_new(address, b"xla._CUSTOM_CALL_TARGET", None)
+    jax.ffi.register_ffi_target(target, capsule, platform="cpu", api_version=1)
 
 
-def _build() -> dict[str, Any]:
-    """Compile and register once per process; what happened (see :func:`status`)."""
+def _build(dtype: Any = _F64) -> dict[str, Any]:
+    """Compile and register ``dtype``'s function once per process; what happened (see
+    :func:`status`)."""
     global _BUILT
-    built = _BUILT
+    dt = np.dtype(dtype)
+    built = _BUILT.get(dt)
     if built is not None:
         return built
     with _LOCK:
-        if _BUILT is not None:
-            return _BUILT
+        if dt in _BUILT:
+            return _BUILT[dt]
         if _env_off():
             built = {"state": "off", "reason": f"{ENV_VAR}=0"}
         elif jax.default_backend() != "cpu":
             built = {"state": "off", "reason": f"JAX's default back end is {jax.default_backend()}"}
         else:
             try:
-                engine, addresses = _compile()
-                _register(addresses)
+                engine, address = _compile(dt)
+                _register(TARGETS[dt], address)
             except ImportError as err:
                 built = {"state": "off", "reason": f"llvmlite is not importable ({err})"}
             except Exception as err:  # an llvmlite or XLA that refuses the function
                 built = {"state": "off", "reason": f"{type(err).__name__}: {err}"}
             else:
                 built = {"state": "ready", "reason": "compiled and registered", "engine": engine}
-            if built["state"] == "off":  # a broken install or a new XLA: say so, once
+            warned = any(b["state"] == "off" for b in _BUILT.values())
+            if built["state"] == "off" and not warned:  # a broken install: say so, once
                 warnings.warn(
                     f"curvax's compiled Gram product is unavailable ({built['reason']}); "
                     f"fits on this CPU use XLA's slower matrix product instead (set "
@@ -417,7 +421,7 @@ def _build() -> dict[str, Any]:
                     PerformanceWarning,
                     stacklevel=2,
                 )
-        _BUILT = built
+        _BUILT = {**_BUILT, dt: built}
         return built
 
 
@@ -426,15 +430,16 @@ def _env_off() -> bool:
     return os.environ.get(ENV_VAR, "").strip() == "0"
 
 
-def enabled() -> bool:
-    """Whether this process has the compiled Gram product (builds it, or waits for the
-    build under way; module docstring)."""
-    return _build()["state"] == "ready"
+def enabled(dtype: Any = _F64) -> bool:
+    """Whether this process has the compiled Gram product for ``dtype`` blocks (builds
+    it, or waits for the build under way; module docstring)."""
+    return _build(dtype)["state"] == "ready"
 
 
-def status() -> str:
-    """``'ready'`` or why the compiled Gram product is not used (waits for the build)."""
-    built = _build()
+def status(dtype: Any = _F64) -> str:
+    """``'ready'`` or why the compiled Gram product for ``dtype`` blocks is not used
+    (waits for the build)."""
+    built = _build(dtype)
     return "ready" if built["state"] == "ready" else f"off: {built['reason']}"
 
 
@@ -447,24 +452,27 @@ def use_for(n_points: int, dtype: Any, mesh: Any = None) -> bool:
     releases the GIL while LLVM works), so that building overlaps the tracing of the fit
     program; only the program's lowering waits for it (:func:`block_gram_product`).
     """
-    if mesh is not None or np.dtype(dtype) not in TARGETS or n_points < MIN_POINTS:
+    dt = np.dtype(dtype)
+    if mesh is not None or dt not in TARGETS or n_points < MIN_POINTS:
         return False
     if _env_off():
         return False
-    built = _BUILT
+    built = _BUILT.get(dt)
     if built is None:
-        _start_build()
+        _start_build(dt)
         return True
     return built["state"] == "ready"
 
 
-def _start_build() -> None:
-    """Start :func:`_build` on a daemon thread, once."""
+def _start_build(dtype: np.dtype) -> None:
+    """Start :func:`_build` of ``dtype``'s function on a daemon thread, once."""
     with _STARTED_LOCK:
-        if _STARTED:
+        if dtype in _STARTED:
             return
-        _STARTED.append(True)
-    threading.Thread(target=_build, name="curvax-gram-kernel", daemon=True).start()
+        _STARTED.add(dtype)
+    threading.Thread(
+        target=_build, args=(dtype,), name="curvax-gram-kernel", daemon=True
+    ).start()
 
 
 def xla_gram_product(a_t: Array) -> Array:
@@ -501,8 +509,9 @@ _ffi_lowerings = {dt: jax.ffi.ffi_lowering(target) for dt, target in TARGETS.ite
 def _cpu_lowering(ctx: Any, *blocks: Any) -> Any:
     # here, not at tracing, the program needs the function: XLA compiles it next (or
     # loads it from the persistent cache), and both look the target up
-    if enabled():
-        return _ffi_lowerings[np.dtype(ctx.avals_in[0].dtype)](ctx, *blocks)
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    if enabled(dtype):
+        return _ffi_lowerings[dtype](ctx, *blocks)
     return _xla_lowering(ctx, *blocks)  # the same sums, by XLA's product
 
 
