@@ -174,13 +174,14 @@ def scale_residuals_and_jacobian(
     the module docstring.  With ``transposed=True`` the Jacobian is given (and
     returned) as its transpose, (p, m).
     """
-    js = jacobian_scale(r, rho)
-    return rho[1] * r / js, jac * (js[None, :] if transposed else js[:, None])
+    r_scaled, js = scale_residuals(r, rho)
+    return r_scaled, jac * (js[None, :] if transposed else js[:, None])
 
 
-def jacobian_scale(r: Array, rho: Array) -> Array:
-    """The factor ``√max(ρ′ + 2ρ″r², ε)`` (m,) by which a robust loss scales each point's
-    Jacobian row; the residual becomes ``ρ′ r`` divided by it
+def scale_residuals(r: Array, rho: Array) -> tuple[Array, Array]:
+    """``(r̃, s)``: the rescaled residuals ``r̃ = ρ′ r / s`` and the factor
+    ``s = √max(ρ′ + 2ρ″r², ε)`` (m,) by which each point's Jacobian row is multiplied
     (:func:`scale_residuals_and_jacobian`, module docstring)."""
     eps = jnp.finfo(r.dtype).eps
-    return jnp.sqrt(jnp.maximum(rho[1] + 2.0 * rho[2] * r**2, eps))
+    js = jnp.sqrt(jnp.maximum(rho[1] + 2.0 * rho[2] * r**2, eps))
+    return rho[1] * r / js, js

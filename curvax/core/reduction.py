@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from curvax.core.gram_kernel import MAX_ROWS as GRAM_MAX_ROWS
 from curvax.core.gram_kernel import block_gram_product, xla_gram_product
-from curvax.core.loss import jacobian_scale, loss_terms
+from curvax.core.loss import loss_terms, scale_residuals
 from curvax.core.select import where
 
 Array = jax.Array
@@ -138,8 +138,8 @@ def _masked_loss_rows(
     if rho_fn is not None:
         rho = loss_terms(rho_fn, r, f_scale)
         cost = 0.5 * jnp.sum(rho[0] if mask is None else where(mask, rho[0], 0.0))
-        scale = jacobian_scale(r, rho)
-        r, parts = rho[1] * r / scale, [a * per_point(scale) for a in parts]
+        r, scale = scale_residuals(r, rho)
+        parts = [a * per_point(scale) for a in parts]
     return cost, r, (parts if isinstance(jac, list) else parts[0])
 
 
