@@ -21,7 +21,7 @@ What
 ----
 :func:`block_gram_product` hands the block to a function that XLA calls from inside the
 fit program, on the thread that runs it, with no return to Python: a *typed FFI target*
-(:data:`TARGET`). The block may come in pieces — operands of one row (k,) or of several
+(:data:`TARGETS`). The block may come in pieces — operands of one row (k,) or of several
 (r, k), its rows in turn — so that rows formed apart need not be stacked. The function
 is written here in LLVM's intermediate language and compiled for the host processor by
 `llvmlite <https://llvmlite.readthedocs.io>`_ once per process (about 0.07 s). For every
@@ -99,8 +99,6 @@ TARGETS = {
     np.dtype(np.float64): "curvax_block_gram_f64",
     np.dtype(np.float32): "curvax_block_gram_f32",
 }
-#: The float64 target (the one most fits use).
-TARGET = TARGETS[np.dtype(np.float64)]
 #: LLVM's name for each dtype's element type.
 _LLVM_TYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
 
@@ -445,15 +443,15 @@ def status(dtype: Any = _F64) -> str:
 
 def use_for(n_points: int, dtype: Any, mesh: Any = None) -> bool:
     """Whether a fit of ``n_points`` (padded) points in ``dtype`` uses the kernel: float64
-    or float32, at least :data:`MIN_POINTS` points, on one device (no ``mesh``), and the kernel not
-    known to be unavailable.
+    or float32, at least :data:`MIN_POINTS` points, on one device (no ``mesh``), and the
+    kernel not known to be unavailable.
 
     The first time it says yes, the kernel is built on a thread of its own (llvmlite
     releases the GIL while LLVM works), so that building overlaps the tracing of the fit
     program; only the program's lowering waits for it (:func:`block_gram_product`).
     """
     dt = np.dtype(dtype)
-    if mesh is not None or dt not in TARGETS or n_points < MIN_POINTS:
+    if mesh is not None or not takes(dt, 1) or n_points < MIN_POINTS:
         return False
     if _env_off():
         return False
@@ -490,6 +488,12 @@ def _stacked(*blocks: Array) -> Array:
 
 def _n_rows(blocks: tuple[Any, ...]) -> int:
     return sum(b.shape[0] if len(b.shape) == 2 else 1 for b in blocks)
+
+
+def takes(dtype: Any, n_rows: int) -> bool:
+    """Whether :func:`block_gram_product` takes a block of ``n_rows`` rows in ``dtype``:
+    float64 or float32, at most :data:`MAX_ROWS` rows."""
+    return np.dtype(dtype) in TARGETS and n_rows <= MAX_ROWS
 
 
 _block_gram_p = Primitive("curvax_block_gram")
@@ -554,12 +558,12 @@ def block_gram_product(*blocks: Array) -> Array:
         raise ValueError("blocks: expected at least one block of rows")
     k, dtype = blocks[0].shape[-1], np.dtype(blocks[0].dtype)
     for b in blocks:
-        if dtype not in TARGETS or b.dtype != dtype or b.ndim not in (1, 2) or b.shape[-1] != k:
+        if not takes(dtype, 1) or b.dtype != dtype or b.ndim not in (1, 2) or b.shape[-1] != k:
             raise ValueError(
                 f"blocks: expected 1-D or 2-D arrays of {k} points, all float64 or all "
                 f"float32, got {b.dtype} {b.shape}"
             )
-    if _n_rows(blocks) > MAX_ROWS:
+    if not takes(dtype, _n_rows(blocks)):
         raise ValueError(
             f"blocks: {_n_rows(blocks)} rows in all; the compiled product takes at most "
             f"{MAX_ROWS}"

@@ -32,8 +32,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from curvax.core.gram_kernel import MAX_ROWS as GRAM_MAX_ROWS
 from curvax.core.gram_kernel import block_gram_product, xla_gram_product
+from curvax.core.gram_kernel import takes as gram_kernel_takes
 from curvax.core.loss import loss_terms, scale_residuals
 from curvax.core.select import where
 
@@ -238,11 +238,7 @@ def block_gram(
     of its own, so that XLA writes each row once, from its own loop, instead of also
     copying it into a concatenation (:func:`curvax.core.gram_kernel.block_gram_product`).
     """
-    kernel = (
-        style == "kernel"
-        and r.dtype in (jnp.float64, jnp.float32)
-        and jac_t.shape[0] < GRAM_MAX_ROWS
-    )
+    kernel = style == "kernel" and gram_kernel_takes(r.dtype, jac_t.shape[0] + 1)
     if kernel and split_rows:
         # split before masking: a row masked on its own stays in its own loop
         rows = [jac_t[i] for i in range(jac_t.shape[0])]
