@@ -1,14 +1,16 @@
 """A model's slow float64 operations replaced by faster ones, for XLA:CPU.
 
 XLA:CPU computes some float64 functions with one C-library call per value, far slower
-than its own vectorised ``exp`` and ``log``: ``pow`` (12–18 ns per value) and ``sin``,
-``cos`` (about 9 ns).  Its divisions cost several products each, and forward
-differentiation repeats them in every Jacobian row.  :func:`with_fast_math` rewrites a
-model so that these are computed by :func:`curvax.core.fast_pow.fast_pow`,
-:func:`curvax.core.fast_trig.fast_sin`, :func:`~curvax.core.fast_trig.fast_cos` and
-:func:`curvax.core.fast_div.divide` (their modules give the mathematics, the
-accuracy and the switches ``CURVAX_FAST_POW=0``, ``CURVAX_FAST_TRIG=0``,
-``CURVAX_FAST_DIV=0``).  A division of two scalars is left alone (:data:`CONDITIONS`).
+than its own vectorised ``exp``: ``pow`` (12–18 ns per value), ``sin``, ``cos`` (about
+9 ns) and ``log`` wherever it is not fused into a sum (about 2 ns).  Its divisions cost
+several products each, and forward differentiation repeats them in every Jacobian row.
+:func:`with_fast_math` rewrites a model so that these are computed by
+:func:`curvax.core.fast_pow.fast_pow`, :func:`curvax.core.fast_trig.fast_sin`,
+:func:`~curvax.core.fast_trig.fast_cos`, :func:`curvax.core.fast_log.fast_log` and
+:func:`curvax.core.fast_div.divide` (their modules give the mathematics, the accuracy
+and the switches ``CURVAX_FAST_POW=0``, ``CURVAX_FAST_TRIG=0``, ``CURVAX_FAST_LOG=0``,
+``CURVAX_FAST_DIV=0``).  A division or a logarithm of scalars only is left alone
+(:data:`CONDITIONS`).
 
 How: the jaxpr of the model is traced at the shapes it is called with and evaluated
 again with every float64 operation of the chosen kinds replaced, also inside nested
@@ -30,7 +32,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from curvax.core import fast_div, fast_pow, fast_trig
+from curvax.core import fast_div, fast_log, fast_pow, fast_trig
 
 #: Each replaceable primitive: its kind (the switch that covers it) and the module and
 #: name of the function computing it.  The function is looked up at each use, so that
@@ -40,23 +42,31 @@ REPLACEMENTS: dict[Any, tuple[str, Any, str]] = {
     lax.sin_p: ("trig", fast_trig, "fast_sin"),
     lax.cos_p: ("trig", fast_trig, "fast_cos"),
     lax.div_p: ("div", fast_div, "divide"),
+    lax.log_p: ("log", fast_log, "fast_log"),
 }
 
 
 def _involves_an_array(eqn: Any) -> bool:
-    """A division with an array operand, which :mod:`curvax.core.fast_div` does faster
-    (a quotient of two scalars is left as it is)."""
+    """An operation with an array operand: a division (:mod:`curvax.core.fast_div`) or a
+    logarithm (:mod:`curvax.core.fast_log`) of scalars only, computed once per
+    evaluation, is left as it is."""
     return any(len(v.aval.shape) >= 1 for v in eqn.invars)
 
 
 #: For a primitive listed here, the condition an operation must meet to be replaced
 #: (besides float64 operands).
-CONDITIONS: dict[Any, Callable[[Any], bool]] = {lax.div_p: _involves_an_array}
+CONDITIONS: dict[Any, Callable[[Any], bool]] = {
+    lax.div_p: _involves_an_array,
+    lax.log_p: _involves_an_array,
+}
 
 
 #: The environment variable that turns each kind off (value ``0``, read once).
 SWITCHES: dict[str, str] = {
-    "pow": fast_pow.ENV_VAR, "trig": fast_trig.ENV_VAR, "div": fast_div.ENV_VAR,
+    "pow": fast_pow.ENV_VAR,
+    "trig": fast_trig.ENV_VAR,
+    "div": fast_div.ENV_VAR,
+    "log": fast_log.ENV_VAR,
 }
 
 
@@ -143,8 +153,8 @@ def _evaluate(jaxpr: Any, consts: list, args: list, kinds: frozenset[str]) -> li
 
 
 def with_fast_math(fn: Callable[..., Any], kinds: frozenset[str]) -> Callable[..., Any]:
-    """``fn`` with its float64 operations of ``kinds`` (``'pow'``, ``'trig'``, ``'div'``;
-    see :data:`REPLACEMENTS`) replaced (module docstring).
+    """``fn`` with its float64 operations of ``kinds`` (``'pow'``, ``'trig'``, ``'div'``,
+    ``'log'``; see :data:`REPLACEMENTS`) replaced (module docstring).
 
     The jaxpr of ``fn`` is traced at each call's arguments; without such an operation
     in it, ``fn`` itself is called.

@@ -19,8 +19,11 @@ extra precision.  For ``x > 0`` finite and ``y`` finite, write ``x = m·2^k`` wi
     ``y·ln x = y·k·ln2_hi + y·(k·ln2_lo + ln m)``
 
 where ``ln2_hi`` has 21 significant bits, so that ``t = k·ln2_hi`` is exact (32 bits
-at most, ``|k| ≤ 1075``).  ``y`` is split as ``y_hi + y_lo`` with ``y_hi`` holding its
-leading 21 bits (Veltkamp's splitting by ``2^32 + 1``), so that ``y_hi·t`` is exact and
+at most, ``|k| ≤ 1075``); ``k`` and ``k·ln2_lo + ln m`` come from
+:func:`curvax.core.fast_log.held_log_parts`, a logarithm vectorised with products only
+and computed once per point for the value and both partials.  ``y`` is split as
+``y_hi + y_lo`` with ``y_hi`` holding its leading 21 bits (Veltkamp's splitting by
+``2^32 + 1``), so that ``y_hi·t`` is exact and
 ``y_lo·t`` (``|y_lo| ≤ 2^-21·|y|``) is rounded by at most ``2^-74·|y·t|``: ``y·t`` is
 carried as two doubles, to far better than the ``ln m`` term needs.  With ``s + e`` the
 whole exponent rounded to a double and its error, ``x^y = exp(s)·(1 + e)``.  The
@@ -61,37 +64,15 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from curvax.core.fast_log import LN2_HI, held_log_parts, log_parts
+
 ENV_VAR = "CURVAX_FAST_POW"
 
-# ln 2 split in two doubles: LN2_HI is ln 2 cut to 21 significant bits (k·LN2_HI is exact
-# for |k| < 2^32, and so is y_hi·k·LN2_HI for |k| ≤ 1075 and y_hi of 21 bits); LN2_LO is
-# ln 2 − LN2_HI rounded to a double, from the digits of ln 2 (OEIS A002162), so that
-# LN2_HI + LN2_LO = ln 2 to 2.4e-23 (tests/test_fast_pow.py checks both).
-LN2_HI = float.fromhex("0x1.62e42p-1")
-LN2_LO = float.fromhex("0x1.fdf473de6af28p-22")
 # Veltkamp's splitting constant 2^32 + 1 (float64): (2^32 + 1)·y - ((2^32 + 1)·y - y)
 # keeps the leading 53 - 32 = 21 significant bits of y.
 _SPLIT = 4294967297.0
-# Bit pattern of √½ (0x3FE6A09E667F3BCD): mantissas at or above it are kept in
-# [√½, 1) or moved to [1, √2) by the exponent arithmetic in :func:`_split_log`.
-_SQRT_HALF_BITS = 0x3FE6A09E667F3BCD
-_ONE_BITS = 0x3FF0000000000000
-# 2^52 as the high word of a double: bits (E | _MAGIC) read as a double are 2^52 + E.
-_MAGIC_BITS = 0x4330000000000000
-_MAGIC = 4503599627370496.0
 # Exponents beyond this give 0 or ∞ for every base ≠ 1 (clipped to keep products finite).
 _Y_CLIP = 1e290
-
-
-def _split_log(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(k, l)`` with ``ln a = k·LN2_HI + l`` for finite normal ``a > 0``: ``k`` the
-    binary exponent that puts the mantissa ``m`` in ``[√½, √2)`` (a float), and
-    ``l = k·LN2_LO + ln m`` (``|l| ≤ 0.35``)."""
-    bits = lax.bitcast_convert_type(a, jnp.int64)
-    e = (bits + (_ONE_BITS - _SQRT_HALF_BITS)) >> 52  # biased exponent after the shift
-    m = lax.bitcast_convert_type(bits - ((e - 1023) << 52), jnp.float64)
-    k = lax.bitcast_convert_type(e | _MAGIC_BITS, jnp.float64) - (_MAGIC + 1023.0)
-    return k, k * LN2_LO + jnp.log(m)
 
 
 def _exp_of_product(y: jax.Array, k: jax.Array, l: jax.Array) -> jax.Array:
@@ -124,7 +105,7 @@ def _value(x: jax.Array, y: jax.Array) -> jax.Array:
     shape = jnp.broadcast_shapes(x.shape, y.shape)
 
     def ordinary() -> jax.Array:
-        return jnp.broadcast_to(_exp_of_product(y, *_split_log(x)), shape)
+        return jnp.broadcast_to(_exp_of_product(y, *log_parts(x)), shape)
 
     def general() -> jax.Array:
         return jnp.broadcast_to(lax.pow(x, y), shape)
@@ -138,7 +119,7 @@ def _value_and_partials(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Arra
     shape = jnp.broadcast_shapes(x.shape, y.shape)
 
     def ordinary() -> tuple[jax.Array, jax.Array, jax.Array]:
-        k, l = _split_log(x)  # one logarithm for the value and both partials
+        k, l = held_log_parts(x)  # one logarithm for the value and both partials
         ans = _exp_of_product(y, k, l)
         below = _exp_of_product(y - 1.0, k, l)
         log_x = k * LN2_HI + l

@@ -102,7 +102,19 @@ def linearize(
         structure[:] = [tree]
         return r, leaves
 
-    # the same computation in both branches: the predicate only has to be unknown
-    # until run time, so that XLA keeps the conditional
-    r, leaves = jax.lax.cond(p[0] == p[0], values, values)
+    r, leaves = hold(values, p[0])
     return r, jax.tree.unflatten(structure[0], leaves)
+
+
+def hold(fn: Callable[[], Any], witness: Array) -> Any:
+    """``fn()``, computed inside ``lax.cond`` so that XLA holds its result in memory
+    instead of fusing the computation into (and repeating it in) every kernel that reads
+    the result.
+
+    Both branches are ``fn``; the predicate ``witness == witness`` (a scalar of the
+    traced computation) only has to be unknown until run time, so that XLA keeps the
+    conditional.  The answer does not depend on it (a NaN ``witness`` takes the other,
+    identical branch).  Under ``vmap`` with a batched ``witness`` the conditional becomes
+    a select and both branches are computed: the same answer at twice the cost.
+    """
+    return jax.lax.cond(witness == witness, fn, fn)
