@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import curvax
 import curvax.core.fast_log as fl
 from curvax.core.fast_math import with_fast_math
 from tests._fast_math_fits import all_equations, assert_fit_goes_through
@@ -196,3 +197,39 @@ def test_power_law_with_the_exponent_fitted_equals_scipy(monkeypatch):
     assert_fit_goes_through(
         monkeypatch, fl, "fast_log", fresh, _power_law_np, x, y, [1.0, 0.5, 0.0]
     )
+
+
+def test_holding_is_switched_off_for_threaded_parts():
+    """``hold=True`` computes the logarithm inside a conditional (held in memory);
+    ``hold=False`` (a threaded reduction's parts) leaves it to XLA's ``log``.  Values
+    and derivatives agree either way."""
+
+    def model(x, b):
+        return jnp.exp(b * jnp.log(x))
+
+    x = jnp.linspace(0.5, 3.0, 64)
+    names = {}
+    for hold in (True, False):
+        rewritten = with_fast_math(model, frozenset({"log"}), hold=hold)
+        jaxpr = jax.make_jaxpr(jax.jacfwd(rewritten, argnums=1))(x, 1.3).jaxpr
+        names[hold] = {e.primitive.name for e in all_equations(jaxpr)}
+        v, dv = jax.jvp(lambda b, f=rewritten: f(x, b), (1.3,), (1.0,))
+        ref = np.exp(1.3 * np.log(np.asarray(x)))
+        np.testing.assert_allclose(v, ref, rtol=2e-15)
+        np.testing.assert_allclose(dv, np.log(np.asarray(x)) * ref, rtol=2e-15, atol=1e-15)
+    assert "cond" in names[True] and "log" not in names[True]
+    assert "cond" not in names[False] and "log" in names[False]
+
+
+def test_threaded_fit_of_a_log_model_equals_the_one_program_fit():
+    rng = np.random.default_rng(2)
+    x = np.logspace(-2, 2, 40_000)
+    y = _log_normal_np(x, 2.0, 0.3, 0.8, 0.1) + 0.02 * rng.standard_normal(x.size)
+
+    def model(x, a, mu, s, c):
+        return a * jnp.exp(-((jnp.log(x) - mu) ** 2) / (2.0 * s**2)) + c
+
+    p1, c1 = curvax.curve_fit(model, x, y, p0=[1.8, 0.2, 0.9, 0.12], workers=1)
+    p2, c2 = curvax.curve_fit(model, x, y, p0=[1.8, 0.2, 0.9, 0.12], workers=2)
+    np.testing.assert_allclose(p2, p1, rtol=1e-10)
+    np.testing.assert_allclose(c2, c1, rtol=1e-7)

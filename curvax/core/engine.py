@@ -288,19 +288,21 @@ def _embed(k: Kernel, data: dict, q: Array) -> Array:
 def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
     """Canonical model ``g(x, p)`` and Jacobian (mode or canonical callable).
 
-    On a CPU their float64 ``pow``, ``sin`` and ``cos`` operations are computed by
-    vectorised versions, and its divisions with fewer divide instructions
-    (:mod:`curvax.core.fast_math`).
+    On a CPU their float64 ``pow``, ``sin``, ``cos`` and ``log`` operations are computed
+    by vectorised versions, and its divisions with fewer divide instructions
+    (:mod:`curvax.core.fast_math`); the values of the logarithm are held in memory except
+    in a threaded reduction (``k.workers > 1``).
     """
     g = adapt_model(k.fn, k.param_style)
     if k.jac == "host":
         return host_model(g, k.x_axis)
     kinds = enabled_kinds(platform(k.mesh))
+    hold = k.workers <= 1  # not in a threaded reduction's parts (materialize.holding)
     if kinds:
-        g = with_fast_math(g, kinds)
+        g = with_fast_math(g, kinds, hold)
     if callable(k.jac):
         jac = adapt_model(k.jac, k.jac_style or k.param_style)
-        return g, (with_fast_math(jac, kinds) if kinds else jac)
+        return g, (with_fast_math(jac, kinds, hold) if kinds else jac)
     return g, k.jac
 
 

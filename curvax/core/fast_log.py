@@ -49,7 +49,9 @@ calls cheap, and XLA then copies it into every kernel that reads it: each Jacobi
 of a block would compute it again.  :func:`fast_log` (and :func:`held_log_parts`, for
 :mod:`curvax.core.fast_pow`) therefore compute it inside a conditional
 (:func:`curvax.core.materialize.hold`), whose result XLA keeps in memory; the
-conditional costs a few microseconds per block of 4096 points.
+conditional costs a few microseconds per block of 4096 points.  The part programs of a
+threaded reduction, where the conditional's thread hand-offs cost more than it saves,
+keep XLA's ``log`` instead (:func:`curvax.core.materialize.holding`).
 
 Cost, measured on the CI-class VM, one core: one array of 10⁵ logarithms 0.57 against
 1.1–2.2 ns per value for XLA's ``log``; a pass over the data (value, Jacobian and Gram
@@ -73,7 +75,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from curvax.core.materialize import hold
+from curvax.core.materialize import hold, holding_enabled
 
 ENV_VAR = "CURVAX_FAST_LOG"
 
@@ -124,16 +126,23 @@ def _reciprocal(d: jax.Array) -> jax.Array:
     return r + r * (1.0 - d * r)
 
 
+def _reduce(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(k, m)`` with ``a = 2ᵏ·m``, ``m ∈ [√½, √2)`` and ``k`` a float, for finite
+    normal ``a > 0``, from the bits of ``a``."""
+    bits = lax.bitcast_convert_type(a, jnp.int64)
+    e = (bits + (_ONE_BITS - _SQRT_HALF_BITS)) >> 52  # biased exponent after the shift
+    m = lax.bitcast_convert_type(bits - ((e - 1023) << 52), jnp.float64)
+    k = lax.bitcast_convert_type(e | _MAGIC_BITS, jnp.float64) - (_MAGIC + 1023.0)
+    return k, m
+
+
 def log_parts(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(k, l)`` with ``ln a = k·LN2_HI + l`` for finite normal ``a > 0``: ``k`` the
     binary exponent (a float) that puts the mantissa ``m`` in ``[√½, √2)``, and
     ``l = k·LN2_LO + ln m`` (``|l| ≤ 0.35``), summed as the module docstring says.
 
     Other operands give meaningless numbers (no error): callers select around them."""
-    bits = lax.bitcast_convert_type(a, jnp.int64)
-    e = (bits + (_ONE_BITS - _SQRT_HALF_BITS)) >> 52  # biased exponent after the shift
-    m = lax.bitcast_convert_type(bits - ((e - 1023) << 52), jnp.float64)
-    k = lax.bitcast_convert_type(e | _MAGIC_BITS, jnp.float64) - (_MAGIC + 1023.0)
+    k, m = _reduce(a)
     f = m - 1.0
     s = f * _reciprocal(2.0 + f)
     z = s * s
@@ -151,15 +160,26 @@ def _log(a: jax.Array) -> jax.Array:
 
 def held_log(a: jax.Array) -> jax.Array:
     """``ln a`` (:func:`_log`), held in memory when ``a`` has more than one value
-    (module docstring, :func:`curvax.core.materialize.hold`)."""
+    (module docstring, :func:`curvax.core.materialize.hold`); XLA's own ``log`` where
+    holding is off (:func:`curvax.core.materialize.holding`)."""
     a = jnp.asarray(a)
-    return hold(lambda: _log(a), a.ravel()[0]) if a.size > 1 else _log(a)
+    if a.size <= 1:
+        return _log(a)
+    if not holding_enabled():
+        return lax.log(a)
+    return hold(lambda: _log(a), a.ravel()[0])
 
 
 def held_log_parts(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """:func:`log_parts` of ``a``, held in memory when ``a`` has more than one value."""
+    """:func:`log_parts` of ``a``, held in memory when ``a`` has more than one value;
+    where holding is off, ``ln m`` is XLA's ``log``."""
     a = jnp.asarray(a)
-    return hold(lambda: log_parts(a), a.ravel()[0]) if a.size > 1 else log_parts(a)
+    if a.size <= 1:
+        return log_parts(a)
+    if not holding_enabled():
+        k, m = _reduce(a)
+        return k, k * LN2_LO + lax.log(m)
+    return hold(lambda: log_parts(a), a.ravel()[0])
 
 
 @jax.custom_jvp

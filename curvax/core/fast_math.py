@@ -33,6 +33,7 @@ import numpy as np
 from jax import lax
 
 from curvax.core import fast_div, fast_log, fast_pow, fast_trig
+from curvax.core.materialize import holding
 
 #: Each replaceable primitive: its kind (the switch that covers it) and the module and
 #: name of the function computing it.  The function is looked up at each use, so that
@@ -152,12 +153,16 @@ def _evaluate(jaxpr: Any, consts: list, args: list, kinds: frozenset[str]) -> li
     return [read(v) for v in jaxpr.outvars]
 
 
-def with_fast_math(fn: Callable[..., Any], kinds: frozenset[str]) -> Callable[..., Any]:
+def with_fast_math(
+    fn: Callable[..., Any], kinds: frozenset[str], hold: bool = True
+) -> Callable[..., Any]:
     """``fn`` with its float64 operations of ``kinds`` (``'pow'``, ``'trig'``, ``'div'``,
     ``'log'``; see :data:`REPLACEMENTS`) replaced (module docstring).
 
     The jaxpr of ``fn`` is traced at each call's arguments; without such an operation
-    in it, ``fn`` itself is called.
+    in it, ``fn`` itself is called.  ``hold=False`` (the part programs of a threaded
+    reduction) keeps the replacements from holding values in memory through a
+    conditional (:func:`curvax.core.materialize.holding`).
     """
 
     @functools.wraps(fn)
@@ -166,7 +171,8 @@ def with_fast_math(fn: Callable[..., Any], kinds: frozenset[str]) -> Callable[..
         if not has_replacement(closed.jaxpr, kinds):
             return fn(*args)
         flat_args = jax.tree_util.tree_leaves(args)
-        out = _evaluate(closed.jaxpr, closed.consts, flat_args, kinds)
+        with holding(hold):
+            out = _evaluate(closed.jaxpr, closed.consts, flat_args, kinds)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), out)
 
     return rewritten

@@ -45,6 +45,8 @@ select that computes both branches.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,6 +106,33 @@ def linearize(
 
     r, leaves = hold(values, p[0])
     return r, jax.tree.unflatten(structure[0], leaves)
+
+
+_HOLDING = contextvars.ContextVar("curvax_holding", default=True)
+
+
+@contextlib.contextmanager
+def holding(enabled: bool) -> Iterator[None]:
+    """Within the block (while a model is traced), :func:`holding_enabled` answers
+    ``enabled``.
+
+    :func:`curvax.core.fast_math.with_fast_math` sets it for the model it rewrites:
+    off for the part programs of a threaded reduction (:mod:`curvax.core.threaded`).
+    There the conditional of :func:`hold` ran its branch on XLA's own worker threads,
+    which then competed with the two part programs for the two cores: a 4PL fit at 10⁷
+    points took 293–310 ms instead of 241–266 (``benchmarks/README.md``, session 24).
+    """
+    token = _HOLDING.set(enabled)
+    try:
+        yield
+    finally:
+        _HOLDING.reset(token)
+
+
+def holding_enabled() -> bool:
+    """Whether values may be held by :func:`hold` in the program being traced
+    (:func:`holding`; yes by default)."""
+    return _HOLDING.get()
 
 
 def hold(fn: Callable[[], Any], witness: Array) -> Any:
