@@ -56,8 +56,8 @@ keep XLA's ``log`` instead (:func:`curvax.core.materialize.holding`).
 Cost, measured on the CI-class VM, one core: one array of 10⁵ logarithms 0.57 against
 1.1–2.2 ns per value for XLA's ``log``; a pass over the data (value, Jacobian and Gram
 product, blocks of 4096 points) of ``top + (bottom − top)/(1 + exp(hill·(ln x − ln
-ec50))))`` 4.5–4.8 → 3.4 ns per point, and of the 4PL through ``fast_pow`` 7.1–7.3 →
-4.7–5.3 ns; whole 4PL fits at 10⁵ points 4.7–4.9 → 3.4–4.4 ms (``benchmarks/README.md``,
+ec50)))`` 4.5–4.8 → 3.4 ns per point, and of the 4PL through ``fast_pow`` 7.1–7.3 →
+4.7–5.3 ns; whole 4PL fits at 10⁵ points 4.8–5.6 → 3.8–5.7 ms (``benchmarks/README.md``,
 session 24).
 
 Where: :func:`curvax.core.fast_math.with_fast_math` puts :func:`fast_log` in place of a
