@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -85,3 +86,26 @@ def test_the_answer_does_not_depend_on_the_code_generator(fresh_options, monkeyp
     for (p_opt, c_opt), (p_def, c_def) in zip(*results, strict=True):
         np.testing.assert_allclose(p_opt, p_def, rtol=1e-10)
         np.testing.assert_allclose(c_opt, c_def, rtol=1e-6)
+
+
+def test_kernels_are_not_split_over_xlas_threads(fresh_options, monkeypatch):
+    """With the options a large fused kernel stays whole (no ``outer_dimension_partitions``
+    in the compiled program); without them XLA may split it (checked only where it
+    does, as the reference that the option changes something)."""
+    monkeypatch.delenv(xla_options.ENV_VAR, raising=False)
+    options = fresh_options.cpu_compiler_options()
+    if options is None:
+        pytest.skip("this jaxlib does not take curvax's options")
+    assert fresh_options.kernels_stay_whole()
+    x = np.linspace(0.0, 1.0, 1 << 20)
+
+    def text(opts):
+        fn = jax.jit(lambda v: jnp.exp(-v) * jnp.sin(v) / (1.0 + v), compiler_options=opts)
+        return fn.lower(x).compile().as_text()
+
+    assert "outer_dimension_partitions" not in text(options)
+    if "outer_dimension_partitions" not in text(None):
+        pytest.skip("XLA does not split this kernel here either")
+    monkeypatch.setenv(xla_options.ENV_VAR, "1")
+    fresh_options.cpu_compiler_options.cache_clear()
+    assert not fresh_options.kernels_stay_whole()

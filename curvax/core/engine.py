@@ -71,7 +71,7 @@ from curvax.core.threaded import (
     split_data,
 )
 from curvax.core.trf import SolverOutput, trf
-from curvax.core.xla_options import cpu_compiler_options
+from curvax.core.xla_options import cpu_compiler_options, kernels_stay_whole
 
 Array = jax.Array
 
@@ -290,14 +290,17 @@ def _model_parts(k: Kernel) -> tuple[Callable, Callable | str]:
 
     On a CPU their float64 ``pow``, ``sin``, ``cos`` and ``log`` operations are computed
     by vectorised versions, and its divisions with fewer divide instructions
-    (:mod:`curvax.core.fast_math`); the values of the logarithm are held in memory except
-    in a threaded reduction (``k.workers > 1``).
+    (:mod:`curvax.core.fast_math`); the values of the logarithm are held in memory,
+    in a threaded reduction (``k.workers > 1``) only where XLA keeps each kernel on one
+    thread (:func:`curvax.core.xla_options.kernels_stay_whole`).
     """
     g = adapt_model(k.fn, k.param_style)
     if k.jac == "host":
         return host_model(g, k.x_axis)
     kinds = enabled_kinds(platform(k.mesh))
-    hold = k.workers <= 1  # not in a threaded reduction's parts (materialize.holding)
+    # hold values in memory (materialize.holding) unless XLA may split the holding
+    # conditional's kernels over the threads a threaded reduction's parts run on
+    hold = k.workers <= 1 or kernels_stay_whole()
     if kinds:
         g = with_fast_math(g, kinds, hold)
     if callable(k.jac):

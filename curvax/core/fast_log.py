@@ -49,9 +49,11 @@ calls cheap, and XLA then copies it into every kernel that reads it: each Jacobi
 of a block would compute it again.  :func:`fast_log` (and :func:`held_log_parts`, for
 :mod:`curvax.core.fast_pow`) therefore compute it inside a conditional
 (:func:`curvax.core.materialize.hold`), whose result XLA keeps in memory; the
-conditional costs a few microseconds per block of 4096 points.  The part programs of a
-threaded reduction, where the conditional's thread hand-offs cost more than it saves,
-keep XLA's ``log`` instead (:func:`curvax.core.materialize.holding`).
+conditional costs a few microseconds per block of 4096 points.  Where XLA may split a
+kernel over its own threads (:func:`curvax.core.xla_options.kernels_stay_whole` false),
+the part programs of a threaded reduction keep XLA's ``log`` instead
+(:func:`curvax.core.materialize.holding`): the split kernels of the conditional then
+competed with the part programs for the cores.
 
 Cost, measured on the CI-class VM, one core: one array of 10⁵ logarithms 0.57 against
 1.1–2.2 ns per value for XLA's ``log``; a pass over the data (value, Jacobian and Gram

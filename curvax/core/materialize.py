@@ -117,10 +117,12 @@ def holding(enabled: bool) -> Iterator[None]:
     ``enabled``.
 
     :func:`curvax.core.fast_math.with_fast_math` sets it for the model it rewrites:
-    off for the part programs of a threaded reduction (:mod:`curvax.core.threaded`).
-    There the conditional of :func:`hold` ran its branch on XLA's own worker threads,
-    which then competed with the two part programs for the two cores: a 4PL fit at 10⁷
-    points took 293–310 ms instead of 241–266 (``benchmarks/README.md``, session 24).
+    off for the part programs of a threaded reduction (:mod:`curvax.core.threaded`)
+    where XLA may split a fused kernel over its own worker threads
+    (:func:`curvax.core.xla_options.kernels_stay_whole`).  There the kernels inside the
+    conditional of :func:`hold` were split, and XLA's workers competed with the two part
+    programs for the two cores: a 4PL fit at 10⁷ points took 293–310 ms instead of
+    241–266 (``benchmarks/README.md``, session 24).
     """
     token = _HOLDING.set(enabled)
     try:

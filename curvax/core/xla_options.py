@@ -33,13 +33,25 @@ eight, two runs each (``benchmarks/README.md``, session 20)::
 A processor without AVX-512 ignores the preference (XLA never exceeds the ISA's width).
 Compilation time and small fits (10² points) are unchanged.
 
+Third, they switch off XLA:CPU's ``cpu-parallel-task-assigner`` pass
+(``xla_disable_hlo_passes``), which splits a fused kernel it deems expensive into parts
+run on XLA's own worker threads.  A fit's kernels work on one block of 4096 points at a
+time, where the hand-off costs about what the split saves, and in a threaded fit
+(:mod:`curvax.core.threaded`) those workers compete with the two part programs for the
+two cores.  Measured on the 2-core CI-class VM (medians of 40 fits, two alternated
+processes each): no change for the exponential, Gaussian and three-peak models at 10⁵
+and 10⁶ points; the 4PL with its logarithm held in memory
+(:mod:`curvax.core.fast_log`), 10⁶ points on two threads, 29.6–30.5 → 23.2–24.8 ms
+(``benchmarks/README.md``, session 24).  :func:`kernels_stay_whole` says whether this
+applies.
+
 :func:`cpu_compiler_options` gives these options to the programs curvax compiles when the
 default back end is the CPU (per program, through ``jax.jit(...,
 compiler_options=...)``: JAX's process-wide configuration is not touched) and this
 jaxlib accepts them: known for jaxlib 0.10 (:data:`VERIFIED_JAXLIB`), probed once for
 other versions by compiling a one-operation program (20-40 ms of a first fit).  The
 environment variable ``CURVAX_XLA_CPU_FUSION_EMITTERS=1`` (read once) keeps XLA's
-defaults for both options.
+defaults for all three options.
 
 The programs of a single fit (:mod:`curvax.core.engine`, :mod:`curvax.scale`) take the
 options; batch programs (:mod:`curvax.batch`) do not.  A batch split over devices must
@@ -64,9 +76,16 @@ ENV_VAR = "CURVAX_XLA_CPU_FUSION_EMITTERS"
 CPU_OPTIONS: dict[str, Any] = {
     "xla_cpu_use_fusion_emitters": False,
     "xla_cpu_prefer_vector_width": 512,
+    "xla_disable_hlo_passes": "cpu-parallel-task-assigner",
 }
 #: jaxlib (major, minor) versions known to accept :data:`CPU_OPTIONS` (not probed).
 VERIFIED_JAXLIB = ((0, 10),)
+
+
+def kernels_stay_whole() -> bool:
+    """Whether the programs curvax compiles keep each fused kernel on one thread (the
+    options apply, ``cpu-parallel-task-assigner`` among them; module docstring)."""
+    return cpu_compiler_options() is not None
 
 
 @functools.cache
