@@ -72,3 +72,8 @@ def all_equations(jaxpr: Any) -> Iterator[Any]:
             inner = getattr(v, "jaxpr", None)
             if inner is not None:
                 yield from all_equations(getattr(inner, "jaxpr", inner))
+
+
+def ulps(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``|got − ref|`` in units in the last place of ``ref``."""
+    return np.abs(got - ref) / np.spacing(np.abs(ref))

@@ -35,3 +35,15 @@ def recorded_pool(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 
     monkeypatch.setattr(pool, "empty", recording)
     return handed
+
+
+@pytest.fixture
+def float64_only():
+    """float64 inside the test only: the process-wide setting is left as it was.  A
+    module whose every test needs it says ``pytestmark =
+    pytest.mark.usefixtures("float64_only")``.  (JAX is imported here, not above: the
+    XLA flag must be set first.)"""
+    import jax
+
+    with jax.enable_x64(True):
+        yield

@@ -16,12 +16,7 @@ import curvax.core.fast_div as fdv
 from curvax.core.fast_math import with_fast_math
 from tests._fast_math_fits import all_equations, assert_fit_goes_through
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside each test only: the process-wide setting is left as it was."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 
 def _dividends(n: int, seed: int) -> np.ndarray:

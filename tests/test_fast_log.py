@@ -17,18 +17,9 @@ import pytest
 import curvax
 import curvax.core.fast_log as fl
 from curvax.core.fast_math import with_fast_math
-from tests._fast_math_fits import all_equations, assert_fit_goes_through
+from tests._fast_math_fits import all_equations, assert_fit_goes_through, ulps
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside each test only: the process-wide setting is left as it was."""
-    with jax.enable_x64(True):
-        yield
-
-
-def _ulps(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    return np.abs(got - ref) / np.spacing(np.abs(ref))
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 
 @pytest.mark.parametrize(
@@ -46,7 +37,7 @@ def test_within_one_ulp_of_the_c_library(lo, hi):
     ref = np.log(x)
     for fn in (fl.fast_log, fl.held_log):
         got = np.asarray(jax.jit(fn)(x))
-        err = _ulps(got, ref)
+        err = ulps(got, ref)
         assert err.max() <= 1.0, (lo, hi, err.max())
         assert np.mean(got == ref) >= 0.85  # most values correctly rounded
 
@@ -55,7 +46,7 @@ def test_exact_values():
     x = np.array([1.0, 2.0, 0.5, 1024.0, 2.0**-1022, 2.0**1023])
     got = np.asarray(jax.jit(fl.fast_log)(x))
     np.testing.assert_array_equal(got[0], 0.0)  # ln 1 = 0 exactly
-    assert np.all(_ulps(got[1:], np.log(x[1:])) <= 0.5)  # k·ln 2, correctly rounded
+    assert np.all(ulps(got[1:], np.log(x[1:])) <= 0.5)  # k·ln 2, correctly rounded
 
 
 def test_special_operands_give_xlas_answer():
@@ -99,7 +90,7 @@ def test_the_reciprocal_polynomial_and_its_newton_steps():
             value = value * end + c
         assert abs(end * value - 1) < Fraction(97, 10**7)
     r = np.asarray(jax.jit(fl._reciprocal)(d))
-    assert np.max(_ulps(r, 1.0 / d)) <= 1.0
+    assert np.max(ulps(r, 1.0 / d)) <= 1.0
 
 
 def test_log_parts_add_up_to_the_logarithm():
@@ -111,7 +102,7 @@ def test_log_parts_add_up_to_the_logarithm():
     m = a / 2.0**k
     assert np.all((m >= np.sqrt(0.5) * (1 - 1e-15)) & (m < np.sqrt(2.0) * (1 + 1e-15)))
     assert np.all(np.abs(l) <= 0.35 + np.abs(k) * fl.LN2_LO)
-    assert np.max(_ulps(k * fl.LN2_HI + l, np.log(a))) <= 1.0
+    assert np.max(ulps(k * fl.LN2_HI + l, np.log(a))) <= 1.0
 
 
 @pytest.mark.parametrize("x", [np.array([0.3, 1.0, 2.5, 4e5]), np.array([0.0, 1.0, -2.0, 3.0])])
@@ -120,9 +111,9 @@ def test_derivative_is_that_of_lax_log(x):
     v, dv = (np.asarray(a) for a in jax.jit(lambda a: jax.jvp(fl.fast_log, (a,), (t,)))(x))
     v0, dv0 = (np.asarray(a) for a in jax.jit(lambda a: jax.jvp(jnp.log, (a,), (t,)))(x))
     exact = (np.isnan(v) & np.isnan(v0)) | (v == v0)
-    assert np.all(_ulps(v[~exact], v0[~exact]) <= 1.0), (v, v0)
+    assert np.all(ulps(v[~exact], v0[~exact]) <= 1.0), (v, v0)
     finite = np.isfinite(dv0)
-    assert np.all(_ulps(dv[finite], dv0[finite]) <= 1.0)
+    assert np.all(ulps(dv[finite], dv0[finite]) <= 1.0)
     np.testing.assert_array_equal(dv[~finite], dv0[~finite])  # ±∞ at 0
     # the second derivative, through the rule's reciprocal: -t·s/a²
     d2 = jax.jit(jax.grad(jax.grad(lambda a: fl.fast_log(a))))(2.5)

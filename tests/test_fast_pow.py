@@ -17,14 +17,9 @@ import pytest
 import curvax.core.fast_log as fl
 import curvax.core.fast_pow as fp
 from curvax.core.fast_math import with_fast_math
-from tests._fast_math_fits import all_equations, assert_fit_goes_through
+from tests._fast_math_fits import all_equations, assert_fit_goes_through, ulps
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside each test only: the process-wide setting is left as it was."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 # Subnormal operands are left out: XLA:CPU flushes them to zero (module docstring).
 SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.0,
@@ -39,10 +34,6 @@ def _same(got: np.ndarray, ref: np.ndarray, ulps: float) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         close = np.isfinite(ref) & (np.abs(got - ref) <= ulps * np.spacing(np.abs(ref)))
     return both_nan | exact | close
-
-
-def _ulps(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    return np.abs(got - ref) / np.spacing(np.abs(ref))
 
 
 def test_special_operands_give_the_c_librarys_answer():
@@ -82,7 +73,7 @@ def test_accuracy_against_the_c_library(force_general):
         ref = x**y
         got = np.asarray(f(x, y))
         assert np.all(np.isfinite(ref))
-        err = _ulps(got, ref)
+        err = ulps(got, ref)
         assert np.all(err <= 2.0 * (1.0 + np.abs(y))), (lo, hi, ymax, err.max())
         assert err.max() <= bound, (lo, hi, ymax, err.max())
         assert np.median(err) <= 1.0

@@ -14,18 +14,9 @@ import pytest
 
 import curvax.core.fast_trig as ft
 from curvax.core.fast_math import with_fast_math
-from tests._fast_math_fits import assert_fit_goes_through
+from tests._fast_math_fits import assert_fit_goes_through, ulps
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside each test only: the process-wide setting is left as it was."""
-    with jax.enable_x64(True):
-        yield
-
-
-def _ulps(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    return np.abs(got - ref) / np.spacing(np.abs(ref))
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 
 def _arguments() -> np.ndarray:
@@ -51,8 +42,8 @@ def test_within_one_ulp_of_the_c_library(name):
     fn = ft.fast_sin if name == "sin" else ft.fast_cos
     got = np.asarray(jax.jit(fn)(x))
     ref = getattr(np, name)(x)
-    ulps = _ulps(got, ref)
-    assert ulps.max() <= 1.0, (x[np.argmax(ulps)], got[np.argmax(ulps)], ulps.max())
+    err = ulps(got, ref)
+    assert err.max() <= 1.0, (x[np.argmax(err)], got[np.argmax(err)], err.max())
     assert np.mean(got == ref) > 0.9  # most values correctly rounded
 
 
@@ -78,11 +69,11 @@ def test_derivatives_are_cos_and_minus_sin():
     x = np.concatenate([np.linspace(-30.0, 30.0, 601), [0.0, -0.0]])
     ds = np.asarray(jax.jit(jax.vmap(jax.grad(ft.fast_sin)))(x))
     dc = np.asarray(jax.jit(jax.vmap(jax.grad(ft.fast_cos)))(x))
-    assert _ulps(ds, np.cos(x)).max() <= 1.0
-    assert _ulps(dc, -np.sin(x))[x != 0].max() <= 1.0
+    assert ulps(ds, np.cos(x)).max() <= 1.0
+    assert ulps(dc, -np.sin(x))[x != 0].max() <= 1.0
     # jvp of a whole array, the form the fit's forward mode takes
     _, t = jax.jvp(ft.fast_sin, (jnp.asarray(x),), (jnp.full(x.shape, 2.0),))
-    assert _ulps(np.asarray(t), 2.0 * np.cos(x)).max() <= 1.0
+    assert ulps(np.asarray(t), 2.0 * np.cos(x)).max() <= 1.0
 
 
 def _names(jaxpr) -> set[str]:

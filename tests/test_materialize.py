@@ -22,12 +22,7 @@ import curvax.core.materialize as mz
 from curvax.core.fast_math import replaced_names
 from curvax.core.problem import value_and_jacobian
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside each test only: the process-wide setting is left as it was."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 
 X = np.linspace(0.0, 6.0, 257)

@@ -17,12 +17,7 @@ import curvax.core.separate_rows as sr
 from curvax.core.problem import value_and_jacobian
 from tests._fast_math_fits import assert_fit_goes_through
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside each test only: the process-wide setting is left as it was."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 
 X = np.linspace(0.0, 10.0, 257)

@@ -28,10 +28,7 @@ from curvax.core.small_linalg import (
 SIZES = [1, 2, 5, 9, UNROLL_MAX + 2]  # the last one takes the LAPACK fallback
 
 
-@pytest.fixture(autouse=True)
-def _float64():  # type: ignore[no-untyped-def]
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_only")
 
 
 def _spd(p: int, rng: np.random.Generator) -> np.ndarray:
