@@ -73,6 +73,9 @@ branches: the same answer at twice the cost; curvax's batch fits do not use it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -160,28 +163,32 @@ def _log(a: jax.Array) -> jax.Array:
     return jnp.where((a >= _TINY) & (a < jnp.inf), k * LN2_HI + l, special)
 
 
-def held_log(a: jax.Array) -> jax.Array:
-    """``ln a`` (:func:`_log`), held in memory when ``a`` has more than one value
-    (module docstring, :func:`curvax.core.materialize.hold`); XLA's own ``log`` where
-    holding is off (:func:`curvax.core.materialize.holding`)."""
+def _held(compute: Callable[[jax.Array], Any], xla: Callable[[jax.Array], Any], a: Any) -> Any:
+    """``compute(a)``, held in memory when ``a`` has more than one value (module
+    docstring, :func:`curvax.core.materialize.hold`); ``xla(a)``, the same with XLA's
+    ``log``, where holding is off (:func:`curvax.core.materialize.holding`)."""
     a = jnp.asarray(a)
     if a.size <= 1:
-        return _log(a)
+        return compute(a)
     if not holding_enabled():
-        return lax.log(a)
-    return hold(lambda: _log(a), a.ravel()[0])
+        return xla(a)
+    return hold(lambda: compute(a), a.ravel()[0])
+
+
+def _log_parts_xla(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    k, m = _reduce(a)
+    return k, k * LN2_LO + lax.log(m)
+
+
+def held_log(a: jax.Array) -> jax.Array:
+    """``ln a`` (:func:`_log`), held in memory; XLA's ``log`` where holding is off."""
+    return _held(_log, lax.log, a)
 
 
 def held_log_parts(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """:func:`log_parts` of ``a``, held in memory when ``a`` has more than one value;
-    where holding is off, ``ln m`` is XLA's ``log``."""
-    a = jnp.asarray(a)
-    if a.size <= 1:
-        return log_parts(a)
-    if not holding_enabled():
-        k, m = _reduce(a)
-        return k, k * LN2_LO + lax.log(m)
-    return hold(lambda: log_parts(a), a.ravel()[0])
+    """:func:`log_parts` of ``a``, held in memory; where holding is off, ``ln m`` is
+    XLA's ``log``."""
+    return _held(log_parts, _log_parts_xla, a)
 
 
 @jax.custom_jvp
