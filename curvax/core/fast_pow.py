@@ -105,6 +105,7 @@ def _value(x: jax.Array, y: jax.Array) -> jax.Array:
     shape = jnp.broadcast_shapes(x.shape, y.shape)
 
     def ordinary() -> jax.Array:
+        # the value alone reads the logarithm once (in its exp): nothing to hold
         return jnp.broadcast_to(_exp_of_product(y, *log_parts(x)), shape)
 
     def general() -> jax.Array:
